@@ -1,0 +1,140 @@
+"""NumPy/CuPy selection and devices: the one module that imports CuPy.
+
+Every op is written once against an array module ``xp``; ``array_module(a)`` returns NumPy for
+host arrays and CuPy for device arrays, so the same code runs on the CPU and on a GPU.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:  # CuPy is optional: the CPU build of distgrad needs NumPy alone.
+    import cupy as _cupy
+except Exception:  # ImportError, or a CuPy that cannot find its CUDA libraries
+    _cupy = None
+
+
+class Device:
+    """A place where arrays live: ``Device('cpu')`` (NumPy) or ``Device('cuda', 0)`` (CuPy)."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, type: str, index: int | None = None):
+        if isinstance(type, Device):
+            type, index = type.type, type.index
+        elif ":" in type:
+            type, _, idx = type.partition(":")
+            if not idx.isdigit():
+                raise ValueError(f"invalid device string {type}:{idx!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+            index = int(idx)
+        if type not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device type {type!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+        if type == "cuda" and index is None:
+            index = current_cuda_index() if _cupy is not None else 0
+        self.type = type
+        self.index = None if type == "cpu" else index
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            other = Device(other)
+        return isinstance(other, Device) and self.type == other.type and self.index == other.index
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+
+CPU = Device("cpu")
+
+
+def cupy_module():
+    """The CuPy module, or a clear error when CuPy or a GPU is missing."""
+    if _cupy is None:
+        raise RuntimeError("device 'cuda' needs CuPy: pip install 'distgrad[gpu]' (cupy-cuda12x)")
+    return _cupy
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    return cuda_device_count() > 0
+
+
+def cuda_device_count() -> int:
+    if _cupy is None:
+        return 0
+    try:
+        return _cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        return 0
+
+
+def current_cuda_index() -> int:
+    return _cupy.cuda.runtime.getDevice()
+
+
+def is_device_array(a) -> bool:
+    return _cupy is not None and isinstance(a, _cupy.ndarray)
+
+
+def array_module(a):
+    """NumPy for host arrays (and Python scalars), CuPy for device arrays."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def module_for(device: Device):
+    return np if device.type == "cpu" else cupy_module()
+
+
+def device_of(a) -> Device:
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return Device("cuda", a.device.id)
+    return CPU
+
+
+def to_device(a, device: Device):
+    """Copy ``a`` to ``device`` (no copy when it is already there)."""
+    if device.type == "cpu":
+        return _cupy.asnumpy(a) if is_device_array(a) else np.asarray(a)
+    cp = cupy_module()
+    if device.index >= cuda_device_count():
+        raise RuntimeError(f"device {device} is not available: CuPy sees {cuda_device_count()} GPU(s)")
+    with cp.cuda.Device(device.index):
+        return cp.asarray(a)
+
+
+def cuda_device_context(device: Device):
+    """A context manager making ``device`` current (a no-op for the CPU)."""
+    if device.type == "cpu":
+        import contextlib
+        return contextlib.nullcontext()
+    return cupy_module().cuda.Device(device.index)
+
+
+def owns_memory(a) -> bool:
+    """True when ``a`` is not a view of another array (safe to hand out without copying)."""
+    return a.base is None
+
+
+def synchronize(device: Device | None = None) -> None:
+    """Wait for all queued GPU work (a no-op on the CPU)."""
+    if _cupy is not None and (device is None or device.type == "cuda"):
+        _cupy.cuda.get_current_stream().synchronize()
+
+
+def from_dlpack(capsule_owner):
+    """An array from any DLPack producer, on the producer's device, without a copy."""
+    dev_type, _ = capsule_owner.__dlpack_device__()
+    if int(dev_type) == 1:  # kDLCPU
+        return np.from_dlpack(capsule_owner)
+    return cupy_module().from_dlpack(capsule_owner)
+
+
+def random_state(device: Device):
+    """The module whose ``random`` draws arrays on ``device``."""
+    return module_for(device)

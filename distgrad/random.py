@@ -1,0 +1,66 @@
+"""Random number generation: one seed drives NumPy (CPU tensors) and CuPy (GPU tensors)."""
+from __future__ import annotations
+
+import numpy as np
+
+from distgrad import backend
+
+
+class Generator:
+    """A seeded source of random arrays; ``manual_seed`` makes runs repeatable."""
+
+    def __init__(self, device="cpu"):
+        self.device = backend.Device(device)
+        self.manual_seed(np.random.SeedSequence().entropy % (2**63))
+
+    def manual_seed(self, seed: int) -> "Generator":
+        self.initial_seed_value = int(seed)
+        self.numpy = np.random.Generator(np.random.PCG64(int(seed)))
+        self._cupy = None
+        return self
+
+    def initial_seed(self) -> int:
+        return self.initial_seed_value
+
+    def for_device(self, device):
+        """The array-module generator drawing on ``device``."""
+        if device.type == "cpu":
+            return self.numpy
+        if self._cupy is None:
+            cp = backend.cupy_module()
+            self._cupy = cp.random.Generator(cp.random.XORWOW(self.initial_seed_value))
+        return self._cupy
+
+    def get_state(self) -> dict:
+        return {"seed": self.initial_seed_value, "numpy": self.numpy.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.initial_seed_value = state["seed"]
+        self.numpy.bit_generator.state = state["numpy"]
+        self._cupy = None
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed: int) -> Generator:
+    """Seeds the default generator (CPU and GPU draws) and returns it."""
+    return default_generator.manual_seed(seed)
+
+
+def seed() -> int:
+    s = int(np.random.SeedSequence().entropy % (2**63))
+    manual_seed(s)
+    return s
+
+
+def initial_seed() -> int:
+    return default_generator.initial_seed()
+
+
+def get_rng_state() -> dict:
+    return default_generator.get_state()
+
+
+def set_rng_state(state: dict) -> None:
+    default_generator.set_state(state)
