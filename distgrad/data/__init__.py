@@ -1,0 +1,1 @@
+"""distgrad.data (being written)."""

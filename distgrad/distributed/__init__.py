@@ -1,0 +1,1 @@
+"""distgrad.distributed (being written)."""

@@ -1,0 +1,1 @@
+"""distgrad.nn (being written)."""

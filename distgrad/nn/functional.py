@@ -1,0 +1,1 @@
+"""The functional form of every nn op, with PyTorch's signatures (being written)."""

@@ -1,0 +1,2 @@
+"""dropout ops (being written)."""
+__all__ = []

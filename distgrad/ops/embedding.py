@@ -1,0 +1,2 @@
+"""embedding ops (being written)."""
+__all__ = []

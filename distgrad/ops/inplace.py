@@ -1,0 +1,2 @@
+"""inplace ops (being written)."""
+__all__ = []

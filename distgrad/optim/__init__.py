@@ -1,0 +1,1 @@
+"""distgrad.optim (being written)."""
