@@ -138,3 +138,12 @@ def from_dlpack(capsule_owner):
 def random_state(device: Device):
     """The module whose ``random`` draws arrays on ``device``."""
     return module_for(device)
+
+
+def scatter_add(target, indices, values) -> None:
+    """``target[indices] += values`` with repeated indices summed (``np.add.at`` / ``cupyx.scatter_add``)."""
+    if is_device_array(target):
+        import cupyx
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
