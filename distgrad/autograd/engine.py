@@ -9,7 +9,6 @@ rest of backward is still running. That is the moment data-parallel training sta
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 
 from distgrad.autograd import anomaly_mode
@@ -78,49 +77,53 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
     for (node, nr), g in zip(edges, root_grads):
         _add_to_buffer(buffers, node, nr, g)
     heap = []
-    tie = itertools.count()
-    for node, _ in edges:
-        if deps.get(node, 0) == 0 and node in buffers and not any(node is h[2] for h in heap):
-            heapq.heappush(heap, (-node.seq, next(tie), node))
+    for node in buffers:
+        if deps.get(node, 0) == 0:
+            heap.append((-node.seq, id(node), node))
+    heapq.heapify(heap)
 
     prev_task = getattr(_local, "task", None)
     _local.task = task
     prev_grad = _grad_state.enabled
     _grad_state.enabled = create_graph
+    push, pop = heapq.heappush, heapq.heappop
     try:
         while heap:
-            node = heapq.heappop(heap)[2]
+            node = pop(heap)[2]
             grads = buffers.pop(node)
-            pre_hooks = node.__dict__.get("pre_hooks")
-            if pre_hooks:
-                _run_pre_hooks(pre_hooks, grads)
+            if node.pre_hooks:
+                _run_pre_hooks(node.pre_hooks, grads)
             if targets is not None and node in targets:
                 for nr, i in targets[node]:
                     captured[i] = grads[nr]
-            if type(node) is AccumulateGrad:
+            if node.__class__ is AccumulateGrad:
                 if accumulate:
                     _accumulate(node.variable, grads[0], task)
                 continue
             if executable is not None and node not in executable:
                 continue
-            if all(g is None for g in grads):
-                outs = (None,) * len(node.next_functions)
+            for g in grads:
+                if g is not None:
+                    outs = _call_node(node, grads)
+                    if not retain_graph:
+                        node._saved = None
+                    break
             else:
-                outs = _call_node(node, grads)
-                if not retain_graph:
-                    node.release_saved()
+                outs = (None,) * len(node.next_functions)
             for edge, g in zip(node.next_functions, outs):
                 if edge is None:
                     continue
                 nxt, nr = edge
+                buf = buffers.get(nxt)
+                if buf is None:
+                    buf = buffers[nxt] = [None] * nxt.num_outputs
                 if g is not None:
-                    _add_to_buffer(buffers, nxt, nr, g)
-                else:
-                    buffers.setdefault(nxt, [None] * _num_outputs(nxt))
+                    old = buf[nr]
+                    buf[nr] = g if old is None else old + g
                 left = deps[nxt] - 1
                 deps[nxt] = left
                 if left == 0 and (executable is None or nxt in executable or nxt in targets):
-                    heapq.heappush(heap, (-nxt.seq, next(tie), nxt))
+                    push(heap, (-nxt.seq, id(nxt), nxt))
         _grad_state.enabled = prev_grad
         while task.callbacks:
             task.callbacks.pop(0)()
@@ -161,15 +164,10 @@ def _strict_ancestors(targets, parents):
     return found
 
 
-def _num_outputs(node) -> int:
-    meta = node.__dict__.get("_output_meta")
-    return 1 if meta is None else len(meta)
-
-
 def _add_to_buffer(buffers, node, nr, g):
     buf = buffers.get(node)
     if buf is None:
-        buf = buffers[node] = [None] * _num_outputs(node)
+        buf = buffers[node] = [None] * node.num_outputs
     buf[nr] = g if buf[nr] is None else buf[nr] + g
 
 

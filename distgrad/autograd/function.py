@@ -11,10 +11,10 @@ import traceback
 
 import numpy as _np
 
-from distgrad import backend
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.hooks import add_hook
+from distgrad.tensor import Tensor
 
 _sequence = itertools.count()
 
@@ -31,6 +31,8 @@ class Node:
 
     seq: int
     next_functions: tuple  # per input: (node, output_nr) or None when it needs no gradient
+    num_outputs = 1
+    pre_hooks = None  # {output_nr: {handle id: fn}}, made on the first register_prehook
 
     @property
     def name(self) -> str:
@@ -38,7 +40,9 @@ class Node:
 
     def register_prehook(self, fn, output_nr: int = 0):
         """``fn(grad) -> grad | None`` runs before this node sees the gradient of output ``output_nr``."""
-        hooks = self.__dict__.setdefault("pre_hooks", {}).setdefault(output_nr, {})
+        if self.pre_hooks is None:
+            self.pre_hooks = {}
+        hooks = self.pre_hooks.setdefault(output_nr, {})
         return add_hook(hooks, fn)
 
 
@@ -70,7 +74,6 @@ class Function(Node):
     # --- ctx API -------------------------------------------------------------------------------
     def save_for_backward(self, *tensors) -> None:
         self._saved = tensors
-        self._saved_versions = tuple(None if t is None else t._version[0] for t in tensors)
 
     @property
     def saved_tensors(self) -> tuple:
@@ -79,7 +82,7 @@ class Function(Node):
             raise RuntimeError(FREED_GRAPH_MESSAGE)
         out = []
         for t, version in zip(saved, self._saved_versions):
-            if isinstance(t, _SavedOutput):
+            if t.__class__ is _SavedOutput:
                 t = t.unpack(self)
             if t is not None and t._version[0] != version:
                 raise RuntimeError(
@@ -96,17 +99,25 @@ class Function(Node):
     # --- recording -----------------------------------------------------------------------------
     @classmethod
     def apply(cls, *args, **kwargs):
-        from distgrad.tensor import Tensor
-
+        """Runs ``forward`` and, when an input requires grad and grad mode is on, records the node."""
         ctx = cls.__new__(cls)
-        ctx._saved = ()
         grad_on = _grad_state.enabled
-        record = False
         if grad_on:
-            needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            needs = []
+            edges = []
+            for a in args:
+                if isinstance(a, Tensor) and a.requires_grad:
+                    needs.append(True)
+                    edges.append((a.grad_fn or a._grad_accumulator(), a.output_nr))
+                else:
+                    needs.append(False)
+                    edges.append(None)
             record = True in needs
-            ctx.needs_input_grad = needs
-        _grad_state.enabled = False
+            ctx.needs_input_grad = tuple(needs)
+            _grad_state.enabled = False
+        else:
+            record = False
+        ctx._saved = ()
         try:
             out = cls.forward(ctx, *args, **kwargs)
         except Exception as exc:
@@ -115,54 +126,50 @@ class Function(Node):
         finally:
             _grad_state.enabled = grad_on
 
-        single = not isinstance(out, tuple)
-        outs = (out,) if single else out
-        wrapped = []
-        for nr, o in enumerate(outs):
-            if not isinstance(o, Tensor):
-                if isinstance(o, _np.generic):  # NumPy turns 0-d results into scalars
-                    o = _np.asarray(o)
-                o = Tensor(o)
-            elif any(o is a for a in args):
-                o = o.detach()
-            wrapped.append(o)
+        if out.__class__ is not tuple:
+            out = _as_output(out, args)
+            if cls.is_view:
+                out._version = args[0]._version
+            if record and out.data.dtype.kind in "fc" and not ctx.__dict__.get("_non_differentiable"):
+                out.requires_grad = True
+                out.grad_fn = ctx
+                ctx._record(edges, (out,))
+            return out
+        outs = tuple(_as_output(o, args) for o in out)
         if cls.is_view:
-            wrapped[0]._version = args[0]._version
-
+            outs[0]._version = args[0]._version
         if record:
-            ctx.seq = next(_sequence)
-            ctx.next_functions = tuple(
-                (a.grad_fn or a._grad_accumulator(), a.output_nr) if n else None
-                for a, n in zip(args, needs)
-            )
-            nondiff = getattr(ctx, "_non_differentiable", ())
-            for nr, o in enumerate(wrapped):
-                if o.dtype.kind in "fc" and id(o) not in nondiff:
+            nondiff = ctx.__dict__.get("_non_differentiable", ())
+            for nr, o in enumerate(outs):
+                if o.data.dtype.kind in "fc" and id(o) not in nondiff:
                     o.requires_grad = True
                     o.grad_fn = ctx
                     o.output_nr = nr
-            if len(wrapped) > 1:
-                ctx._output_meta = tuple((o.shape, o.dtype, o.data) for o in wrapped)
-            if ctx._saved:
-                ctx._saved = tuple(_SavedOutput.wrap(t, wrapped) for t in ctx._saved)
-            if anomaly_mode.enabled:
-                ctx.forward_trace = "".join(traceback.format_stack()[:-2])
-        else:
-            ctx._saved = None
-        return wrapped[0] if single else tuple(wrapped)
+            ctx.num_outputs = len(outs)
+            ctx._output_meta = tuple((o.shape, o.dtype, o._xp) for o in outs)
+            ctx._record(edges, outs)
+        return outs
+
+    def _record(self, edges, outputs) -> None:
+        self.seq = next(_sequence)
+        self.next_functions = tuple(edges)
+        saved = self._saved
+        if saved:
+            self._saved_versions = tuple(None if t is None else t._version[0] for t in saved)
+            self._saved = tuple(_SavedOutput.wrap(t, outputs) for t in saved)
+        if anomaly_mode.enabled:
+            self.forward_trace = "".join(traceback.format_stack()[:-2])
 
     # --- called by the engine ------------------------------------------------------------------
     def run_backward(self, grads: list):
         """Calls ``backward`` with one gradient per output; returns one gradient per input."""
         if self._saved is None:
             raise RuntimeError(FREED_GRAPH_MESSAGE)
-        meta = getattr(self, "_output_meta", None)
+        meta = self.__dict__.get("_output_meta")
         if meta is not None:
-            from distgrad.tensor import Tensor
-            xp_zeros = backend.array_module
-            grads = [g if g is not None else Tensor(xp_zeros(d).zeros(s, dt)) for g, (s, dt, d) in zip(grads, meta)]
+            grads = [g if g is not None else Tensor(xp.zeros(s, dt)) for g, (s, dt, xp) in zip(grads, meta)]
         result = type(self).backward(self, *grads)
-        if not isinstance(result, tuple):
+        if result.__class__ is not tuple:
             result = (result,)
         if len(result) != len(self.next_functions):
             if len(result) > len(self.next_functions) and all(r is None for r in result[len(self.next_functions):]):
@@ -176,7 +183,21 @@ class Function(Node):
 
     def release_saved(self) -> None:
         self._saved = None
-        self.__dict__.pop("_output_meta", None)
+
+
+def _as_output(o, args):
+    """A Tensor for a forward result: arrays are wrapped; an input returned as-is is aliased."""
+    if isinstance(o, Tensor):
+        for a in args:
+            if o is a:
+                return o.detach()
+        return o
+    if o.__class__ in _NUMPY_SCALARS or isinstance(o, _np.generic):  # NumPy turns 0-d results into scalars
+        o = _np.asarray(o)
+    return Tensor(o)
+
+
+_NUMPY_SCALARS = (_np.float32, _np.float64, _np.float16, _np.int64, _np.int32, _np.bool_)
 
 
 class _SavedOutput:
@@ -190,6 +211,8 @@ class _SavedOutput:
 
     @staticmethod
     def wrap(t, outputs):
+        if t is None:
+            return None
         for nr, o in enumerate(outputs):
             if t is o:
                 return _SavedOutput(o.detach(), nr)
@@ -218,8 +241,6 @@ class AccumulateGrad(Node):
 
 
 def _raise_device_mismatch(cls, args, exc):
-    from distgrad.tensor import Tensor
-
     devices = []
     for a in args:
         if isinstance(a, Tensor) and a.device not in devices:

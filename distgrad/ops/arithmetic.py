@@ -177,7 +177,9 @@ class RPowScalar(Function):
 
 def _scalar(x):
     """A Python number from a number or a NumPy scalar (NumPy scalars would upcast float32)."""
-    return x.item() if hasattr(x, "item") and not isinstance(x, Tensor) else x
+    if x.__class__ is float or x.__class__ is int:
+        return x
+    return x.item() if hasattr(x, "item") else x
 
 
 def add(a, b, alpha=1):
