@@ -14,3 +14,4 @@ from distgrad import autograd  # noqa: F401
 from distgrad import cuda  # noqa: F401
 
 __version__ = "0.1.0"
+from distgrad import data  # noqa: E402,F401
