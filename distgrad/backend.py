@@ -141,9 +141,5 @@ def random_state(device: Device):
 
 
 def scatter_add(target, indices, values) -> None:
-    """``target[indices] += values`` with repeated indices summed (``np.add.at`` / ``cupyx.scatter_add``)."""
-    if is_device_array(target):
-        import cupyx
-        cupyx.scatter_add(target, indices, values)
-    else:
-        np.add.at(target, indices, values)
+    """``target[indices] += values`` with repeated indices summed (``add.at`` of NumPy or CuPy)."""
+    array_module(target).add.at(target, indices, values)
