@@ -314,3 +314,18 @@ def test_saved_tensor_modified_in_place_raises_at_backward():
 def test_double_backward_of_polynomial_matches_closed_form():
     x = leaf(0.5, -1.5)
     assert dg.autograd.gradgradcheck(lambda t: t ** 3 - 2 * t * t + 1 / t, (x,))
+
+
+def test_leaf_that_receives_no_gradient_keeps_grad_none():
+    class FirstOnly(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a.data + b.data
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, None
+
+    a, b = leaf(1.0), leaf(2.0)
+    FirstOnly.apply(a, b).backward()
+    assert a.grad.item() == 1.0 and b.grad is None

@@ -97,7 +97,7 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
                 for nr, i in targets[node]:
                     captured[i] = grads[nr]
             if node.__class__ is AccumulateGrad:
-                if accumulate:
+                if accumulate and grads[0] is not None:
                     _accumulate(node.variable, grads[0], task)
                 continue
             if executable is not None and node not in executable:

@@ -1,2 +1,107 @@
-"""activation ops (being written)."""
-__all__ = []
+"""``softmax``, ``log_softmax``, ``softmin``: numerically stable, one Function each.
+
+Both subtract the maximum along ``dim`` before exponentiating, so large logits never overflow.
+Their backward passes are written with Tensor ops, so second derivatives work.
+"""
+from __future__ import annotations
+
+import warnings
+
+from distgrad.autograd.function import Function
+from distgrad.ops.broadcast import sum_to
+from distgrad.tensor import Tensor, bind_methods
+
+__all__ = ["softmax", "log_softmax", "softmin"]
+
+
+def normalize_dim(dim: int, ndim: int) -> int:
+    """``dim`` made non-negative, with PyTorch's error when it is out of range (0-d tensors take -1 and 0)."""
+    low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not low <= dim <= high:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{low}, {high}], but got {dim})")
+    return dim % max(ndim, 1)
+
+
+def reduced_shape(shape: tuple, dim: int) -> tuple:
+    """``shape`` with ``dim`` set to 1: the shape of a ``keepdim`` reduction along ``dim``."""
+    return shape[:dim] + (1,) + shape[dim + 1:] if shape else ()
+
+
+def _shifted(x, axis):
+    """``x`` minus its maximum along ``axis`` (every entry <= 0, so ``exp`` cannot overflow)."""
+    if x.size == 0:
+        return x.copy()
+    return x - x.max(axis=axis, keepdims=True)
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = x._xp
+        axis = dim if x.ndim else None
+        e = xp.exp(_shifted(x.data, axis))
+        e /= e.sum(axis=axis, keepdims=True)
+        out = Tensor(e)
+        ctx.dim = dim
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        gy = grad * y
+        return gy - y * sum_to(gy, reduced_shape(y.shape, ctx.dim)), None
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = x._xp
+        axis = dim if x.ndim else None
+        shifted = _shifted(x.data, axis)
+        shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        ctx.dim = dim
+        ctx.save_for_backward(x)
+        return shifted
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        # d log_softmax(x)_i / dx_j = delta_ij - softmax(x)_j; the softmax is an op, so it differentiates again.
+        return grad - softmax(x, ctx.dim) * sum_to(grad, reduced_shape(x.shape, ctx.dim)), None
+
+
+def _softmax_dim(name: str, input: Tensor, dim) -> int:
+    if dim is None:  # PyTorch's legacy choice, kept for old call sites
+        dim = 0 if input.ndim in (0, 1, 3) else 1
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
+                      f"Change the call to include dim=X as an argument.", stacklevel=3)
+    if input.dtype.kind != "f":
+        raise NotImplementedError(f'"{name}" not implemented for \'{input.dtype.name}\'; '
+                                  f"pass a floating point tensor or dtype=")
+    return normalize_dim(dim, input.ndim)
+
+
+def _cast(input: Tensor, dtype) -> Tensor:
+    return input if dtype is None else input.to(dtype)
+
+
+def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """``exp(x) / exp(x).sum(dim)``, computed without overflow; ``dtype`` casts the input first."""
+    input = _cast(input, dtype)
+    return Softmax.apply(input, _softmax_dim("softmax", input, dim))
+
+
+def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """``x - logsumexp(x, dim)``: the log of ``softmax``, accurate even where ``softmax`` underflows to 0."""
+    input = _cast(input, dtype)
+    return LogSoftmax.apply(input, _softmax_dim("log_softmax", input, dim))
+
+
+def softmin(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
+    """``softmax(-x, dim)``."""
+    input = _cast(input, dtype)
+    return Softmax.apply(-input, _softmax_dim("softmin", input, dim))
+
+
+bind_methods(softmax=softmax, log_softmax=log_softmax)

@@ -1,2 +1,61 @@
-"""dropout ops (being written)."""
-__all__ = []
+"""``dropout``: zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``.
+
+Masks come from ``distgrad.random.default_generator`` on the input's device, so ``dg.manual_seed``
+makes them repeatable.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from distgrad import random
+from distgrad.autograd.function import Function
+from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
+from distgrad.tensor import Tensor
+
+__all__ = ["dropout"]
+
+
+class Dropout(Function):
+    """``x * mask`` with a constant ``mask`` of zeros and ``1 / (1 - p)``s."""
+
+    @staticmethod
+    def forward(ctx, input, mask):
+        ctx.save_for_backward(mask)
+        return input.data * mask.data
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+def _scaled_mask(input: Tensor, p: float):
+    """Zeros with probability ``p``, else ``1 / (1 - p)``, in the input's dtype and on its device."""
+    generator = random.default_generator.for_device(input.device)
+    draw_dtype = np.float64 if input.dtype == np.float64 else np.float32
+    keep = generator.random(input.shape, dtype=draw_dtype) >= p
+    return keep.astype(input.dtype) * (1 / (1 - p)) if p < 1 else keep.astype(input.dtype)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """During training, a randomly thinned and rescaled ``input``; otherwise ``input`` itself.
+
+    ``inplace=True`` writes the result into ``input`` (a leaf requiring grad cannot be modified in place).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0 or input.numel() == 0:
+        return input
+    mask = Tensor(_scaled_mask(input, p))
+    if not inplace:
+        return Dropout.apply(input, mask)
+    return _dropout_in_place(input, mask)
+
+
+def _dropout_in_place(input: Tensor, mask: Tensor) -> Tensor:
+    if needs_recording(input):  # input takes over the new node, as PyTorch's in-place ops do
+        return record_inplace(input, "dropout_", lambda alias: Dropout.apply(alias, mask))
+    check_writable(input, "dropout_")
+    input.data *= mask.data
+    input._version[0] += 1
+    return input
