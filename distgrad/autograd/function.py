@@ -80,6 +80,8 @@ class Function(Node):
         saved = self._saved
         if saved is None:
             raise RuntimeError(FREED_GRAPH_MESSAGE)
+        if not saved:
+            return ()
         out = []
         for t, version in zip(saved, self._saved_versions):
             if t.__class__ is _SavedOutput:

@@ -1,2 +1,486 @@
-"""elementwise ops (being written)."""
-__all__ = []
+"""Elementwise ops: math functions, activations, ``clamp``, ``maximum``/``minimum``, ``where``,
+rounding, comparisons and logical ops.
+
+Most unary ops are one row of a table (``_pointwise``): the array function beside the chain rule,
+written with Tensor ops so that double backward works. Comparisons, logical ops and ``isnan`` & co.
+return bool tensors outside the graph.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+from distgrad.autograd.function import Function
+from distgrad.dtypes import get_default_dtype, int64
+from distgrad.ops.broadcast import sum_to
+from distgrad.tensor import Tensor, bind_methods
+
+__all__ = [
+    "exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "square", "reciprocal", "abs", "absolute", "sign",
+    "sin", "cos", "tan", "tanh", "sigmoid", "erf", "relu", "leaky_relu", "gelu", "silu", "softplus",
+    "clamp", "clip", "clamp_min", "clamp_max", "maximum", "minimum", "where",
+    "floor", "ceil", "round", "trunc", "eq", "ne", "lt", "le", "gt", "ge",
+    "logical_not", "logical_and", "logical_or", "logical_xor",
+    "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "isnan", "isinf", "isfinite",
+]
+
+
+# --- unary ops: one table row each --------------------------------------------------------------
+class _Pointwise(Function):
+    """``y = f(x, *options)``; ``chain(grad, saved, *options)`` is the chain rule in Tensor ops.
+
+    ``saves`` names what backward reads: "input" (``x``), "output" (``y``) or "nothing".
+    """
+
+    saves = "input"
+    promotes_integers = True  # integer/bool inputs compute in the default float dtype, as in torch
+
+    @classmethod
+    def forward(cls, ctx, x, *options):
+        data = x.data
+        if cls.promotes_integers and data.dtype.kind not in "fc":
+            data = data.astype(get_default_dtype())
+        y = Tensor(cls.f(x._xp, data, *options))
+        ctx.options = options
+        if cls.saves != "nothing":
+            ctx.save_for_backward(y if cls.saves == "output" else x)
+        return y
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        saved = ctx.saved_tensors if cls.saves != "nothing" else ()
+        return (cls.chain(grad, *saved, *ctx.options),) + (None,) * len(ctx.options)
+
+
+def _pointwise(name, f, chain, saves="input", promotes_integers=True):
+    return type(name, (_Pointwise,), {"f": staticmethod(f), "chain": staticmethod(chain), "saves": saves,
+                                      "promotes_integers": promotes_integers})
+
+
+def _zero_grad(grad, *options):
+    return Tensor(grad._xp.zeros_like(grad.data))
+
+
+def _on_floats(fn):
+    """``fn`` for floating arrays; integer arrays are returned as a copy (rounding them is a no-op)."""
+    return lambda xp, x, *options: fn(xp, x, *options) if x.dtype.kind in "fc" else x.copy()
+
+
+Exp = _pointwise("Exp", lambda xp, x: xp.exp(x), lambda g, y: g * y, saves="output")
+Log = _pointwise("Log", lambda xp, x: xp.log(x), lambda g, x: g / x)
+Log1p = _pointwise("Log1p", lambda xp, x: xp.log1p(x), lambda g, x: g / (x + 1))
+Expm1 = _pointwise("Expm1", lambda xp, x: xp.expm1(x), lambda g, y: g * (y + 1), saves="output")
+Sqrt = _pointwise("Sqrt", lambda xp, x: xp.sqrt(x), lambda g, y: g / (2 * y), saves="output")
+Rsqrt = _pointwise("Rsqrt", lambda xp, x: 1 / xp.sqrt(x), lambda g, y: -0.5 * g * y * y * y, saves="output")
+Reciprocal = _pointwise("Reciprocal", lambda xp, x: 1 / x, lambda g, y: -g * y * y, saves="output")
+Sin = _pointwise("Sin", lambda xp, x: xp.sin(x), lambda g, x: g * x.cos())
+Cos = _pointwise("Cos", lambda xp, x: xp.cos(x), lambda g, x: g * -x.sin())
+Tan = _pointwise("Tan", lambda xp, x: xp.tan(x), lambda g, y: g * (1 + y * y), saves="output")
+Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda g, y: g * (1 - y * y), saves="output")
+Abs = _pointwise("Abs", lambda xp, x: xp.abs(x), lambda g, x: g * x.sign(), promotes_integers=False)
+# torch's sign(nan) is 0, NumPy's is nan
+Sign = _pointwise("Sign", lambda xp, x: xp.nan_to_num(xp.sign(x), nan=0.0), _zero_grad, saves="nothing",
+                  promotes_integers=False)
+Relu = _pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda g, y: where(y > 0, g, 0), saves="output",
+                  promotes_integers=False)
+LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: xp.where(x > 0, x, x * slope),
+                       lambda g, x, slope: where(x > 0, g, g * slope))
+Floor = _pointwise("Floor", _on_floats(lambda xp, x: xp.floor(x)), _zero_grad, "nothing", False)
+Ceil = _pointwise("Ceil", _on_floats(lambda xp, x: xp.ceil(x)), _zero_grad, "nothing", False)
+Trunc = _pointwise("Trunc", _on_floats(lambda xp, x: xp.trunc(x)), _zero_grad, "nothing", False)
+Round = _pointwise("Round", _on_floats(lambda xp, x, decimals: xp.round(x, decimals)), _zero_grad, "nothing", False)
+
+
+def _sigmoid_array(xp, x):
+    """``1 / (1 + exp(-x))`` without overflow: ``exp`` only ever sees ``-|x|``."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+Sigmoid = _pointwise("Sigmoid", _sigmoid_array, lambda g, y: g * (1 - y) * y, saves="output")
+
+
+def _silu_chain(grad, x):
+    s = x.sigmoid()
+    return grad * s * (1 + x * (1 - s))
+
+
+Silu = _pointwise("Silu", lambda xp, x: x * _sigmoid_array(xp, x), _silu_chain)
+
+
+def _softplus_array(xp, x, beta, threshold):
+    bx = x * beta
+    # above the threshold softplus is x to working precision; the minimum keeps exp from overflowing
+    return xp.where(bx > threshold, x, xp.log1p(xp.exp(xp.minimum(bx, threshold))) / beta)
+
+
+Softplus = _pointwise("Softplus", _softplus_array,
+                      lambda g, x, beta, threshold: where(x * beta > threshold, g, g * (x * beta).sigmoid()))
+
+
+# --- erf and gelu --------------------------------------------------------------------------------
+# W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23 (1969),
+# as in his CALERF routine (netlib specfun); relative error below 1e-15 in float64. Coefficients are
+# listed highest degree first, for Horner's rule.
+_ERF_NUM = (1.85777706184603153e-1, 3.16112374387056560e00, 1.13864154151050156e02,
+            3.77485237685302021e02, 3.20937758913846947e03)
+_ERF_DEN = (1.0, 2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03,
+            2.84423683343917062e03)
+_ERFC_MID_NUM = (2.15311535474403846e-8, 5.64188496988670089e-1, 8.88314979438837594e00,
+                 6.61191906371416295e01, 2.98635138197400131e02, 8.81952221241769090e02,
+                 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03)
+_ERFC_MID_DEN = (1.0, 1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02,
+                 1.62138957456669019e03, 3.29079923573345963e03, 4.36261909014324716e03,
+                 3.43936767414372164e03, 1.23033935480374942e03)
+_ERFC_TAIL_NUM = (1.63153871373020978e-2, 3.05326634961232344e-1, 3.60344899949804439e-1,
+                  1.25781726111229246e-1, 1.60837851487422766e-2, 6.58749161529837803e-4)
+_ERFC_TAIL_DEN = (1.0, 2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1,
+                  6.05183413124413191e-2, 2.33520497626869185e-3)
+_INV_SQRT_PI = 0.5641895835477562869
+
+
+def _horner(t, coefficients):
+    acc = t * coefficients[0]  # one new array, then updated in place: these ops are memory-bound
+    acc += coefficients[1]
+    for c in coefficients[2:]:
+        acc *= t
+        acc += c
+    return acc
+
+
+def _erf_array(xp, x):
+    """Cody's three rational approximations, each evaluated on the whole array and then selected."""
+    y = xp.abs(x)
+    near = xp.clip(x, -0.46875, 0.46875)
+    near_sq = near * near
+    erf_near = near * _horner(near_sq, _ERF_NUM) / _horner(near_sq, _ERF_DEN)
+    mid = xp.clip(y, 0.46875, 4.0)
+    tail = xp.clip(y, 4.0, 27.0)  # erfc(27) underflows to 0 in float64; clipping keeps inf finite
+    inv_sq = 1 / (tail * tail)
+    erfc_mid = _horner(mid, _ERFC_MID_NUM) / _horner(mid, _ERFC_MID_DEN)
+    erfc_tail = (_INV_SQRT_PI - inv_sq * _horner(inv_sq, _ERFC_TAIL_NUM) / _horner(inv_sq, _ERFC_TAIL_DEN)) / tail
+    far = xp.clip(y, 0.46875, 27.0)
+    # exp(-far**2) split as exp(-r**2) * exp(-(far - r)(far + r)) with r = far rounded down to 1/16
+    r = xp.trunc(far * 16) / 16
+    erfc = xp.where(y <= 4.0, erfc_mid, erfc_tail) * xp.exp(-r * r) * xp.exp(-(far - r) * (far + r))
+    return xp.where(y <= 0.46875, erf_near, xp.sign(x) * (1 - erfc))
+
+
+Erf = _pointwise("Erf", _erf_array, lambda g, x: g * (2 * _INV_SQRT_PI) * (-x * x).exp())
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_KAPPA = 0.044715
+
+
+def _gelu_array(xp, x, approximate):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + _KAPPA * x * x * x)))
+    return 0.5 * x * (1 + _erf_array(xp, x * _SQRT_HALF))
+
+
+def _gelu_chain(grad, x, approximate):
+    if approximate == "tanh":
+        x_sq = x * x
+        t = (_SQRT_2_OVER_PI * (x + _KAPPA * x_sq * x)).tanh()
+        return grad * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * _KAPPA * x_sq))
+    cdf = 0.5 * (1 + (x * _SQRT_HALF).erf())
+    pdf = (-0.5 * x * x).exp() * _INV_SQRT_2PI
+    return grad * (cdf + x * pdf)
+
+
+Gelu = _pointwise("Gelu", _gelu_array, _gelu_chain)
+
+
+def exp(input): return Exp.apply(input)
+def log(input): return Log.apply(input)
+def log1p(input): return Log1p.apply(input)
+def expm1(input): return Expm1.apply(input)
+def sqrt(input): return Sqrt.apply(input)
+def rsqrt(input): return Rsqrt.apply(input)
+def reciprocal(input): return Reciprocal.apply(input)
+def sin(input): return Sin.apply(input)
+def cos(input): return Cos.apply(input)
+def tan(input): return Tan.apply(input)
+def tanh(input): return Tanh.apply(input)
+def sigmoid(input): return Sigmoid.apply(input)
+def erf(input): return Erf.apply(input)
+def abs(input): return Abs.apply(input)
+def sign(input): return Sign.apply(input)
+def relu(input): return Relu.apply(input)
+def silu(input): return Silu.apply(input)
+def floor(input): return Floor.apply(input)
+def ceil(input): return Ceil.apply(input)
+def trunc(input): return Trunc.apply(input)
+
+
+absolute = abs
+
+
+def square(input):
+    """``input ** 2`` (torch records it as a pow, too)."""
+    return input ** 2
+
+
+def round(input, *, decimals: int = 0):
+    """Rounds half to even, like torch; ``decimals`` rounds to that many decimal places."""
+    return Round.apply(input, decimals)
+
+
+def leaky_relu(input, negative_slope: float = 0.01):
+    return LeakyRelu.apply(input, negative_slope)
+
+
+def softplus(input, beta: float = 1.0, threshold: float = 20.0):
+    """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold``."""
+    return Softplus.apply(input, beta, threshold)
+
+
+def gelu(input, approximate: str = "none"):
+    """``x * Phi(x)`` with the exact normal CDF, or its tanh approximation (``approximate='tanh'``)."""
+    if approximate not in ("none", "tanh"):
+        raise RuntimeError("approximate argument must be either none or tanh.")
+    return Gelu.apply(input, approximate)
+
+
+# --- clamp, maximum/minimum, where ---------------------------------------------------------------
+def _arrays(tensor: Tensor, *values) -> list:
+    """The arrays of ``tensor`` and ``values`` (Tensors, numbers or None), numbers in torch's dtype.
+
+    A float number makes an integer tensor compute in the default float dtype and an int number
+    makes a bool tensor int64; otherwise numbers take the tensor's dtype.
+    """
+    dtype = tensor.dtype
+    for v in values:
+        if isinstance(v, float) and dtype.kind not in "fc":
+            dtype = get_default_dtype()
+        elif isinstance(v, int) and not isinstance(v, bool) and dtype.kind == "b":
+            dtype = int64
+    xp = tensor._xp
+    return [tensor.data.astype(dtype, copy=False)] + [
+        v.data if isinstance(v, Tensor) else None if v is None else xp.asarray(v, dtype) for v in values]
+
+
+class Clamp(Function):
+    """``min(max(x, lo), hi)``; ``lo`` and ``hi`` are Tensors, numbers or None, and broadcast."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        xp = x._xp
+        ctx.save_for_backward(x, *(b if isinstance(b, Tensor) else None for b in (lo, hi)))
+        ctx.numbers = lo, hi
+        out, lo_array, hi_array = _arrays(x, lo, hi)
+        if lo is not None:
+            out = xp.maximum(out, lo_array)
+        if hi is not None:
+            out = xp.minimum(out, hi_array)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        # torch's clamp_backward_min_max: a bound gets the gradient where it is the output
+        x, lo_t, hi_t = ctx.saved_tensors
+        lo = ctx.numbers[0] if lo_t is None else lo_t
+        hi = ctx.numbers[1] if hi_t is None else hi_t
+        needs = ctx.needs_input_grad
+        gx = g_lo = g_hi = None
+        if needs[0]:
+            inside = x >= lo if lo is not None else None
+            if hi is not None:
+                inside = x <= hi if inside is None else inside & (x <= hi)
+            gx = sum_to(where(inside, grad, 0), x.shape)
+        if needs[1]:
+            lo_wins = (lo > x) & (lo < hi) if hi is not None else lo > x
+            g_lo = sum_to(where(lo_wins, grad, 0), lo.shape)
+        if needs[2]:
+            hi_wins = (hi < x) | (hi < lo) if lo is not None else hi < x
+            g_hi = sum_to(where(hi_wins, grad, 0), hi.shape)
+        return gx, g_lo, g_hi
+
+
+def clamp(input, min=None, max=None):
+    """Limits ``input`` to ``[min, max]`` (either may be None, a number or a broadcastable Tensor).
+
+    The gradient passes where ``min <= input <= max``; where ``min > max`` the output is ``max``.
+    """
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    return Clamp.apply(input, min, max)
+
+
+clip = clamp
+
+
+def clamp_min(input, min):
+    return clamp(input, min=min)
+
+
+def clamp_max(input, max):
+    return clamp(input, max=max)
+
+
+class _Extremum(Function):
+    """``maximum``/``minimum``: on ties each input gets half the gradient, as in torch."""
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return cls.pick(a._xp, a.data, b.data)
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        a, b = ctx.saved_tensors
+        ties = a == b
+        half = grad / 2
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = sum_to(where(ties, half, where(cls.first_wins(b, a), 0, grad)), a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = sum_to(where(ties, half, where(cls.first_wins(a, b), 0, grad)), b.shape)
+        return ga, gb
+
+
+class Maximum(_Extremum):
+    pick = staticmethod(lambda xp, a, b: xp.maximum(a, b))
+    first_wins = staticmethod(lambda a, b: a > b)
+
+
+class Minimum(_Extremum):
+    pick = staticmethod(lambda xp, a, b: xp.minimum(a, b))
+    first_wins = staticmethod(lambda a, b: a < b)
+
+
+def require_tensor(op: str, value, name: str, position: int) -> None:
+    """torch's TypeError for an argument that must be a Tensor (shared with the linalg ops)."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{op}(): argument '{name}' (position {position}) must be Tensor, not {type(value).__name__}")
+
+
+def maximum(input, other):
+    """The elementwise maximum of two broadcastable tensors (NaN propagates)."""
+    require_tensor("maximum", other, "other", 2)
+    return Maximum.apply(input, other)
+
+
+def minimum(input, other):
+    """The elementwise minimum of two broadcastable tensors (NaN propagates)."""
+    require_tensor("minimum", other, "other", 2)
+    return Minimum.apply(input, other)
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, condition, a, b):
+        ctx.save_for_backward(condition)
+        ctx.shapes = tuple(t.shape if isinstance(t, Tensor) else () for t in (a, b))
+        a_array, b_array = _arrays(a, b) if isinstance(a, Tensor) else _arrays(b, a)[::-1]
+        return condition._xp.where(condition.data, a_array, b_array)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (condition,) = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        ga = sum_to(where(condition, grad, 0), sa) if ctx.needs_input_grad[1] else None
+        gb = sum_to(where(condition, 0, grad), sb) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+def where(condition, input=None, other=None):
+    """``input`` where ``condition`` holds, else ``other``; all three broadcast, numbers allowed.
+
+    ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``: the indices of True elements.
+    """
+    if condition.dtype.kind != "b":
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
+                           f"{condition.dtype.name}")
+    if input is None and other is None:
+        return tuple(Tensor(i) for i in condition._xp.nonzero(condition.data))
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        floats = isinstance(input, float) or isinstance(other, float)
+        input = Tensor(condition._xp.asarray(input, dtype=get_default_dtype() if floats else None))
+    return Where.apply(condition, input, other)
+
+
+# --- comparisons and logic: bool results, never part of the graph --------------------------------
+def _data(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _bool_op(name: str, ufunc_name: str):
+    def compare(input, other):
+        return Tensor(getattr(input._xp, ufunc_name)(input.data, _data(other)))
+    compare.__name__ = name
+    compare.__doc__ = f"Elementwise ``{ufunc_name}`` as a bool tensor (broadcasts; ``other`` may be a number)."
+    return compare
+
+
+def _operator(fn):
+    """``fn`` as a Python operator: unsupported operands (``t == None``) return NotImplemented."""
+    def op(input, other):
+        if not isinstance(other, (Tensor, numbers.Number)):
+            return NotImplemented
+        return fn(input, other)
+    return op
+
+
+eq = _bool_op("eq", "equal")
+ne = _bool_op("ne", "not_equal")
+lt = _bool_op("lt", "less")
+le = _bool_op("le", "less_equal")
+gt = _bool_op("gt", "greater")
+ge = _bool_op("ge", "greater_equal")
+logical_and = _bool_op("logical_and", "logical_and")
+logical_or = _bool_op("logical_or", "logical_or")
+logical_xor = _bool_op("logical_xor", "logical_xor")
+
+
+def logical_not(input):
+    return Tensor(input._xp.logical_not(input.data))
+
+
+def _require_integral(op: str, *values) -> None:
+    for v in values:
+        if (isinstance(v, Tensor) and v.dtype.kind not in "biu") or isinstance(v, float):
+            dtype = v.dtype.name if isinstance(v, Tensor) else "float"
+            raise TypeError(f"{op} is only implemented on integer and Boolean-type tensors, got {dtype}")
+
+
+def _bitwise(name: str):
+    def bitwise(input, other):
+        _require_integral(name, input, other)
+        return Tensor(getattr(input._xp, name)(input.data, _data(other)))
+    bitwise.__name__ = name
+    bitwise.__doc__ = f"``{name}`` of integer or bool tensors (logical on bools)."
+    return bitwise
+
+
+bitwise_and = _bitwise("bitwise_and")
+bitwise_or = _bitwise("bitwise_or")
+bitwise_xor = _bitwise("bitwise_xor")
+
+
+def bitwise_not(input):
+    _require_integral("bitwise_not", input)
+    return Tensor(input._xp.invert(input.data))
+
+
+def isnan(input): return Tensor(input._xp.isnan(input.data))
+def isinf(input): return Tensor(input._xp.isinf(input.data))
+def isfinite(input): return Tensor(input._xp.isfinite(input.data))
+
+
+bind_methods(
+    exp=exp, log=log, log1p=log1p, expm1=expm1, sqrt=sqrt, rsqrt=rsqrt, square=square, reciprocal=reciprocal,
+    abs=abs, absolute=abs, __abs__=abs, sign=sign, sin=sin, cos=cos, tan=tan, tanh=tanh, sigmoid=sigmoid,
+    erf=erf, relu=relu, floor=floor, ceil=ceil, trunc=trunc, round=round,
+    clamp=clamp, clip=clamp, clamp_min=clamp_min, clamp_max=clamp_max, maximum=maximum, minimum=minimum,
+    where=lambda input, condition, other: where(condition, input, other),
+    eq=eq, ne=ne, lt=lt, le=le, gt=gt, ge=ge, __eq__=_operator(eq), __ne__=_operator(ne),
+    __lt__=_operator(lt), __le__=_operator(le), __gt__=_operator(gt), __ge__=_operator(ge),
+    logical_not=logical_not, logical_and=logical_and, logical_or=logical_or, logical_xor=logical_xor,
+    bitwise_not=bitwise_not, bitwise_and=bitwise_and, bitwise_or=bitwise_or, bitwise_xor=bitwise_xor,
+    __invert__=bitwise_not, __and__=_operator(bitwise_and), __or__=_operator(bitwise_or),
+    __xor__=_operator(bitwise_xor), __rand__=_operator(bitwise_and), __ror__=_operator(bitwise_or),
+    __rxor__=_operator(bitwise_xor), isnan=isnan, isinf=isinf, isfinite=isfinite,
+)
