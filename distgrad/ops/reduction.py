@@ -1,2 +1,502 @@
-"""reduction ops (being written)."""
-__all__ = []
+"""Reductions: ``sum mean var std prod logsumexp amax amin max min argmax argmin norm all any``
+and ``cumsum``, with PyTorch's ``dim``/``keepdim`` arguments, dtypes and errors.
+
+``dim`` is an int, a tuple of ints, or None (every dim). Backward broadcasts the gradient back over
+the reduced dims with ``_expand_back`` and is written with Tensor ops, so it can be differentiated
+again. float16 inputs accumulate in float32; bool and integer sums and products give int64.
+"""
+from __future__ import annotations
+
+import builtins
+import collections
+import math
+
+import numpy as np
+
+from distgrad import dtypes
+from distgrad.autograd.function import Function
+from distgrad.ops import elementwise
+from distgrad.ops.broadcast import broadcast_to
+from distgrad.ops.shape import flip, reshape, wrap_dim
+from distgrad.tensor import Tensor, bind_methods
+
+__all__ = ["sum", "mean", "var", "std", "prod", "logsumexp", "amax", "amin", "max", "min", "argmax", "argmin",
+           "norm", "all", "any", "cumsum"]
+
+# What ``max``/``min`` with a ``dim`` return, like ``torch.return_types.max``.
+return_types = {name: collections.namedtuple(name, ["values", "indices"]) for name in ("max", "min")}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def _axes(dim, ndim: int) -> tuple:
+    """The reduced axes, sorted: every one for None or ``()``; a 0-d tensor has none."""
+    if dim is None or dim == ():
+        return tuple(range(ndim))
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    axes = [wrap_dim(d, ndim) for d in dims]
+    for d in axes:
+        if axes.count(d) > 1:
+            raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+    return tuple(sorted(axes)) if ndim else ()
+
+
+def _kept_shape(shape: tuple, axes: tuple) -> tuple:
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _expand_back(t: Tensor, in_shape: tuple, axes: tuple) -> Tensor:
+    """A reduced tensor (with or without ``keepdim``) broadcast back to the input's shape."""
+    return broadcast_to(reshape(t, _kept_shape(in_shape, axes)), in_shape)
+
+
+def _count(shape: tuple, axes: tuple) -> int:
+    return math.prod(shape[a] for a in axes)
+
+
+def _accumulator(dtype) -> np.dtype | None:
+    """The dtype to accumulate in: float32 for float16, int64 for bools and integers."""
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype.kind in "biu":
+        return np.dtype(np.int64)
+    return None
+
+
+def _require_float(t: Tensor, message: str) -> None:
+    if t.dtype.kind not in "fc":
+        raise RuntimeError(message)
+
+
+def _constant(like: Tensor, array) -> Tensor:
+    """An array as a Tensor of ``like``'s dtype, outside the graph (masks and weights in backward)."""
+    return Tensor(array.astype(like.dtype, copy=False))
+
+
+# --- sum, mean, var, std -----------------------------------------------------------------------------
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        ctx.in_shape, ctx.axes = a.shape, axes
+        out = a.data.sum(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype))
+        return out.astype(np.float16, copy=False) if a.dtype == np.float16 else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _expand_back(grad, ctx.in_shape, ctx.axes), None, None
+
+
+def sum(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """The sum over ``dim``; bools and integers sum to int64."""
+    return Sum.apply(input, _axes(dim, input.ndim), keepdim)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        ctx.in_shape, ctx.axes = a.shape, axes
+        total = a.data.sum(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype))
+        with np.errstate(invalid="ignore"):  # the mean of nothing is nan, as in torch
+            return (total / _count(a.shape, axes)).astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _expand_back(grad, ctx.in_shape, ctx.axes) / _count(ctx.in_shape, ctx.axes), None, None
+
+
+def mean(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """The mean over ``dim`` (floating point tensors only)."""
+    _require_float(input, "mean(): could not infer output dtype. Input dtype must be either a floating "
+                   f"point or complex dtype. Got: {input.dtype.name}")
+    return Mean.apply(input, _axes(dim, input.ndim), keepdim)
+
+
+def _degrees_of_freedom(shape: tuple, axes: tuple, correction) -> float:
+    return builtins.max(_count(shape, axes) - correction, 0)
+
+
+def _var_array(a: Tensor, axes: tuple, keepdim: bool, correction):
+    data = a.data.astype(_accumulator(a.dtype) or a.dtype, copy=False)
+    with np.errstate(invalid="ignore", divide="ignore"):  # no degrees of freedom: inf or nan, as in torch
+        centered = data - data.sum(axis=axes, keepdims=True) / _count(a.shape, axes)
+        return (centered * centered).sum(axis=axes, keepdims=keepdim) / _degrees_of_freedom(a.shape, axes, correction)
+
+
+def _var_grad(grad: Tensor, x: Tensor, axes: tuple, correction) -> Tensor:
+    """d var / d x = 2 (x - mean) / dof, times the incoming (already broadcast) gradient."""
+    dof = _degrees_of_freedom(x.shape, axes, correction)
+    scale = 2.0 / dof if dof else math.inf
+    return grad * (x - mean(x, axes, keepdim=True)) * scale
+
+
+class Var(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim, correction):
+        ctx.axes, ctx.correction = axes, correction
+        ctx.save_for_backward(a)
+        return _var_array(a, axes, keepdim, correction).astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return _var_grad(_expand_back(grad, x.shape, ctx.axes), x, ctx.axes, ctx.correction), None, None, None
+
+
+class Std(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim, correction):
+        ctx.axes, ctx.correction = axes, correction
+        out = Tensor(a._xp.sqrt(_var_array(a, axes, keepdim, correction)).astype(a.dtype, copy=False))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        # d sqrt(v) = dv / (2 sqrt(v)); a zero std has a zero gradient, as in torch: divide by 1 there
+        safe_std = out + _constant(out, out.data == 0)
+        grad = _expand_back(grad / (safe_std * 2), x.shape, ctx.axes)
+        return _var_grad(grad, x, ctx.axes, ctx.correction), None, None, None
+
+
+def _var_args(op: str, input: Tensor, dim, unbiased, correction):
+    _require_float(input, "std and var only support floating point and complex dtypes")
+    if isinstance(dim, bool):  # var(x, False): the legacy positional ``unbiased``
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise RuntimeError(f"{op}(): cannot specify both unbiased and correction")
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    return _axes(dim, input.ndim), correction
+
+
+def var(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    """The variance over ``dim``: squared deviations summed, divided by ``N - correction``
+    (``correction=1``, Bessel's, by default; ``unbiased=False`` means 0)."""
+    axes, correction = _var_args("var", input, dim, unbiased, correction)
+    return Var.apply(input, axes, keepdim, correction)
+
+
+def std(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    """The square root of ``var`` (same arguments)."""
+    axes, correction = _var_args("std", input, dim, unbiased, correction)
+    return Std.apply(input, axes, keepdim, correction)
+
+
+# --- prod, logsumexp ---------------------------------------------------------------------------------
+class Prod(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        ctx.axes = axes
+        out = Tensor(a.data.prod(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype)).astype(
+            np.int64 if a.dtype.kind in "biu" else a.dtype, copy=False))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        grad = _expand_back(grad, x.shape, ctx.axes)
+        zeros = x.data == 0
+        if not zeros.any():
+            return grad * _expand_back(out, x.shape, ctx.axes) / x, None, None
+        return grad * _product_of_others(x, zeros, ctx.axes), None, None
+
+
+def _product_of_others(x: Tensor, zeros, axes: tuple) -> Tensor:
+    """For each entry, the product of the other entries of its slice, for slices holding zeros.
+
+    It is (product of the nonzero others) * (product of the zero others). The first factor divides
+    out no zero; the second is 1 or 0, written so that its derivative is also exact: with one zero
+    in the slice it is that zero's value for the other entries (1 for the zero itself); with two,
+    it is the other zero's value for each zero (0 elsewhere); with more, every derivative is 0.
+    """
+    zero_count = zeros.sum(axis=axes, keepdims=True)
+    is_zero = _constant(x, zeros)
+    no_zero, one_zero, two_zeros = (_constant(x, zero_count == k) for k in (0, 1, 2))
+    nonzero = x * (1 - is_zero) + is_zero  # zeros replaced by ones that pass no gradient
+    nonzero_product = prod(nonzero, axes, keepdim=True)
+    zero_sum = sum(x * is_zero, axes, keepdim=True)
+    zero_others = (no_zero + is_zero * (one_zero + two_zeros * (zero_sum - x))
+                   + (1 - is_zero) * one_zero * zero_sum)
+    return nonzero_product / nonzero * zero_others
+
+
+def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """The product over ``dim``; its gradient is exact where entries are zero."""
+    return Prod.apply(input, _axes(dim, input.ndim), keepdim)
+
+
+class LogSumExp(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        xp = a._xp
+        ctx.axes = axes
+        floating = a.dtype.kind == "f"  # integers give the default float dtype, as in torch
+        compute = np.float32 if a.dtype == np.float16 else a.dtype if floating else dtypes.get_default_dtype()
+        data = a.data.astype(compute, copy=False)
+        if data.size:  # subtract the max so that exp cannot overflow; infinite maxima subtract nothing
+            peak = data.max(axis=axes, keepdims=True)
+            peak = xp.where(xp.isfinite(peak), peak, 0)
+        else:
+            peak = xp.zeros(_kept_shape(a.shape, axes), data.dtype)
+        with np.errstate(divide="ignore"):  # log(0) = -inf for empty slices
+            out = xp.log(xp.exp(data - peak).sum(axis=axes, keepdims=True)) + peak
+        out = Tensor((out if keepdim else out.squeeze(axis=axes)).astype(a.dtype if floating else compute,
+                                                                          copy=False))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        softmax = elementwise.exp(x - _expand_back(out, x.shape, ctx.axes))
+        return _expand_back(grad, x.shape, ctx.axes) * softmax, None, None
+
+
+def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
+    """``log(sum(exp(input), dim))``, computed without overflow."""
+    return LogSumExp.apply(input, _axes(dim, input.ndim), keepdim)
+
+
+# --- amax, amin, max, min, argmax, argmin -------------------------------------------------------------
+class _Extreme(Function):
+    """``amax``/``amin``: the gradient is shared evenly among the entries equal to the extreme."""
+
+    pick = None  # "max" or "min"
+
+    @classmethod
+    def forward(cls, ctx, a, axes, keepdim):
+        ctx.axes = axes
+        out = Tensor(getattr(a.data, cls.pick)(axis=axes, keepdims=keepdim))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        ties = x.data == _expand_back(out, x.shape, ctx.axes).data
+        with np.errstate(invalid="ignore"):
+            share = ties / ties.sum(axis=ctx.axes, keepdims=True)
+        return _expand_back(grad, x.shape, ctx.axes) * _constant(x, share), None, None
+
+
+class AMax(_Extreme):
+    pick = "max"
+
+
+class AMin(_Extreme):
+    pick = "min"
+
+
+def _check_nonempty(op: str, input: Tensor, axes: tuple | None) -> None:
+    """Extremes of nothing do not exist: ``axes`` None stands for a call without ``dim``."""
+    if input.numel():
+        return
+    if axes is None:
+        if op in ("max", "min"):
+            raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0. Specify "
+                               "the reduction dim with the 'dim' argument.")
+        raise IndexError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0.")
+    for a in axes:
+        if input.shape[a] == 0:
+            raise IndexError(f"{op}(): Expected reduction dim {a} to have non-zero size.")
+
+
+def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    """The largest entry over ``dim`` (every dim by default); ties share the gradient evenly."""
+    axes = _axes(dim, input.ndim)
+    _check_nonempty("amax", input, axes)
+    return AMax.apply(input, axes, keepdim)
+
+
+def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    """The smallest entry over ``dim`` (every dim by default); ties share the gradient evenly."""
+    axes = _axes(dim, input.ndim)
+    _check_nonempty("amin", input, axes)
+    return AMin.apply(input, axes, keepdim)
+
+
+class _ExtremeAlongDim(Function):
+    """``max``/``min`` along one dim: values and int64 indices; the gradient goes to the index."""
+
+    pick = None  # "argmax" or "argmin"
+
+    @classmethod
+    def forward(cls, ctx, a, axis, keepdim):
+        xp = a._xp
+        ctx.indices = None
+        if a.ndim == 0:
+            return a.data.copy(), xp.zeros((), np.int64)
+        indices = xp.expand_dims(getattr(a.data, cls.pick)(axis=axis), axis).astype(np.int64, copy=False)
+        ctx.axis, ctx.size, ctx.indices = axis, a.shape[axis], indices
+        values = xp.take_along_axis(a.data, indices, axis)
+        if not keepdim:
+            values, indices = values.squeeze(axis), indices.squeeze(axis)
+        return values, indices.copy()  # a copy: writes to the output leave backward's indices alone
+
+    @staticmethod
+    def backward(ctx, grad_values, grad_indices):
+        if ctx.indices is None:  # a 0-d tensor is its own extreme
+            return grad_values, None, None
+        positions = grad_values._xp.arange(ctx.size).reshape([-1 if i == ctx.axis else 1
+                                                               for i in range(ctx.indices.ndim)])
+        chosen = positions == ctx.indices
+        grad = broadcast_to(reshape(grad_values, ctx.indices.shape), chosen.shape)
+        return grad * _constant(grad_values, chosen), None, None
+
+
+class MaxAlongDim(_ExtremeAlongDim):
+    pick = "argmax"
+
+
+class MinAlongDim(_ExtremeAlongDim):
+    pick = "argmin"
+
+
+def _max_or_min(op: str, input: Tensor, dim, keepdim: bool):
+    if isinstance(dim, Tensor):
+        if keepdim:
+            raise TypeError(f"{op}(input, other) takes no keepdim")
+        return (elementwise.maximum if op == "max" else elementwise.minimum)(input, dim)
+    if dim is None:
+        _check_nonempty(op, input, None)
+        return (AMax if op == "max" else AMin).apply(input, tuple(range(input.ndim)), False)
+    axis = wrap_dim(dim, input.ndim)
+    if input.ndim:
+        _check_nonempty(op, input, (axis,))
+    values, indices = (MaxAlongDim if op == "max" else MinAlongDim).apply(input, axis, keepdim)
+    return return_types[op](values, indices)
+
+
+def max(input: Tensor, dim=None, keepdim: bool = False):
+    """Without ``dim``: the largest entry (ties share the gradient). With an int ``dim``: the named
+    tuple ``(values, indices)`` along it. With a tensor: ``maximum(input, other)``."""
+    return _max_or_min("max", input, dim, keepdim)
+
+
+def min(input: Tensor, dim=None, keepdim: bool = False):
+    """Like ``max``, for the smallest entries."""
+    return _max_or_min("min", input, dim, keepdim)
+
+
+def _arg_extreme(op: str, input: Tensor, dim, keepdim: bool) -> Tensor:
+    xp = input._xp
+    pick = getattr(xp, op)
+    if dim is None:
+        _check_nonempty(op, input, None)
+        index = pick(input.data.reshape(-1)).astype(np.int64)
+        return Tensor(index.reshape((1,) * input.ndim) if keepdim else xp.asarray(index))
+    axis = wrap_dim(dim, input.ndim)
+    if input.ndim == 0:
+        return Tensor(xp.zeros((), np.int64))
+    _check_nonempty(op, input, (axis,))
+    return Tensor(pick(input.data, axis=axis, keepdims=keepdim).astype(np.int64, copy=False))
+
+
+def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """The int64 index of the largest entry along ``dim`` (of the flattened tensor when None)."""
+    return _arg_extreme("argmax", input, dim, keepdim)
+
+
+def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """The int64 index of the smallest entry along ``dim`` (of the flattened tensor when None)."""
+    return _arg_extreme("argmin", input, dim, keepdim)
+
+
+# --- norm ----------------------------------------------------------------------------------------------
+class Norm(Function):
+    @staticmethod
+    def forward(ctx, a, p, axes, keepdim):
+        xp = a._xp
+        ctx.p, ctx.axes = p, axes
+        data = a.data.astype(_accumulator(a.dtype) or a.dtype, copy=False)
+        size = xp.abs(data)
+        if p == math.inf or p == -math.inf:
+            out = (size.max if p > 0 else size.min)(axis=axes, keepdims=keepdim)
+        elif p == 0:
+            out = (size != 0).sum(axis=axes, keepdims=keepdim).astype(data.dtype)
+        elif p == 1:
+            out = size.sum(axis=axes, keepdims=keepdim)
+        elif p == 2:
+            out = xp.sqrt((data * data).sum(axis=axes, keepdims=keepdim))
+        else:
+            out = (size ** p).sum(axis=axes, keepdims=keepdim) ** (1.0 / p)
+        out = Tensor(out.astype(a.dtype, copy=False))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out = ctx.saved_tensors
+        p, axes = ctx.p, ctx.axes
+        grad = _expand_back(grad, x.shape, axes)
+        norm = _expand_back(out, x.shape, axes)
+        sign = _constant(x, x._xp.sign(x.data))
+        if p == 0:
+            return grad * 0, None, None, None
+        if p == 1:
+            return grad * sign, None, None, None
+        if p == math.inf or p == -math.inf:
+            ties = x._xp.abs(x.data) == norm.data
+            with np.errstate(invalid="ignore"):
+                share = ties / ties.sum(axis=axes, keepdims=True)
+            return grad * sign * _constant(x, share), None, None, None
+        # A zero norm has a zero gradient, as in torch: divide by 1 there instead of by 0.
+        safe_norm = norm + _constant(x, norm.data == 0)
+        if p == 2:
+            return grad * x / safe_norm, None, None, None
+        return grad * sign * (x * sign) ** (p - 1) / safe_norm ** (p - 1), None, None, None
+
+
+def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
+    """The vector p-norm over ``dim`` (every dim by default): ``sum(|x|**p) ** (1/p)``.
+
+    ``p`` is a number, ``inf``, ``-inf`` or ``'fro'`` (= 2 over the given dims); the nuclear norm
+    is not supported.
+    """
+    if p == "fro":
+        p = 2
+    if isinstance(p, str):
+        raise ValueError(f"norm: p={p!r} is not supported; use a number, inf, -inf or 'fro'")
+    _require_float(input, "linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                   f"Got {input.dtype.name}")
+    return Norm.apply(input, float(p), _axes(dim, input.ndim), keepdim)
+
+
+# --- all, any, cumsum ------------------------------------------------------------------------------------
+def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """True where every entry over ``dim`` is nonzero (a bool tensor, outside the graph)."""
+    return Tensor(input._xp.asarray(input.data.all(axis=_axes(dim, input.ndim), keepdims=keepdim)))
+
+
+def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """True where some entry over ``dim`` is nonzero (a bool tensor, outside the graph)."""
+    return Tensor(input._xp.asarray(input.data.any(axis=_axes(dim, input.ndim), keepdims=keepdim)))
+
+
+class Cumsum(Function):
+    @staticmethod
+    def forward(ctx, a, axis):
+        ctx.axis = axis
+        if a.ndim == 0:
+            return a.data.astype(_accumulator(a.dtype) if a.dtype.kind in "biu" else a.dtype)
+        out = a.data.cumsum(axis=axis, dtype=_accumulator(a.dtype))
+        return out.astype(a.dtype if a.dtype == np.float16 else out.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad.ndim == 0:
+            return grad, None
+        # Entry i feeds every output from i on: the gradient is a cumulative sum taken from the end.
+        return flip(cumsum(flip(grad, ctx.axis), ctx.axis), ctx.axis), None
+
+
+def cumsum(input: Tensor, dim: int) -> Tensor:
+    """Running sums along ``dim``; bools and integers sum to int64."""
+    return Cumsum.apply(input, wrap_dim(dim, input.ndim))
+
+
+bind_methods(
+    sum=sum, mean=mean, var=var, std=std, prod=prod, logsumexp=logsumexp, amax=amax, amin=amin, max=max, min=min,
+    argmax=argmax, argmin=argmin, norm=norm, all=all, any=any, cumsum=cumsum,
+)
