@@ -1,0 +1,80 @@
+"""Adam and AdamW: bias-corrected running averages of the gradient and of its square."""
+from __future__ import annotations
+
+from distgrad import backend
+from distgrad.optim.optimizer import Optimizer, effective_grad
+from distgrad.tensor import Tensor
+
+
+class Adam(Optimizer):
+    """PyTorch's Adam (Kingma & Ba), with the AMSGrad variant and optional decoupled weight decay.
+
+    Per parameter: ``m = lerp(m, g, 1 - beta1)``, ``v = beta2 * v + (1 - beta2) * g * g``,
+    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``, where ``v`` is the running
+    maximum of itself under ``amsgrad``. ``weight_decay`` adds ``weight_decay * p`` to the gradient, or,
+    with ``decoupled_weight_decay=True`` (AdamW), shrinks ``p`` by ``lr * weight_decay`` first.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+
+    def _update(self, param, grad, state, group):
+        xp = backend.array_module(param)
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = Tensor(xp.zeros_like(param))
+            state["exp_avg_sq"] = Tensor(xp.zeros_like(param))
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = Tensor(xp.zeros_like(param))
+        state["step"] += 1
+        step = state["step"]
+        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+
+        if group["decoupled_weight_decay"]:
+            if weight_decay != 0:
+                param *= 1 - lr * weight_decay
+            g = effective_grad(param, grad, 0, group["maximize"])
+        else:
+            g = effective_grad(param, grad, weight_decay, group["maximize"])
+
+        exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+        scratch = xp.subtract(g, exp_avg)  # the one temporary array of the step, reused below
+        scratch *= 1 - beta1
+        exp_avg += scratch
+        xp.multiply(g, g, out=scratch)
+        scratch *= 1 - beta2
+        exp_avg_sq *= beta2
+        exp_avg_sq += scratch
+
+        second_moment = exp_avg_sq
+        if group["amsgrad"]:
+            second_moment = state["max_exp_avg_sq"].data
+            xp.maximum(second_moment, exp_avg_sq, out=second_moment)
+        denom = xp.sqrt(second_moment, out=scratch)
+        denom /= (1 - beta2 ** step) ** 0.5
+        denom += group["eps"]
+        update = xp.divide(exp_avg, denom, out=scratch)
+        update *= lr / (1 - beta1 ** step)
+        param -= update
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * weight_decay`` each step."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)

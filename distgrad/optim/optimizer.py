@@ -1,0 +1,194 @@
+"""``Optimizer``: parameter groups, per-parameter state, and PyTorch's ``state_dict`` layout.
+
+A subclass writes one method, ``_update(param, grad, state, group)``, that changes the arrays
+``param`` (and the Tensors in ``state``) in place. ``step`` calls it for every parameter that has a
+gradient, then bumps the parameter's version counter, so autograd notices a parameter that changed
+under a graph that saved it. Nothing here is recorded on the tape: updates work on arrays, not Tensors.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from itertools import chain
+
+from distgrad import backend
+from distgrad.autograd.grad_mode import enable_grad
+from distgrad.tensor import Tensor
+
+
+class _RequiredParameter:
+    """The default of a hyper-parameter that every group must set itself."""
+
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+
+class Optimizer:
+    """Base class of all optimizers.
+
+    Args:
+        params: an iterable of Tensors, or of dicts (parameter groups) each with a ``'params'`` entry
+            and any hyper-parameters that override ``defaults`` for that group.
+        defaults: the hyper-parameters of groups that do not set their own.
+    """
+
+    def __init__(self, params, defaults: dict):
+        self.defaults = defaults
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            "but got distgrad.Tensor")
+        self.state: defaultdict = defaultdict(dict)
+        self.param_groups: list[dict] = []
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for group in param_groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Adds a group of parameters with its own hyper-parameters (the defaults fill the gaps)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
+                            "of tensors in sets will change between runs. Please use a list instead.")
+        group["params"] = params = list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
+            group.setdefault(name, default)
+        ids = {id(p) for p in params}
+        if len(ids) != len(params):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; in future, this will "
+                          "cause an error", stacklevel=3)
+        if any(id(p) in ids for g in self.param_groups for p in g["params"]):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Sets every parameter's ``.grad`` to None (default), or fills it with zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    grad.grad_fn = None
+                    grad.requires_grad = False
+                    grad.data.fill(0)
+                    grad._version[0] += 1
+
+    def step(self, closure=None):
+        """Updates every parameter that has a ``.grad``; returns ``closure()``'s loss when given one.
+
+        ``closure`` re-evaluates the model and returns the loss; it runs with gradient recording on.
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        self._opt_called = True  # read by the lr schedulers to warn when they step first
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self._update(p.data, p.grad.data, self.state[p], group)
+                p._version[0] += 1
+        return loss
+
+    def _update(self, param, grad, state: dict, group: dict) -> None:
+        """Changes the array ``param`` in place, given its gradient array, its state and its group."""
+        raise NotImplementedError(f"{type(self).__name__} must define _update(param, grad, state, group)")
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{'state': {index: {...}}, 'param_groups': [{..., 'params': [index, ...]}]}``.
+
+        Parameters are named by their position across all groups, so the dict fits a new optimizer
+        built over the same parameters in the same order. Like PyTorch, the state Tensors are the
+        optimizer's own (not copies): save them, or copy them, before stepping again.
+        """
+        index_of: dict[int, int] = {}
+        packed_groups = []
+        for group in self.param_groups:
+            packed = {key: value for key, value in group.items() if key != "params"}
+            packed["params"] = [index_of.setdefault(id(p), len(index_of)) for p in group["params"]]
+            packed_groups.append(packed)
+        packed_state = {index_of[id(p)] if isinstance(p, Tensor) else p: s for p, s in self.state.items()}
+        return {"state": packed_state, "param_groups": packed_groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restores hyper-parameters and state saved by ``state_dict`` (from this or an equal optimizer).
+
+        State Tensors are copied to each parameter's device (and floating dtype), so a checkpoint
+        loaded on the CPU can resume an optimizer whose parameters live on a GPU.
+        """
+        groups, saved_groups = self.param_groups, state_dict["param_groups"]
+        if len(groups) != len(saved_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for group, saved in zip(groups, saved_groups):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                                 f"optimizer's group ({len(saved['params'])} saved, {len(group['params'])} here)")
+        param_of = dict(zip(chain.from_iterable(g["params"] for g in saved_groups),
+                            chain.from_iterable(g["params"] for g in groups)))
+        state: defaultdict = defaultdict(dict)
+        for key, value in state_dict["state"].items():
+            param = param_of.get(key)
+            if param is None:
+                state[key] = value
+            else:
+                state[param] = {name: _state_value_for(param, name, v) for name, v in value.items()}
+        self.param_groups = [{**saved, "params": group["params"]} for group, saved in zip(groups, saved_groups)]
+        self.state = state
+
+    def __repr__(self) -> str:
+        lines = [type(self).__name__ + " ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {key}: {group[key]}" for key in sorted(group) if key != "params")
+        return "\n".join(lines) + "\n)"
+
+
+def _state_value_for(param: Tensor, name: str, value):
+    """A loaded state entry made ready for ``param``: Tensors copied to its device and floating dtype."""
+    if name == "step":
+        return int(value.item()) if isinstance(value, Tensor) else value
+    if not isinstance(value, Tensor):
+        return value
+    data = backend.to_device(value.data, param.device)
+    dtype = param.dtype if value.dtype.kind == "f" and param.dtype.kind == "f" else value.dtype
+    return Tensor(data.astype(dtype, copy=True))
+
+
+def effective_grad(param, grad, weight_decay: float, maximize: bool):
+    """The gradient a step follows: ``±grad + weight_decay * param`` (``grad`` itself when neither applies).
+
+    Returns ``grad`` unchanged or a new array; callers never write into ``grad``, the user's ``.grad``.
+    """
+    if weight_decay != 0:
+        out = param * weight_decay
+        if maximize:
+            out -= grad
+        else:
+            out += grad
+        return out
+    if maximize:
+        return -grad
+    return grad
