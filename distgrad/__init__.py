@@ -15,3 +15,6 @@ from distgrad import cuda  # noqa: F401
 
 __version__ = "0.1.0"
 from distgrad import data  # noqa: E402,F401
+from distgrad.serialization import load, save  # noqa: E402,F401
+from distgrad import optim  # noqa: E402,F401
+from distgrad import nn  # noqa: E402,F401

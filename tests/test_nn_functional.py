@@ -11,8 +11,17 @@ from distgrad import backend
 # PyTorch arguments that distgrad leaves out on purpose (see the module docstring)
 LEFT_OUT = {"size_average", "reduce", "_stacklevel", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"}
 # PyTorch's C builtins have no introspectable signature: their parameters, from the PyTorch docs
-BUILTIN_PARAMETERS = {"gelu": ["input", "approximate"], "softplus": ["input", "beta", "threshold"],
-                      "linear": ["input", "weight", "bias"], "one_hot": ["tensor", "num_classes"]}
+# torch implements these in C++ (no Python signature): their documented parameters, in order
+BUILTIN_PARAMETERS = {
+    "gelu": ["input", "approximate"], "softplus": ["input", "beta", "threshold"],
+    "linear": ["input", "weight", "bias"], "one_hot": ["tensor", "num_classes"],
+    "conv2d": ["input", "weight", "bias", "stride", "padding", "dilation", "groups"],
+    "conv_transpose2d": ["input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation"],
+    "avg_pool2d": ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"],
+    "avg_pool1d": ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"],
+    "max_pool2d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
+    "max_pool1d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
+}
 
 
 def host(t):

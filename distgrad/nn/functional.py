@@ -13,6 +13,8 @@ from distgrad.ops import (batch_norm, binary_cross_entropy, binary_cross_entropy
                           cross_entropy, dropout, embedding, gelu, group_norm, l1_loss, layer_norm, linear,
                           log_softmax, mse_loss, nll_loss, one_hot, pad, sigmoid, smooth_l1_loss, softmax, softmin,
                           softplus, tanh)
+from distgrad.ops.conv import conv2d, conv_transpose2d  # noqa: F401
+from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: F401
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.tensor import Tensor
 
@@ -20,7 +22,8 @@ __all__ = [
     "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax", "softmin",
     "linear", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "layer_norm", "batch_norm", "group_norm", "dropout", "embedding", "pad",
-    "one_hot",
+    "one_hot", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "max_pool1d",
+    "avg_pool1d",
 ]
 
 
