@@ -59,7 +59,7 @@ def jvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
 
 def jacobian(func, inputs, create_graph: bool = False, strict: bool = False, vectorize: bool = False):
     """d func / d inputs, shaped ``output.shape + input.shape`` (nested tuples for several of either)."""
-    from distgrad.ops.shape import stack
+    from distgrad.ops.joining import stack
     inputs, single_in = _as_tuple(inputs)
     with enable_grad():
         xs = _prepare(inputs, create_graph)

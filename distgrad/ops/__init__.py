@@ -1,17 +1,14 @@
 """Every differentiable op, grouped by family; importing a family binds its Tensor methods."""
-from distgrad.ops.broadcast import broadcast_to, expand, sum_to  # noqa: F401
-from distgrad.ops.arithmetic import add, div, mul, neg, pow, sub  # noqa: F401
-from distgrad.ops.elementwise import *  # noqa: F401,F403
-from distgrad.ops.linalg import *  # noqa: F401,F403
-from distgrad.ops.reduction import *  # noqa: F401,F403
-from distgrad.ops.shape import *  # noqa: F401,F403
-from distgrad.ops.indexing import *  # noqa: F401,F403
-from distgrad.ops.inplace import *  # noqa: F401,F403
-from distgrad.ops.conversion import *  # noqa: F401,F403
-from distgrad.ops.activation import *  # noqa: F401,F403
-from distgrad.ops.loss import *  # noqa: F401,F403
-from distgrad.ops.normalization import *  # noqa: F401,F403
-from distgrad.ops.dropout import *  # noqa: F401,F403
-from distgrad.ops.embedding import *  # noqa: F401,F403
-from distgrad.ops.conv import *  # noqa: F401,F403
-from distgrad.ops.pooling import *  # noqa: F401,F403
+from distgrad.ops import (activation, arithmetic, broadcast, comparison, conv, conversion, dropout, elementwise,
+                          embedding, extremes, indexing, inplace, joining, linalg, loss, normalization, pointwise_loss,
+                          pooling, reduction, shape)
+
+FAMILIES = (arithmetic, broadcast, elementwise, comparison, linalg, reduction, extremes, shape, joining, indexing,
+            inplace, conversion, activation, loss, pointwise_loss, normalization, dropout, embedding, conv, pooling)
+
+__all__ = []
+for _family in FAMILIES:
+    for _name in _family.__all__:
+        globals()[_name] = getattr(_family, _name)
+        __all__.append(_name)
+del _family, _name

@@ -9,17 +9,10 @@ import warnings
 
 from distgrad.autograd.function import Function
 from distgrad.ops.broadcast import sum_to
+from distgrad.ops.dims import wrap_dim
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = ["softmax", "log_softmax", "softmin"]
-
-
-def normalize_dim(dim: int, ndim: int) -> int:
-    """``dim`` made non-negative, with PyTorch's error when it is out of range (0-d tensors take -1 and 0)."""
-    low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
-    if not low <= dim <= high:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{low}, {high}], but got {dim})")
-    return dim % max(ndim, 1)
 
 
 def reduced_shape(shape: tuple, dim: int) -> tuple:
@@ -79,7 +72,7 @@ def _softmax_dim(name: str, input: Tensor, dim) -> int:
     if input.dtype.kind != "f":
         raise NotImplementedError(f'"{name}" not implemented for \'{input.dtype.name}\'; '
                                   f"pass a floating point tensor or dtype=")
-    return normalize_dim(dim, input.ndim)
+    return wrap_dim(dim, input.ndim)
 
 
 def _cast(input: Tensor, dtype) -> Tensor:

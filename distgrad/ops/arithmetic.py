@@ -5,6 +5,8 @@ from distgrad.autograd.function import Function
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor, bind_methods
 
+__all__ = ["add", "sub", "mul", "div", "neg", "pow"]
+
 
 class Add(Function):
     @staticmethod

@@ -4,6 +4,8 @@ from __future__ import annotations
 from distgrad.autograd.function import Function
 from distgrad.tensor import Tensor, bind_methods
 
+__all__ = ["broadcast_to", "expand", "expand_as", "sum_to"]
+
 
 def _reduced_axes(from_shape: tuple, to_shape: tuple) -> tuple:
     lead = len(from_shape) - len(to_shape)

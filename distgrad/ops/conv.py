@@ -1,2 +1,323 @@
-"""conv ops (being written)."""
-__all__ = []
+"""2-D convolution and transposed convolution, by im2col and one GEMM per call.
+
+Three Functions share the work, each written with the other two in its backward, so convolutions
+can be differentiated any number of times (``gradgradcheck`` passes):
+
+    y  = Conv2d(x, w, b)             im2col(x), then  W @ cols
+    gx = ConvTranspose2d(gy, w, b)   W^T @ gy, then col2im      (also the gradient of y w.r.t. x)
+    gw = ConvWeightGrad(x, gy)       im2col(x), then  gy @ cols^T
+
+Memory layout: the columns are channel-major, (C*kh*kw, N*Ho*Wo), so ``W @ cols`` writes the output
+as (O, N, Ho, Wo) and the result is returned as an (N, O, Ho, Wo) view of that memory, without a
+transposing copy. Such tensors are not contiguous; ``reshape``/``flatten`` copy them as needed (call
+``.contiguous()`` before ``.view()``). A gradient arriving in the same layout is used by the next
+GEMM without a copy.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from distgrad.autograd.function import Function
+from distgrad.backend import array_module
+from distgrad.tensor import Tensor
+
+__all__ = ["conv2d", "conv_transpose2d"]
+
+
+class ConvGeometry(NamedTuple):
+    """Everything about a convolution but its operands. ``padding`` is (top, bottom, left, right)."""
+
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    groups: int
+
+    def output_size(self, height: int, width: int) -> tuple:
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        top, bottom, left, right = self.padding
+        return ((height + top + bottom - dh * (kh - 1) - 1) // sh + 1,
+                (width + left + right - dw * (kw - 1) - 1) // sw + 1)
+
+
+# --- the three array kernels ----------------------------------------------------------------------
+def _as_strided(xp, array, shape, strides):
+    return xp.lib.stride_tricks.as_strided(array, shape, strides)
+
+
+def im2col(x, geo: ConvGeometry, out_hw: tuple):
+    """The columns of ``x`` (N, C, H, W): an array (C*kh*kw, N*Ho*Wo), one copy of a strided window view."""
+    xp = array_module(x)
+    n, c, h, w = x.shape
+    top, bottom, left, right = geo.padding
+    if top or bottom or left or right:
+        padded = xp.zeros((c, n, h + top + bottom, w + left + right), x.dtype)
+        padded[:, :, top:top + h, left:left + w] = x.transpose(1, 0, 2, 3)
+        x = padded.transpose(1, 0, 2, 3)
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
+    ho, wo = out_hw
+    str_n, str_c, str_h, str_w = x.strides
+    windows = _as_strided(xp, x, (c, kh, kw, n, ho, wo),
+                          (str_c, str_h * dh, str_w * dw, str_n, str_h * sh, str_w * sw))
+    cols = xp.empty(windows.shape, x.dtype)
+    cols[...] = windows
+    return cols.reshape(c * kh * kw, n * ho * wo)
+
+
+def col2im(cols, x_shape: tuple, geo: ConvGeometry, out_hw: tuple):
+    """The adjoint of ``im2col``: sums columns (C*kh*kw, N*Ho*Wo) back into an (N, C, H, W) array.
+
+    Loops over the kh*kw kernel offsets, each adding one strided slice for every pixel at once.
+    """
+    xp = array_module(cols)
+    n, c, h, w = x_shape
+    top, bottom, left, right = geo.padding
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
+    ho, wo = out_hw
+    cols = cols.reshape(c, kh, kw, n, ho, wo)
+    padded = xp.zeros((c, n, h + top + bottom, w + left + right), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += cols[:, i, j]
+    return padded[:, :, top:top + h, left:left + w].transpose(1, 0, 2, 3)
+
+
+def _channel_major(y, groups: int):
+    """(N, O, Ho, Wo) -> (groups, O/groups, N*Ho*Wo); free when ``y`` is already channel-major in memory."""
+    n, o, ho, wo = y.shape
+    return y.transpose(1, 0, 2, 3).reshape(groups, o // groups, n * ho * wo)
+
+
+def _per_group(cols, groups: int):
+    """Columns (C*kh*kw, M) -> (groups, C/groups*kh*kw, M): channels are the leading row index."""
+    return cols.reshape(groups, cols.shape[0] // groups, cols.shape[1])
+
+
+def conv_forward(x, w, b, geo: ConvGeometry, out_hw: tuple):
+    """The cross-correlation of ``x`` (N, C, H, W) with ``w`` (O, C/g, kh, kw), plus ``b``; also its columns.
+
+    ``out_hw`` is the output's (Ho, Wo): ``geo.output_size`` of the input, or less when a gradient
+    must match a transposed convolution's input.
+    """
+    xp = array_module(x)
+    n = x.shape[0]
+    o = w.shape[0]
+    g = geo.groups
+    cols = im2col(x, geo, out_hw)
+    y = xp.matmul(w.reshape(g, o // g, -1), _per_group(cols, g)).reshape(o, cols.shape[1])
+    if b is not None:
+        y += b[:, None]
+    return y.reshape(o, n, *out_hw).transpose(1, 0, 2, 3), cols
+
+
+def conv_input_grad(gy, w, x_shape: tuple, geo: ConvGeometry):
+    """The gradient of ``conv_forward`` w.r.t. its input: the transposed convolution of ``gy`` with ``w``."""
+    xp = array_module(gy)
+    g = geo.groups
+    w3 = w.reshape(g, w.shape[0] // g, -1)
+    cols = xp.matmul(w3.transpose(0, 2, 1), _channel_major(gy, g))
+    return col2im(cols.reshape(cols.shape[0] * cols.shape[1], cols.shape[2]), x_shape, geo, gy.shape[2:])
+
+
+def conv_weight_grad(x, gy, w_shape: tuple, geo: ConvGeometry, cols=None):
+    """The gradient of ``conv_forward`` w.r.t. its weight; ``cols`` are ``im2col(x)`` when already at hand."""
+    xp = array_module(gy)
+    g = geo.groups
+    if cols is None:
+        cols = im2col(x, geo, gy.shape[2:])
+    return xp.matmul(_channel_major(gy, g), _per_group(cols, g).transpose(0, 2, 1)).reshape(w_shape)
+
+
+# --- the Functions --------------------------------------------------------------------------------
+class Conv2d(Function):
+    @staticmethod
+    def forward(ctx, x, w, b, geo, out_hw):
+        y, cols = conv_forward(x.data, w.data, None if b is None else b.data, geo, out_hw)
+        ctx.geo = geo
+        weight_needs_grad = getattr(ctx, "needs_input_grad", (False, False))[1]
+        # the columns are kept for the weight gradient: recomputing them costs a copy as big as they are
+        ctx.save_for_backward(x, w, Tensor(cols) if weight_needs_grad else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, cols = ctx.saved_tensors
+        geo = ctx.geo
+        gx = ConvTranspose2d.apply(grad, w, None, geo, x.shape) if ctx.needs_input_grad[0] else None
+        gw = ConvWeightGrad.apply(x, grad, geo, w.shape, cols) if ctx.needs_input_grad[1] else None
+        gb = grad.sum(dim=(0, 2, 3)) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None
+
+
+class ConvTranspose2d(Function):
+    """The transposed convolution of ``y`` with ``w`` (O, C/g, kh, kw) into an output of ``x_shape``."""
+
+    @staticmethod
+    def forward(ctx, y, w, b, geo, x_shape):
+        ctx.geo = geo
+        ctx.save_for_backward(y, w)
+        x = conv_input_grad(y.data, w.data, x_shape, geo)
+        if b is not None:
+            x = x + b.data[:, None, None]
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, w = ctx.saved_tensors
+        geo = ctx.geo
+        gy = Conv2d.apply(grad, w, None, geo, y.shape[2:]) if ctx.needs_input_grad[0] else None
+        gw = ConvWeightGrad.apply(grad, y, geo, w.shape, None) if ctx.needs_input_grad[1] else None
+        gb = grad.sum(dim=(0, 2, 3)) if ctx.needs_input_grad[2] else None
+        return gy, gw, gb, None, None
+
+
+class ConvWeightGrad(Function):
+    """The weight gradient of a convolution of ``x`` whose output had gradient ``gy``; bilinear in both."""
+
+    @staticmethod
+    def forward(ctx, x, gy, geo, w_shape, cols):
+        ctx.geo = geo
+        ctx.save_for_backward(x, gy)
+        return conv_weight_grad(x.data, gy.data, w_shape, geo, None if cols is None else cols.data)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, gy = ctx.saved_tensors
+        geo = ctx.geo
+        gx = ConvTranspose2d.apply(gy, grad, None, geo, x.shape) if ctx.needs_input_grad[0] else None
+        ggy = Conv2d.apply(x, grad, None, geo, gy.shape[2:]) if ctx.needs_input_grad[1] else None
+        return gx, ggy, None, None, None
+
+
+# --- arguments, checks and the public functions ---------------------------------------------------
+def as_pair(value, name: str) -> tuple:
+    """``value`` as a pair of ints: an int is repeated; a tuple or list must have two entries."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = (value[0], value[0])
+        if len(value) != 2:
+            raise RuntimeError(f"expected {name} to be a single integer value or a list of 2 values to match "
+                               f"the convolution dimensions, but got {name}={list(value)}")
+        return int(value[0]), int(value[1])
+    return int(value), int(value)
+
+
+def _geometry(weight: Tensor, stride, padding, dilation, groups: int) -> ConvGeometry:
+    stride, dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
+    kernel = tuple(weight.shape[2:])
+    if min(stride) <= 0:
+        raise RuntimeError("non-positive stride is not supported")
+    if min(dilation) <= 0:
+        raise RuntimeError("non-positive dilation is not supported")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0, 0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            total_h, total_w = (d * (k - 1) for d, k in zip(dilation, kernel))
+            # an odd total puts the extra row/column at the bottom/right, as torch does
+            padding = (total_h // 2, total_h - total_h // 2, total_w // 2, total_w - total_w // 2)
+        else:
+            raise RuntimeError(f"Invalid padding string: '{padding}'")
+    else:
+        ph, pw = as_pair(padding, "padding")
+        if ph < 0 or pw < 0:
+            raise RuntimeError("negative padding is not supported")
+        padding = (ph, ph, pw, pw)
+    return ConvGeometry(kernel, stride, padding, dilation, groups)
+
+
+def _check_operands(input: Tensor, weight: Tensor, bias, groups: int, op: str, transposed: bool) -> None:
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to {op}, but got input of size: "
+                           f"{list(input.shape)}")
+    if weight.ndim != 4:
+        raise RuntimeError(f"{op}: expected a 4-D weight (out_channels, in_channels / groups, kH, kW), but got "
+                           f"weight of size {list(weight.shape)}")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    if weight.shape[0] % groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+                           f"but got weight of size [{list(weight.shape)}] instead")
+    channels = weight.shape[0] if transposed else weight.shape[1] * groups
+    if input.shape[-3] != channels:
+        given = f"transposed=1, weight of size {list(weight.shape)}" if transposed else \
+            f"groups={groups}, weight of size {list(weight.shape)}"
+        shape = list(input.shape) if input.ndim == 4 else [1] + list(input.shape)
+        raise RuntimeError(f"Given {given}, expected input{shape} to have {channels} channels, but got "
+                           f"{input.shape[-3]} channels instead")
+    if weight.dtype != input.dtype:
+        raise RuntimeError(f"Input type ({input.dtype.name}) and weight type ({weight.dtype.name}) should be the same")
+    if bias is not None:
+        out_channels = weight.shape[1] * groups if transposed else weight.shape[0]
+        if bias.ndim != 1 or bias.shape[0] != out_channels:
+            given = "transposed=1, weight" if transposed else "weight"
+            raise RuntimeError(f"Given {given} of size {list(weight.shape)}, expected bias to be 1-dimensional with "
+                               f"{out_channels} elements, but got bias of size {list(bias.shape)} instead")
+        if bias.dtype != input.dtype:
+            raise RuntimeError(f"Input type ({input.dtype.name}) and bias type ({bias.dtype.name}) should be the same")
+
+
+def _batched(input: Tensor, fn) -> Tensor:
+    """Runs ``fn`` on ``input`` with a batch dimension, added and removed again for a 3-D (C, H, W) input."""
+    if input.ndim == 3:
+        return fn(input.unsqueeze(0)).squeeze(0)
+    return fn(input)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """The 2-D cross-correlation of ``input`` (N, C, H, W) or (C, H, W) with ``weight`` (O, C/groups, kH, kW).
+
+    ``padding`` is an int, a pair, ``'valid'`` or ``'same'`` (stride 1 only). The output is not
+    contiguous (see the module docstring).
+    """
+    _check_operands(input, weight, bias, groups, "conv2d", transposed=False)
+    geo = _geometry(weight, stride, padding, dilation, groups)
+    height, width = input.shape[-2:]
+    top, bottom, left, right = geo.padding
+    if any(size + pads < span for size, pads, span in zip(
+            (height, width), (top + bottom, left + right), _kernel_span(geo))):
+        raise RuntimeError(f"Calculated padded input size per channel: ({height + top + bottom} x "
+                           f"{width + left + right}). Kernel size: ({_kernel_span(geo)[0]} x {_kernel_span(geo)[1]}). "
+                           "Kernel size can't be greater than actual input size")
+    out_hw = geo.output_size(height, width)
+    return _batched(input, lambda x: Conv2d.apply(x, weight, bias, geo, out_hw))
+
+
+def _kernel_span(geo: ConvGeometry) -> tuple:
+    """The extent of the dilated kernel."""
+    return tuple(d * (k - 1) + 1 for d, k in zip(geo.dilation, geo.kernel))
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """The transposed 2-D convolution (the gradient of ``conv2d`` w.r.t. its input) of ``input`` with ``weight``.
+
+    ``weight`` has shape (in_channels, out_channels / groups, kH, kW); the output has
+    (H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1 rows (columns alike).
+    """
+    _check_operands(input, weight, bias, groups, "conv_transpose2d", transposed=True)
+    if isinstance(padding, str):
+        raise RuntimeError("conv_transpose2d: padding must be an int or a pair of ints, not a string")
+    geo = _geometry(weight, stride, padding, dilation, groups)
+    (sh, sw), (dh, dw) = geo.stride, geo.dilation
+    oph, opw = as_pair(output_padding, "output_padding")
+    if not (oph < sh or oph < dh) or not (opw < sw or opw < dw) or oph < 0 or opw < 0:
+        raise RuntimeError(f"output padding must be smaller than either stride or dilation, but got "
+                           f"output_padding_height: {oph} output_padding_width: {opw} stride_height: {sh} "
+                           f"stride_width: {sw} dilation_height: {dh} dilation_width: {dw}")
+    (kh, kw), (top, _, left, _) = geo.kernel, geo.padding
+    height, width = input.shape[-2:]
+    out_h = (height - 1) * sh - 2 * top + dh * (kh - 1) + oph + 1
+    out_w = (width - 1) * sw - 2 * left + dw * (kw - 1) + opw + 1
+    if out_h <= 0 or out_w <= 0:
+        raise RuntimeError(f"conv_transpose2d: the output size ({out_h} x {out_w}) is too small for input "
+                           f"{list(input.shape)}, weight {list(weight.shape)}, stride {geo.stride} and padding "
+                           f"{(top, left)}")
+    channels = weight.shape[1] * groups
+
+    def run(x: Tensor) -> Tensor:
+        return ConvTranspose2d.apply(x, weight, bias, geo, (x.shape[0], channels, out_h, out_w))
+    return _batched(input, run)

@@ -16,6 +16,7 @@ import numpy as np
 from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.ops.broadcast import broadcast_to, sum_to
+from distgrad.ops.dims import wrap_dim
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace, update_in_place
 from distgrad.tensor import Tensor, bind_methods
 
@@ -102,13 +103,6 @@ def _select(data, key):
         raise _index_error(exc) from None
 
 
-def _wrap_dim(dim: int, ndim: int) -> int:
-    low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
-    if not low <= dim <= high:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{low}, {high}], but got {dim})")
-    return dim % max(ndim, 1)
-
-
 # --- selecting -------------------------------------------------------------------------------------
 class BasicIndex(Function):
     """``x[key]`` with ints, slices, None and Ellipsis: a view of ``x``."""
@@ -167,7 +161,7 @@ def getitem(x: Tensor, key) -> Tensor:
 
 def index_select(input: Tensor, dim: int, index) -> Tensor:
     """The entries at ``index`` (a vector) along ``dim``."""
-    dim = _wrap_dim(dim, input.ndim)
+    dim = wrap_dim(dim, input.ndim)
     idx = _index_array(input, index, "index_select()")
     if idx.dtype.kind not in "iu":
         raise IndexError(f"index_select(): Expected dtype int32/int64 for index, got {idx.dtype.name}")
@@ -201,7 +195,7 @@ def _gather_key(op: str, input: Tensor, dim: int, idx, other: Tensor | None = No
 
 def gather(input: Tensor, dim: int, index) -> Tensor:
     """``out[i][j][k] = input[index[i][j][k]][j][k]`` for ``dim=0`` (and likewise for other dims)."""
-    dim = _wrap_dim(dim, input.ndim)
+    dim = wrap_dim(dim, input.ndim)
     idx = _index_array(input, index, "gather()")
     if input.ndim == 0:
         return index_select(input, 0, idx)
@@ -229,7 +223,7 @@ class ScatterAdd(Function):
 
 
 def _scatter_args(input: Tensor, dim: int, index, src: Tensor):
-    dim = _wrap_dim(dim, input.ndim)
+    dim = wrap_dim(dim, input.ndim)
     if not isinstance(src, Tensor):
         raise TypeError(f"scatter_add(): argument 'src' must be Tensor, not {type(src).__name__}")
     if src.dtype != input.dtype:

@@ -1,5 +1,6 @@
-"""Losses with PyTorch's signatures and semantics: ``cross_entropy`` (fused), ``nll_loss``, regression and
-binary losses. Every loss takes ``reduction='none' | 'mean' | 'sum'``.
+"""Classification losses with PyTorch's signatures and semantics: ``cross_entropy`` (fused) and ``nll_loss``,
+and the ``reduction`` helpers every loss shares; the per-element regression and binary losses live in
+``pointwise_loss.py``. Every loss takes ``reduction='none' | 'mean' | 'sum'``.
 
 ``cross_entropy`` is one Function (log-softmax and NLL fused): the training hot path records a single node
 and its backward is ``(softmax(x) * Q - q) * grad`` with ``q`` the weighted target distribution.
@@ -9,8 +10,6 @@ keyword-only, so an old positional call fails loudly instead of being misread.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from distgrad import backend
@@ -18,21 +17,19 @@ from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.ops.activation import log_softmax, reduced_shape, softmax
 from distgrad.ops.broadcast import sum_to
-from distgrad.ops.elementwise import softplus, where
 from distgrad.tensor import Tensor
 
-__all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits"]
+__all__ = ["cross_entropy", "nll_loss"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-def _check_reduction(reduction: str) -> None:
+def check_reduction(reduction: str) -> None:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
 
 
-def _reduce(per_element, reduction: str, denominator=None):
+def reduce_array(per_element, reduction: str, denominator=None):
     """The array ``per_element`` reduced; ``mean`` divides by ``denominator`` (default: its size)."""
     if reduction == "none":
         return per_element
@@ -47,7 +44,7 @@ def _grad_scale(grad: Tensor, reduction: str, denominator) -> Tensor:
     return grad / denominator if reduction == "mean" else grad
 
 
-def _constant(value: Tensor | None) -> Tensor | None:
+def as_constant(value: Tensor | None) -> Tensor | None:
     """``value`` outside the graph: class and element weights take no gradient."""
     return None if value is None else value.detach()
 
@@ -155,7 +152,7 @@ class CrossEntropy(Function):
         ctx.denominator = xp.asarray(denominator, dtype=input.dtype)
         ctx.save_for_backward(input, target, Tensor(probs))
         with _quiet_nan():
-            return _reduce(per_sample, reduction, ctx.denominator)
+            return reduce_array(per_sample, reduction, ctx.denominator)
 
     @staticmethod
     def backward(ctx, grad):
@@ -225,7 +222,7 @@ class NLLLoss(Function):
         ctx.denominator = input._xp.asarray(ctx.per_target.sum(), dtype=input.dtype)
         per_sample = -ctx.per_target * _take_class(input.data, ctx.target, class_dim)
         with _quiet_nan():
-            return _reduce(per_sample, reduction, ctx.denominator)
+            return reduce_array(per_sample, reduction, ctx.denominator)
 
     @staticmethod
     def backward(ctx, grad):
@@ -246,13 +243,13 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *
 
     ``target`` holds class indices (shape without C) or class probabilities (input's shape, float).
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     if target.dtype.kind == "f" and target.shape != input.shape and target.ndim == input.ndim:
         raise RuntimeError(f"cross_entropy: class-probability target must have the input's shape "
                            f"{list(input.shape)}, got {list(target.shape)}")
-    return CrossEntropy.apply(input, target, _constant(weight), ignore_index, reduction, float(label_smoothing))
+    return CrossEntropy.apply(input, target, as_constant(weight), ignore_index, reduction, float(label_smoothing))
 
 
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ignore_index: int = -100,
@@ -261,157 +258,5 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ign
 
     'mean' divides by the summed weights of the targets that are not ``ignore_index`` (PyTorch's rule).
     """
-    _check_reduction(reduction)
-    return NLLLoss.apply(input, target, _constant(weight), ignore_index, reduction)
-
-
-# --- regression losses ------------------------------------------------------------------------------
-def _warn_if_broadcast(input: Tensor, target: Tensor) -> None:
-    if input.shape != target.shape:
-        warnings.warn(f"Using a target size ({list(target.shape)}) that is different to the input size "
-                      f"({list(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
-                      f"Please ensure they have the same size.", stacklevel=3)
-
-
-def _reduce_tensor(loss: Tensor, reduction: str, weight: Tensor | None = None) -> Tensor:
-    """``loss`` (times ``weight``) reduced; a weighted 'mean' divides by the sum of the weights, as PyTorch."""
-    _check_reduction(reduction)
-    if weight is not None:
-        if weight.shape != loss.shape:
-            raise ValueError("Weights and input must have the same size.")
-        loss = loss * weight
-    if reduction == "none":
-        return loss
-    total = sum_to(loss, ())
-    if reduction == "sum":
-        return total
-    return total / (loss.numel() if weight is None else sum_to(weight, ()))
-
-
-def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
-    """``(input - target) ** 2``, optionally times ``weight`` (input's shape), reduced."""
-    _warn_if_broadcast(input, target)
-    diff = input - target
-    return _reduce_tensor(diff * diff, reduction, weight)
-
-
-def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
-    """``|input - target|``, optionally times ``weight``, reduced (gradient 0 where input equals target)."""
-    _warn_if_broadcast(input, target)
-    return _reduce_tensor((input - target).abs(), reduction, weight)
-
-
-def smooth_l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", beta: float = 1.0) -> Tensor:
-    """Huber-like: ``0.5 d**2 / beta`` where ``|d| < beta``, ``|d| - 0.5 beta`` elsewhere (``d = input - target``)."""
-    if beta < 0:
-        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
-    _warn_if_broadcast(input, target)
-    diff = input - target
-    distance = diff.abs()
-    if beta == 0:
-        return _reduce_tensor(distance, reduction)
-    loss = where(distance < beta, diff * diff * (0.5 / beta), distance - 0.5 * beta)
-    return _reduce_tensor(loss, reduction)
-
-
-# --- binary losses ----------------------------------------------------------------------------------
-def _check_binary_shapes(input: Tensor, target: Tensor, message: str) -> None:
-    if input.shape != target.shape:
-        raise ValueError(message.format(target=list(target.shape), input=list(input.shape)))
-
-
-def _weighted(t: Tensor, weight: Tensor | None) -> Tensor:
-    return t if weight is None else t * weight
-
-
-class BinaryCrossEntropyWithLogits(Function):
-    """``(1 - y) x + (1 + (pos_weight - 1) y) softplus(-x)``, with softplus computed without overflow."""
-
-    @staticmethod
-    def forward(ctx, input, target, weight, pos_weight, reduction):
-        xp = input._xp
-        x, y = input.data, target.data
-        softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)
-        log_weight = 1 if pos_weight is None else 1 + (pos_weight.data - 1) * y
-        loss = (1 - y) * x + log_weight * softplus_neg
-        if weight is not None:
-            loss = loss * weight.data
-        ctx.reduction, ctx.numel = reduction, loss.size
-        ctx.softplus_neg = softplus_neg if pos_weight is not None else None
-        ctx.save_for_backward(input, target, weight, pos_weight)
-        return _reduce(loss, reduction)
-
-    @staticmethod
-    def backward(ctx, grad):
-        input, target, weight, pos_weight = ctx.saved_tensors
-        scale = _weighted(grad / ctx.numel if ctx.reduction == "mean" else grad, weight)
-        grad_input = grad_target = None
-        if ctx.needs_input_grad[0]:
-            if pos_weight is None:
-                grad_input = (input.sigmoid() - target) * scale
-            else:
-                log_weight = 1 + (pos_weight - 1) * target
-                grad_input = (log_weight * input.sigmoid() - log_weight + 1 - target) * scale
-            grad_input = sum_to(grad_input, input.shape)
-        if ctx.needs_input_grad[1]:
-            grad_target = -input
-            if pos_weight is not None:
-                grad_target = grad_target + (pos_weight - 1) * _softplus_of_negated(input, ctx.softplus_neg)
-            grad_target = sum_to(grad_target * scale, target.shape)
-        return grad_input, grad_target, None, None, None
-
-
-def _softplus_of_negated(input: Tensor, value) -> Tensor:
-    """``softplus(-input)``: the forward's array, or with create_graph the differentiable op."""
-    return softplus(-input) if is_grad_enabled() else Tensor(value)
-
-
-class BinaryCrossEntropy(Function):
-    """``-(y log x + (1 - y) log(1 - x))`` with each log clamped at -100, as in PyTorch."""
-
-    @staticmethod
-    def forward(ctx, input, target, weight, reduction):
-        xp = input._xp
-        x, y = input.data, target.data
-        if bool(((x < 0) | (x > 1)).any()):
-            raise RuntimeError("all elements of input should be between 0 and 1")
-        with np.errstate(divide="ignore"):
-            loss = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log1p(-x), -100))
-        if weight is not None:
-            loss = loss * weight.data
-        ctx.reduction, ctx.numel = reduction, loss.size
-        ctx.save_for_backward(input, target, weight)
-        return _reduce(loss, reduction)
-
-    @staticmethod
-    def backward(ctx, grad):
-        input, target, weight = ctx.saved_tensors
-        scale = _weighted(grad / ctx.numel if ctx.reduction == "mean" else grad, weight)
-        grad_input = grad_target = None
-        if ctx.needs_input_grad[0]:
-            # PyTorch's bound keeps the gradient finite where x is exactly 0 or 1
-            grad_input = (input - target) / (input * (1 - input)).clamp(min=1e-12) * scale
-        if ctx.needs_input_grad[1]:
-            grad_target = ((1 - input).log() - input.log()) * scale
-        return grad_input, grad_target, None, None
-
-
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
-                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
-    """Binary cross entropy of logits: a stable ``binary_cross_entropy(sigmoid(input), target)``.
-
-    ``weight`` scales each element and ``pos_weight`` the positive term per class (both broadcast; they
-    take no gradient).
-    """
-    _check_reduction(reduction)
-    _check_binary_shapes(input, target, "Target size ({target}) must be the same as input size ({input})")
-    return BinaryCrossEntropyWithLogits.apply(input, target, _constant(weight), _constant(pos_weight), reduction)
-
-
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
-                         reduction: str = "mean") -> Tensor:
-    """Binary cross entropy of probabilities ``input`` in [0, 1]; ``weight`` scales each element."""
-    _check_reduction(reduction)
-    _check_binary_shapes(input, target, "Using a target size ({target}) that is different to the input size "
-                                        "({input}) is deprecated. Please ensure they have the same size.")
-    return BinaryCrossEntropy.apply(input, target, _constant(weight), reduction)
+    check_reduction(reduction)
+    return NLLLoss.apply(input, target, as_constant(weight), ignore_index, reduction)

@@ -1,2 +1,333 @@
-"""pooling ops (being written)."""
-__all__ = []
+"""2-D pooling: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d`` (and their 1-D forms).
+
+A pooling window has kh*kw offsets; for each offset, one strided slice of the (padded) input holds
+that offset's element of every window at once. Forward and backward loop over the kh*kw offsets
+and never over pixels. Each backward is linear in the incoming gradient and is itself a Function
+whose backward is the forward again (or, for max pooling, a gather at the argmax), so pooling can
+be differentiated twice.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from distgrad.autograd.function import Function
+from distgrad.backend import array_module
+from distgrad.ops.conv import as_pair
+from distgrad.ops.linalg import matmul
+from distgrad.tensor import Tensor
+
+__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "max_pool1d", "avg_pool1d"]
+
+
+class PoolGeometry(NamedTuple):
+    """A pooling over inputs of spatial size ``in_hw`` giving ``out_hw``; ``padding`` is (ph, pw)."""
+
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    in_hw: tuple
+    out_hw: tuple
+
+    def padded_hw(self) -> tuple:
+        """The padded input's size: the input, its padding, and room for windows that ceil_mode adds."""
+        return tuple(max(size + 2 * pad, (out - 1) * s + d * (k - 1) + 1) for size, pad, out, s, d, k in zip(
+            self.in_hw, self.padding, self.out_hw, self.stride, self.dilation, self.kernel))
+
+    def window_slices(self):
+        """(offset number, index) per kernel offset: the index picks that offset of every window."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        ho, wo = self.out_hw
+        for i in range(kh):
+            for j in range(kw):
+                yield i * kw + j, (Ellipsis, slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
+                                   slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
+
+    def interior(self) -> tuple:
+        """The index of the input inside the padded input."""
+        (ph, pw), (h, w) = self.padding, self.in_hw
+        return Ellipsis, slice(ph, ph + h), slice(pw, pw + w)
+
+
+def _pad(x, geo: PoolGeometry, fill):
+    """``x`` in a buffer of ``geo.padded_hw()`` filled with ``fill`` around it (``x`` itself when none is needed)."""
+    if geo.padded_hw() == tuple(x.shape[-2:]):
+        return x
+    xp = array_module(x)
+    padded = xp.full(x.shape[:-2] + geo.padded_hw(), fill, x.dtype)
+    padded[geo.interior()] = x
+    return padded
+
+
+def _spread(values_per_offset, in_shape: tuple, dtype, xp, geo: PoolGeometry):
+    """The adjoint of taking window slices: adds each offset's (N, C, Ho, Wo) values into an array of ``in_shape``."""
+    padded = xp.zeros(tuple(in_shape[:-2]) + geo.padded_hw(), dtype)
+    for offset, index in geo.window_slices():
+        padded[index] += values_per_offset(offset)
+    return padded[geo.interior()]
+
+
+# --- max pooling ----------------------------------------------------------------------------------
+# Selections below are arithmetic (a maximum, a bitwise and) rather than masked copies: with the random
+# masks that pooling produces, NumPy's masked copies and ``where`` are about ten times slower.
+def _lowest(dtype, xp):
+    return -xp.inf if dtype.kind == "f" else xp.iinfo(dtype).min
+
+
+_SAME_SIZE_INT = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
+
+
+def _select(mask, values):
+    """``values`` where ``mask`` is True, else exactly 0 (an inf or NaN elsewhere does not leak, as with ``* mask``)."""
+    bits = values.view(_SAME_SIZE_INT[values.dtype.itemsize])
+    return (bits & -mask.astype(bits.dtype)).view(values.dtype)
+
+
+class MaxPool2d(Function):
+    """The maximum of each window (ties: the first; NaN wins, as in torch); with ``return_indices``, also
+    each maximum's flat position in its input plane (an integer output, outside the graph)."""
+
+    @staticmethod
+    def forward(ctx, x, geo, return_indices):
+        xp = x._xp
+        padded = _pad(x.data, geo, _lowest(x.dtype, xp))
+        best = argmax = None
+        for offset, index in geo.window_slices():
+            window = padded[index]
+            if best is None:
+                best = window.copy()
+                argmax = xp.zeros(best.shape, xp.int32)
+                continue
+            better = window > best
+            if x.dtype.kind == "f":
+                better |= xp.isnan(window)  # torch's CPU kernel: a NaN replaces the maximum so far
+            xp.maximum(best, window, out=best)
+            xp.maximum(argmax, better * xp.int32(offset), out=argmax)  # offsets only grow: the latest better wins
+        ctx.geo, ctx.argmax, ctx.in_shape = geo, argmax, x.shape
+        return (best, _flat_indices(argmax, geo)) if return_indices else best
+
+    @staticmethod
+    def backward(ctx, grad, *_):
+        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.in_shape), None, None
+
+
+class ScatterToArgmax(Function):
+    """Each window's value added at its maximum's position in an input-shaped array (max pooling's backward)."""
+
+    @staticmethod
+    def forward(ctx, g, argmax, geo, in_shape):
+        ctx.argmax, ctx.geo = argmax, geo
+        return _spread(lambda offset: _select(argmax == offset, g.data), in_shape, g.dtype, g._xp, geo)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return GatherAtArgmax.apply(grad, ctx.argmax, ctx.geo), None, None, None
+
+
+class GatherAtArgmax(Function):
+    """Each window's element at its maximum's position (the adjoint of ``ScatterToArgmax``)."""
+
+    @staticmethod
+    def forward(ctx, x, argmax, geo):
+        ctx.argmax, ctx.geo, ctx.in_shape = argmax, geo, x.shape
+        padded = _pad(x.data, geo, 0)
+        out = x._xp.zeros(argmax.shape, x.dtype)
+        for offset, index in geo.window_slices():
+            out += _select(argmax == offset, padded[index])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.in_shape), None, None
+
+
+def _flat_indices(argmax, geo: PoolGeometry):
+    """torch's ``return_indices``: each maximum's position as ``h * W + w`` in its (unpadded) input plane."""
+    xp = array_module(argmax)
+    (sh, sw), (dh, dw), (ph, pw) = geo.stride, geo.dilation, geo.padding
+    kw, width = geo.kernel[1], geo.in_hw[1]
+    ho, wo = geo.out_hw
+    rows = (xp.arange(ho) * sh - ph)[:, None] + (argmax // kw) * dh
+    cols = (xp.arange(wo) * sw - pw)[None, :] + (argmax % kw) * dw
+    return (rows * width + cols).astype(xp.int64)
+
+
+# --- average pooling ------------------------------------------------------------------------------
+def _window_counts(geo: PoolGeometry, count_include_pad: bool, divisor_override, xp, dtype):
+    """The divisor of each window, (Ho, Wo), as torch computes it."""
+    if divisor_override is not None:
+        return xp.asarray(divisor_override, dtype)
+    sizes = []
+    for size, pad, out, s, k in zip(geo.in_hw, geo.padding, geo.out_hw, geo.stride, geo.kernel):
+        start = xp.arange(out) * s - pad
+        end = xp.minimum(start + k, size + pad)  # windows that ceil_mode adds stop at the padding
+        sizes.append(end - start if count_include_pad else xp.minimum(end, size) - xp.maximum(start, 0))
+    return (sizes[0][:, None] * sizes[1][None, :]).astype(dtype)
+
+
+class AvgPool2d(Function):
+    """The sum of each window divided by ``divisor`` (Ho, Wo)."""
+
+    @staticmethod
+    def forward(ctx, x, geo, divisor):
+        ctx.geo, ctx.divisor, ctx.in_shape = geo, divisor, x.shape
+        padded = _pad(x.data, geo, 0)
+        total = x._xp.zeros(x.shape[:-2] + geo.out_hw, x.dtype)
+        for _, index in geo.window_slices():
+            total += padded[index]
+        total /= divisor
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        return SpreadOverWindows.apply(grad, ctx.geo, ctx.divisor, ctx.in_shape), None, None
+
+
+class SpreadOverWindows(Function):
+    """Each window's value divided by ``divisor`` and added to every element of the window (avg pooling's backward)."""
+
+    @staticmethod
+    def forward(ctx, g, geo, divisor, in_shape):
+        ctx.geo, ctx.divisor = geo, divisor
+        share = g.data / divisor
+        return _spread(lambda offset: share, in_shape, g.dtype, g._xp, geo)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return AvgPool2d.apply(grad, ctx.geo, ctx.divisor), None, None, None
+
+
+# --- arguments and the public functions -----------------------------------------------------------
+def _pool_geometry(op: str, input: Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool) -> PoolGeometry:
+    if input.ndim not in (3, 4) or any(s == 0 for s in input.shape[-3:]):
+        if input.ndim == 4 and input.shape[1] == 0:
+            raise RuntimeError("Expected 3D or 4D (batch mode) tensor with optional 0 dim batch size for input, "
+                               f"but got:{list(input.shape)}")
+        raise RuntimeError("non-empty 3D or 4D (batch mode) tensor expected for input")
+    kernel = _pool_pair(op, kernel_size, "kernel_size")
+    stride = kernel if stride is None or stride == [] or stride == () else _pool_pair(op, stride, "stride")
+    padding, dilation = _pool_pair(op, padding, "padding"), _pool_pair(op, dilation, "dilation")
+    if min(stride) <= 0:
+        raise RuntimeError("stride should not be zero")
+    if min(kernel) <= 0:
+        raise RuntimeError(f"kernel size should be greater than zero, but got kH: {kernel[0]} kW: {kernel[1]}")
+    if min(dilation) <= 0:
+        raise RuntimeError(f"dilation should be greater than zero, but got dilationH: {dilation[0]} "
+                           f"dilationW: {dilation[1]}")
+    for p, k, d in zip(padding, kernel, dilation):
+        if p < 0 or p > (d * (k - 1) + 1) // 2:
+            raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={p}, "
+                               f"kernel_size={k} and dilation={d}")
+    in_hw = tuple(input.shape[-2:])
+    out_hw = tuple(_output_size(*args, ceil_mode) for args in zip(in_hw, kernel, stride, padding, dilation))
+    if min(out_hw) < 1:
+        channels = input.shape[-3]
+        raise RuntimeError(f"Given input size: ({channels}x{in_hw[0]}x{in_hw[1]}). Calculated output size: "
+                           f"({channels}x{out_hw[0]}x{out_hw[1]}). Output size is too small")
+    return PoolGeometry(kernel, stride, padding, dilation, in_hw, out_hw)
+
+
+def _pool_pair(op: str, value, name: str) -> tuple:
+    if isinstance(value, (tuple, list)) and len(value) not in (1, 2):
+        raise RuntimeError(f"{op}: {name} must either be a single int, or a tuple of two ints")
+    return as_pair(value, name)
+
+
+def _output_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """torch's pooling_output_shape: with ceil_mode, the last window must start inside the input or left padding."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _batched(input: Tensor, fn):
+    """Runs ``fn`` on ``input`` with a batch dimension, added and removed again for a 3-D (C, H, W) input."""
+    if input.ndim != 3:
+        return fn(input)
+    out = fn(input.unsqueeze(0))
+    return tuple(o.squeeze(0) for o in out) if isinstance(out, tuple) else out.squeeze(0)
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """The maximum over each (dilated) window of ``input`` (N, C, H, W) or (C, H, W), padded with -inf.
+
+    With ``return_indices``, also each maximum's flat position ``h * W + w`` in its input plane.
+    """
+    geo = _pool_geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+
+    return _batched(input, lambda x: MaxPool2d.apply(x, geo, return_indices))
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """The mean over each window of ``input`` (N, C, H, W) or (C, H, W), zero-padded.
+
+    The divisor is the window size (``count_include_pad``), the number of input elements in the
+    window (otherwise), or ``divisor_override``.
+    """
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("divisor must be not zero")
+    if input.dtype.kind != "f":
+        raise RuntimeError(f"avg_pool2d: expected a floating point input, but got {input.dtype.name} "
+                           "(distgrad does not average integer tensors)")
+    geo = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    divisor = _window_counts(geo, count_include_pad, divisor_override, input._xp, input.dtype)
+    return _batched(input, lambda x: AvgPool2d.apply(x, geo, divisor))
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Averages ``input`` into ``output_size`` (an int, or a pair whose None entries keep the input's size).
+
+    Window i along a dimension of size n spans [floor(i * n / out), ceil((i + 1) * n / out)).
+    """
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"adaptive_avg_pool2d(): Expected 3D or 4D tensor, but got {list(input.shape)}")
+    for dim in range(input.ndim - 2, input.ndim):
+        if input.shape[dim] == 0:
+            raise RuntimeError(f"adaptive_avg_pool2d(): Expected input to have non-zero size for non-batch "
+                               f"dimensions, but input has sizes {list(input.shape)} with dimension {dim} being empty")
+    if isinstance(output_size, (tuple, list)) and len(output_size) != 2:
+        raise RuntimeError("adaptive_avg_pool2d: output_size must be 2")
+    if not isinstance(output_size, (tuple, list)):
+        output_size = (output_size, output_size)
+    in_h, in_w = input.shape[-2:]
+    out_h, out_w = (n if o is None else int(o) for n, o in zip((in_h, in_w), output_size))
+    if out_h == 0 or out_w == 0:
+        return input[..., :out_h, :out_w]
+    if in_h % out_h == 0 and in_w % out_w == 0:  # equal windows that tile the input: a plain average pooling
+        return avg_pool2d(input, (in_h // out_h, in_w // out_w))
+    rows = Tensor(_averaging_matrix(in_h, out_h, input._xp, input.dtype))
+    cols = Tensor(_averaging_matrix(in_w, out_w, input._xp, input.dtype).T)
+    return matmul(matmul(rows, input), cols)
+
+
+def _averaging_matrix(size: int, out: int, xp, dtype):
+    """(out, size): row i averages the elements of adaptive window i."""
+    i = xp.arange(out)[:, None]
+    start, end = (i * size) // out, -((-(i + 1) * size) // out)
+    inside = (xp.arange(size)[None, :] >= start) & (xp.arange(size)[None, :] < end)
+    return (inside / (end - start)).astype(dtype)
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """``max_pool2d`` over the last dimension of ``input`` (N, C, L) or (C, L)."""
+    out = max_pool2d(input.unsqueeze(-2), _row(kernel_size, 1), None if stride is None else _row(stride, 1),
+                     _row(padding, 0), _row(dilation, 1), ceil_mode, return_indices)
+    return tuple(o.squeeze(-2) for o in out) if return_indices else out.squeeze(-2)
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    """``avg_pool2d`` over the last dimension of ``input`` (N, C, L) or (C, L)."""
+    out = avg_pool2d(input.unsqueeze(-2), _row(kernel_size, 1), None if stride is None else _row(stride, 1),
+                     _row(padding, 0), ceil_mode, count_include_pad)
+    return out.squeeze(-2)
+
+
+def _row(value, height: int) -> tuple:
+    """A 1-D pooling argument as the 2-D one over a single row: (``height``, value)."""
+    return height, value[0] if isinstance(value, (tuple, list)) else value

@@ -1,14 +1,13 @@
-"""Reductions: ``sum mean var std prod logsumexp amax amin max min argmax argmin norm all any``
-and ``cumsum``, with PyTorch's ``dim``/``keepdim`` arguments, dtypes and errors.
+"""Reductions: ``sum mean var std prod logsumexp norm all any`` and ``cumsum``, with PyTorch's
+``dim``/``keepdim`` arguments, dtypes and errors. The extremes (``amax max argmax`` ...) live in
+``extremes.py``.
 
 ``dim`` is an int, a tuple of ints, or None (every dim). Backward broadcasts the gradient back over
-the reduced dims with ``_expand_back`` and is written with Tensor ops, so it can be differentiated
+the reduced dims with ``expand_back`` and is written with Tensor ops, so it can be differentiated
 again. float16 inputs accumulate in float32; bool and integer sums and products give int64.
 """
 from __future__ import annotations
 
-import builtins
-import collections
 import math
 
 import numpy as np
@@ -17,18 +16,15 @@ from distgrad import dtypes
 from distgrad.autograd.function import Function
 from distgrad.ops import elementwise
 from distgrad.ops.broadcast import broadcast_to
-from distgrad.ops.shape import flip, reshape, wrap_dim
+from distgrad.ops.dims import wrap_dim
+from distgrad.ops.shape import flip, reshape
 from distgrad.tensor import Tensor, bind_methods
 
-__all__ = ["sum", "mean", "var", "std", "prod", "logsumexp", "amax", "amin", "max", "min", "argmax", "argmin",
-           "norm", "all", "any", "cumsum"]
-
-# What ``max``/``min`` with a ``dim`` return, like ``torch.return_types.max``.
-return_types = {name: collections.namedtuple(name, ["values", "indices"]) for name in ("max", "min")}
+__all__ = ["sum", "mean", "var", "std", "prod", "logsumexp", "norm", "all", "any", "cumsum"]
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-def _axes(dim, ndim: int) -> tuple:
+def reduced_axes(dim, ndim: int) -> tuple:
     """The reduced axes, sorted: every one for None or ``()``; a 0-d tensor has none."""
     if dim is None or dim == ():
         return tuple(range(ndim))
@@ -44,7 +40,7 @@ def _kept_shape(shape: tuple, axes: tuple) -> tuple:
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def _expand_back(t: Tensor, in_shape: tuple, axes: tuple) -> Tensor:
+def expand_back(t: Tensor, in_shape: tuple, axes: tuple) -> Tensor:
     """A reduced tensor (with or without ``keepdim``) broadcast back to the input's shape."""
     return broadcast_to(reshape(t, _kept_shape(in_shape, axes)), in_shape)
 
@@ -67,7 +63,7 @@ def _require_float(t: Tensor, message: str) -> None:
         raise RuntimeError(message)
 
 
-def _constant(like: Tensor, array) -> Tensor:
+def constant_like(like: Tensor, array) -> Tensor:
     """An array as a Tensor of ``like``'s dtype, outside the graph (masks and weights in backward)."""
     return Tensor(array.astype(like.dtype, copy=False))
 
@@ -82,12 +78,12 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _expand_back(grad, ctx.in_shape, ctx.axes), None, None
+        return expand_back(grad, ctx.in_shape, ctx.axes), None, None
 
 
 def sum(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """The sum over ``dim``; bools and integers sum to int64."""
-    return Sum.apply(input, _axes(dim, input.ndim), keepdim)
+    return Sum.apply(input, reduced_axes(dim, input.ndim), keepdim)
 
 
 class Mean(Function):
@@ -100,18 +96,18 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _expand_back(grad, ctx.in_shape, ctx.axes) / _count(ctx.in_shape, ctx.axes), None, None
+        return expand_back(grad, ctx.in_shape, ctx.axes) / _count(ctx.in_shape, ctx.axes), None, None
 
 
 def mean(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """The mean over ``dim`` (floating point tensors only)."""
     _require_float(input, "mean(): could not infer output dtype. Input dtype must be either a floating "
                    f"point or complex dtype. Got: {input.dtype.name}")
-    return Mean.apply(input, _axes(dim, input.ndim), keepdim)
+    return Mean.apply(input, reduced_axes(dim, input.ndim), keepdim)
 
 
 def _degrees_of_freedom(shape: tuple, axes: tuple, correction) -> float:
-    return builtins.max(_count(shape, axes) - correction, 0)
+    return max(_count(shape, axes) - correction, 0)
 
 
 def _var_array(a: Tensor, axes: tuple, keepdim: bool, correction):
@@ -138,7 +134,7 @@ class Var(Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return _var_grad(_expand_back(grad, x.shape, ctx.axes), x, ctx.axes, ctx.correction), None, None, None
+        return _var_grad(expand_back(grad, x.shape, ctx.axes), x, ctx.axes, ctx.correction), None, None, None
 
 
 class Std(Function):
@@ -153,8 +149,8 @@ class Std(Function):
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
         # d sqrt(v) = dv / (2 sqrt(v)); a zero std has a zero gradient, as in torch: divide by 1 there
-        safe_std = out + _constant(out, out.data == 0)
-        grad = _expand_back(grad / (safe_std * 2), x.shape, ctx.axes)
+        safe_std = out + constant_like(out, out.data == 0)
+        grad = expand_back(grad / (safe_std * 2), x.shape, ctx.axes)
         return _var_grad(grad, x, ctx.axes, ctx.correction), None, None, None
 
 
@@ -166,7 +162,7 @@ def _var_args(op: str, input: Tensor, dim, unbiased, correction):
         raise RuntimeError(f"{op}(): cannot specify both unbiased and correction")
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
-    return _axes(dim, input.ndim), correction
+    return reduced_axes(dim, input.ndim), correction
 
 
 def var(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
@@ -195,10 +191,10 @@ class Prod(Function):
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        grad = _expand_back(grad, x.shape, ctx.axes)
+        grad = expand_back(grad, x.shape, ctx.axes)
         zeros = x.data == 0
         if not zeros.any():
-            return grad * _expand_back(out, x.shape, ctx.axes) / x, None, None
+            return grad * expand_back(out, x.shape, ctx.axes) / x, None, None
         return grad * _product_of_others(x, zeros, ctx.axes), None, None
 
 
@@ -211,8 +207,8 @@ def _product_of_others(x: Tensor, zeros, axes: tuple) -> Tensor:
     it is the other zero's value for each zero (0 elsewhere); with more, every derivative is 0.
     """
     zero_count = zeros.sum(axis=axes, keepdims=True)
-    is_zero = _constant(x, zeros)
-    no_zero, one_zero, two_zeros = (_constant(x, zero_count == k) for k in (0, 1, 2))
+    is_zero = constant_like(x, zeros)
+    no_zero, one_zero, two_zeros = (constant_like(x, zero_count == k) for k in (0, 1, 2))
     nonzero = x * (1 - is_zero) + is_zero  # zeros replaced by ones that pass no gradient
     nonzero_product = prod(nonzero, axes, keepdim=True)
     zero_sum = sum(x * is_zero, axes, keepdim=True)
@@ -223,7 +219,7 @@ def _product_of_others(x: Tensor, zeros, axes: tuple) -> Tensor:
 
 def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """The product over ``dim``; its gradient is exact where entries are zero."""
-    return Prod.apply(input, _axes(dim, input.ndim), keepdim)
+    return Prod.apply(input, reduced_axes(dim, input.ndim), keepdim)
 
 
 class LogSumExp(Function):
@@ -249,158 +245,13 @@ class LogSumExp(Function):
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        softmax = elementwise.exp(x - _expand_back(out, x.shape, ctx.axes))
-        return _expand_back(grad, x.shape, ctx.axes) * softmax, None, None
+        softmax = elementwise.exp(x - expand_back(out, x.shape, ctx.axes))
+        return expand_back(grad, x.shape, ctx.axes) * softmax, None, None
 
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     """``log(sum(exp(input), dim))``, computed without overflow."""
-    return LogSumExp.apply(input, _axes(dim, input.ndim), keepdim)
-
-
-# --- amax, amin, max, min, argmax, argmin -------------------------------------------------------------
-class _Extreme(Function):
-    """``amax``/``amin``: the gradient is shared evenly among the entries equal to the extreme."""
-
-    pick = None  # "max" or "min"
-
-    @classmethod
-    def forward(cls, ctx, a, axes, keepdim):
-        ctx.axes = axes
-        out = Tensor(getattr(a.data, cls.pick)(axis=axes, keepdims=keepdim))
-        ctx.save_for_backward(a, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, out = ctx.saved_tensors
-        ties = x.data == _expand_back(out, x.shape, ctx.axes).data
-        with np.errstate(invalid="ignore"):
-            share = ties / ties.sum(axis=ctx.axes, keepdims=True)
-        return _expand_back(grad, x.shape, ctx.axes) * _constant(x, share), None, None
-
-
-class AMax(_Extreme):
-    pick = "max"
-
-
-class AMin(_Extreme):
-    pick = "min"
-
-
-def _check_nonempty(op: str, input: Tensor, axes: tuple | None) -> None:
-    """Extremes of nothing do not exist: ``axes`` None stands for a call without ``dim``."""
-    if input.numel():
-        return
-    if axes is None:
-        if op in ("max", "min"):
-            raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0. Specify "
-                               "the reduction dim with the 'dim' argument.")
-        raise IndexError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0.")
-    for a in axes:
-        if input.shape[a] == 0:
-            raise IndexError(f"{op}(): Expected reduction dim {a} to have non-zero size.")
-
-
-def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
-    """The largest entry over ``dim`` (every dim by default); ties share the gradient evenly."""
-    axes = _axes(dim, input.ndim)
-    _check_nonempty("amax", input, axes)
-    return AMax.apply(input, axes, keepdim)
-
-
-def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
-    """The smallest entry over ``dim`` (every dim by default); ties share the gradient evenly."""
-    axes = _axes(dim, input.ndim)
-    _check_nonempty("amin", input, axes)
-    return AMin.apply(input, axes, keepdim)
-
-
-class _ExtremeAlongDim(Function):
-    """``max``/``min`` along one dim: values and int64 indices; the gradient goes to the index."""
-
-    pick = None  # "argmax" or "argmin"
-
-    @classmethod
-    def forward(cls, ctx, a, axis, keepdim):
-        xp = a._xp
-        ctx.indices = None
-        if a.ndim == 0:
-            return a.data.copy(), xp.zeros((), np.int64)
-        indices = xp.expand_dims(getattr(a.data, cls.pick)(axis=axis), axis).astype(np.int64, copy=False)
-        ctx.axis, ctx.size, ctx.indices = axis, a.shape[axis], indices
-        values = xp.take_along_axis(a.data, indices, axis)
-        if not keepdim:
-            values, indices = values.squeeze(axis), indices.squeeze(axis)
-        return values, indices.copy()  # a copy: writes to the output leave backward's indices alone
-
-    @staticmethod
-    def backward(ctx, grad_values, grad_indices):
-        if ctx.indices is None:  # a 0-d tensor is its own extreme
-            return grad_values, None, None
-        positions = grad_values._xp.arange(ctx.size).reshape([-1 if i == ctx.axis else 1
-                                                               for i in range(ctx.indices.ndim)])
-        chosen = positions == ctx.indices
-        grad = broadcast_to(reshape(grad_values, ctx.indices.shape), chosen.shape)
-        return grad * _constant(grad_values, chosen), None, None
-
-
-class MaxAlongDim(_ExtremeAlongDim):
-    pick = "argmax"
-
-
-class MinAlongDim(_ExtremeAlongDim):
-    pick = "argmin"
-
-
-def _max_or_min(op: str, input: Tensor, dim, keepdim: bool):
-    if isinstance(dim, Tensor):
-        if keepdim:
-            raise TypeError(f"{op}(input, other) takes no keepdim")
-        return (elementwise.maximum if op == "max" else elementwise.minimum)(input, dim)
-    if dim is None:
-        _check_nonempty(op, input, None)
-        return (AMax if op == "max" else AMin).apply(input, tuple(range(input.ndim)), False)
-    axis = wrap_dim(dim, input.ndim)
-    if input.ndim:
-        _check_nonempty(op, input, (axis,))
-    values, indices = (MaxAlongDim if op == "max" else MinAlongDim).apply(input, axis, keepdim)
-    return return_types[op](values, indices)
-
-
-def max(input: Tensor, dim=None, keepdim: bool = False):
-    """Without ``dim``: the largest entry (ties share the gradient). With an int ``dim``: the named
-    tuple ``(values, indices)`` along it. With a tensor: ``maximum(input, other)``."""
-    return _max_or_min("max", input, dim, keepdim)
-
-
-def min(input: Tensor, dim=None, keepdim: bool = False):
-    """Like ``max``, for the smallest entries."""
-    return _max_or_min("min", input, dim, keepdim)
-
-
-def _arg_extreme(op: str, input: Tensor, dim, keepdim: bool) -> Tensor:
-    xp = input._xp
-    pick = getattr(xp, op)
-    if dim is None:
-        _check_nonempty(op, input, None)
-        index = pick(input.data.reshape(-1)).astype(np.int64)
-        return Tensor(index.reshape((1,) * input.ndim) if keepdim else xp.asarray(index))
-    axis = wrap_dim(dim, input.ndim)
-    if input.ndim == 0:
-        return Tensor(xp.zeros((), np.int64))
-    _check_nonempty(op, input, (axis,))
-    return Tensor(pick(input.data, axis=axis, keepdims=keepdim).astype(np.int64, copy=False))
-
-
-def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    """The int64 index of the largest entry along ``dim`` (of the flattened tensor when None)."""
-    return _arg_extreme("argmax", input, dim, keepdim)
-
-
-def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    """The int64 index of the smallest entry along ``dim`` (of the flattened tensor when None)."""
-    return _arg_extreme("argmin", input, dim, keepdim)
+    return LogSumExp.apply(input, reduced_axes(dim, input.ndim), keepdim)
 
 
 # --- norm ----------------------------------------------------------------------------------------------
@@ -429,9 +280,9 @@ class Norm(Function):
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
         p, axes = ctx.p, ctx.axes
-        grad = _expand_back(grad, x.shape, axes)
-        norm = _expand_back(out, x.shape, axes)
-        sign = _constant(x, x._xp.sign(x.data))
+        grad = expand_back(grad, x.shape, axes)
+        norm = expand_back(out, x.shape, axes)
+        sign = constant_like(x, x._xp.sign(x.data))
         if p == 0:
             return grad * 0, None, None, None
         if p == 1:
@@ -440,9 +291,9 @@ class Norm(Function):
             ties = x._xp.abs(x.data) == norm.data
             with np.errstate(invalid="ignore"):
                 share = ties / ties.sum(axis=axes, keepdims=True)
-            return grad * sign * _constant(x, share), None, None, None
+            return grad * sign * constant_like(x, share), None, None, None
         # A zero norm has a zero gradient, as in torch: divide by 1 there instead of by 0.
-        safe_norm = norm + _constant(x, norm.data == 0)
+        safe_norm = norm + constant_like(x, norm.data == 0)
         if p == 2:
             return grad * x / safe_norm, None, None, None
         return grad * sign * (x * sign) ** (p - 1) / safe_norm ** (p - 1), None, None, None
@@ -460,18 +311,18 @@ def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
         raise ValueError(f"norm: p={p!r} is not supported; use a number, inf, -inf or 'fro'")
     _require_float(input, "linalg.vector_norm: Expected a floating point or complex tensor as input. "
                    f"Got {input.dtype.name}")
-    return Norm.apply(input, float(p), _axes(dim, input.ndim), keepdim)
+    return Norm.apply(input, float(p), reduced_axes(dim, input.ndim), keepdim)
 
 
 # --- all, any, cumsum ------------------------------------------------------------------------------------
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """True where every entry over ``dim`` is nonzero (a bool tensor, outside the graph)."""
-    return Tensor(input._xp.asarray(input.data.all(axis=_axes(dim, input.ndim), keepdims=keepdim)))
+    return Tensor(input._xp.asarray(input.data.all(axis=reduced_axes(dim, input.ndim), keepdims=keepdim)))
 
 
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """True where some entry over ``dim`` is nonzero (a bool tensor, outside the graph)."""
-    return Tensor(input._xp.asarray(input.data.any(axis=_axes(dim, input.ndim), keepdims=keepdim)))
+    return Tensor(input._xp.asarray(input.data.any(axis=reduced_axes(dim, input.ndim), keepdims=keepdim)))
 
 
 class Cumsum(Function):
@@ -497,6 +348,5 @@ def cumsum(input: Tensor, dim: int) -> Tensor:
 
 
 bind_methods(
-    sum=sum, mean=mean, var=var, std=std, prod=prod, logsumexp=logsumexp, amax=amax, amin=amin, max=max, min=min,
-    argmax=argmax, argmin=argmin, norm=norm, all=all, any=any, cumsum=cumsum,
+    sum=sum, mean=mean, var=var, std=std, prod=prod, logsumexp=logsumexp, norm=norm, all=all, any=any, cumsum=cumsum,
 )

@@ -1,33 +1,23 @@
-"""Shape ops: views (``reshape view transpose permute squeeze narrow split ...``) and copies that
-move data around (``flip roll repeat cat stack pad ...``), with PyTorch's names and errors.
+"""Shape ops: views (``reshape view transpose permute squeeze narrow select ...``) and copies that
+move data around (``flip roll repeat tile``), with PyTorch's names and errors. Joining, splitting and
+padding (``cat stack split chunk unbind pad``) live in ``joining.py``.
 
 Views share memory and the version counter with their input (``is_view = True``); their backward
 is the inverse rearrangement, written with these same ops so that it can be differentiated again.
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 from distgrad.autograd.function import Function
-from distgrad.ops.broadcast import broadcast_to
+from distgrad.ops.dims import wrap_dim
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = ["reshape", "flatten", "unflatten", "transpose", "swapaxes", "swapdims", "t", "permute", "squeeze",
-           "unsqueeze", "movedim", "moveaxis", "narrow", "select", "clone", "flip", "roll", "tile", "cat",
-           "concat", "concatenate", "stack", "split", "chunk", "unbind", "pad"]
+           "unsqueeze", "movedim", "moveaxis", "narrow", "select", "clone", "flip", "roll", "tile"]
 
 
-# --- dims and sizes ------------------------------------------------------------------------------
-def wrap_dim(dim: int, ndim: int) -> int:
-    """``dim`` as an index in ``range(ndim)``; a 0-d tensor accepts 0 and -1, like torch."""
-    bound = max(ndim, 1)
-    if not -bound <= dim < bound:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-bound}, {bound - 1}], "
-                         f"but got {dim})")
-    return dim % bound
-
-
+# --- sizes ---------------------------------------------------------------------------------------
 def _sizes(sizes) -> tuple:
     """``f(2, 3)`` and ``f((2, 3))`` both give ``(2, 3)``."""
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
@@ -223,8 +213,27 @@ moveaxis = movedim
 
 
 # --- parts of a tensor ---------------------------------------------------------------------------
-def _index_along(dim: int, index) -> tuple:
+def index_along(dim: int, index) -> tuple:
     return (slice(None),) * dim + (index,)
+
+
+class ConstantPad(Function):
+    """``widths[d] = (before, after)`` entries of ``value`` added to dim d; negative widths crop.
+
+    ``pad``'s constant mode (in ``joining.py``); it lives here because narrow and select's backward use it.
+    """
+
+    @staticmethod
+    def forward(ctx, a, widths, value):
+        ctx.widths = widths
+        cropped = a.data[tuple(slice(max(-b, 0), n - max(-e, 0)) for n, (b, e) in zip(a.shape, widths))]
+        grow = tuple((max(b, 0), max(e, 0)) for b, e in widths)
+        return a._xp.pad(cropped, grow, constant_values=value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # The adjoint crops what was added and zero-fills what was cropped: the same op, widths negated.
+        return ConstantPad.apply(grad, tuple((-b, -e) for b, e in ctx.widths), 0), None, None
 
 
 def _zero_fill(grad: Tensor, dim: int, before: int, after: int) -> Tensor:
@@ -240,7 +249,7 @@ class Narrow(Function):
     @staticmethod
     def forward(ctx, a, dim, start, length):
         ctx.dim, ctx.before, ctx.after = dim, start, a.shape[dim] - start - length
-        return a.data[_index_along(dim, slice(start, start + length))]
+        return a.data[index_along(dim, slice(start, start + length))]
 
     @staticmethod
     def backward(ctx, grad):
@@ -265,7 +274,7 @@ class Select(Function):
     @staticmethod
     def forward(ctx, a, dim, index):
         ctx.dim, ctx.index, ctx.size = dim, index, a.shape[dim]
-        return a.data[_index_along(dim, index)]
+        return a.data[index_along(dim, index)]
 
     @staticmethod
     def backward(ctx, grad):
@@ -280,73 +289,6 @@ def select(input: Tensor, dim: int, index: int) -> Tensor:
         raise IndexError(f"select(): index {index} out of range for tensor of size {list(input.shape)} at "
                          f"dimension {dim}")
     return Select.apply(input, dim, index % size)
-
-
-class Split(Function):
-    """Consecutive pieces of input 0, each a view sharing its version counter (``is_view`` would
-    share it with output 0 alone), joined again by one ``cat`` in backward."""
-
-    @staticmethod
-    def forward(ctx, a, dim, sizes):
-        ctx.dim = dim
-        starts = (0,) + tuple(itertools.accumulate(sizes))
-        return tuple(_view_of(a, a.data[_index_along(dim, slice(s, s + n))]) for s, n in zip(starts, sizes))
-
-    @staticmethod
-    def backward(ctx, *grads):
-        return cat(grads, ctx.dim), None, None
-
-
-class Unbind(Function):
-    """Every entry of dim ``dim``, each a view of input 0."""
-
-    @staticmethod
-    def forward(ctx, a, dim):
-        ctx.dim = dim
-        return tuple(_view_of(a, a.data[_index_along(dim, i)]) for i in range(a.shape[dim]))
-
-    @staticmethod
-    def backward(ctx, *grads):
-        return stack(grads, ctx.dim), None
-
-
-def _view_of(a: Tensor, data) -> Tensor:
-    out = Tensor(data)
-    out._version = a._version
-    return out
-
-
-def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
-    """Views of consecutive pieces along ``dim``: each ``split_size`` long (the last may be shorter),
-    or as long as the given list of ``sections``."""
-    dim = wrap_dim(dim, tensor.ndim)
-    size = tensor.shape[dim]
-    if isinstance(split_size_or_sections, (tuple, list)):
-        sizes = tuple(split_size_or_sections)
-        if sum(sizes) != size or any(n < 0 for n in sizes):
-            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {size} (input tensor's "
-                               f"size at dimension {dim}), but got split_sizes={list(sizes)}")
-    else:
-        step = split_size_or_sections
-        if step < 0 or step == 0 and size != 0:
-            raise RuntimeError(f"split_size can only be 0 if dimension size is 0, but got dimension size of {size}"
-                               if step == 0 else f"split expects split_size be non-negative, but got "
-                               f"split_size={step}")
-        sizes = tuple(min(step, size - s) for s in range(0, size, step)) if size else (0,)
-    return Split.apply(tensor, dim, sizes)
-
-
-def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
-    """At most ``chunks`` views along ``dim``, each ``ceil(size / chunks)`` long (the last may be shorter)."""
-    if chunks <= 0:
-        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
-    size = input.shape[wrap_dim(dim, input.ndim)]
-    return split(input, max(-(-size // chunks), 1), dim)
-
-
-def unbind(input: Tensor, dim: int = 0) -> tuple:
-    """The entries of dim ``dim``, each a view without that dim."""
-    return Unbind.apply(input, wrap_dim(dim, input.ndim))
 
 
 # --- copies --------------------------------------------------------------------------------------
@@ -445,164 +387,12 @@ def tile(input: Tensor, dims) -> Tensor:
     return repeat(input, (1,) * (input.ndim - len(dims)) + dims)
 
 
-# --- joining -------------------------------------------------------------------------------------
-class Cat(Function):
-    @staticmethod
-    def forward(ctx, *tensors, dim):
-        ctx.dim, ctx.sizes = dim, tuple(t.shape[dim] for t in tensors)
-        return tensors[0]._xp.concatenate([t.data for t in tensors], axis=dim)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return split(grad, ctx.sizes, ctx.dim)
-
-
-def _check_dtypes(op: str, tensors) -> None:
-    for i, t in enumerate(tensors):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{op}(): argument 'tensors' must be a sequence of Tensors, but element {i} is "
-                            f"{type(t).__name__}")
-        if t.dtype != tensors[0].dtype:
-            raise RuntimeError(f"{op}(): expected all tensors to have the same dtype, but got "
-                               f"{tensors[0].dtype.name} for tensor 0 and {t.dtype.name} for tensor {i} "
-                               "(distgrad does not promote dtypes here: convert them first)")
-
-
-def cat(tensors, dim: int = 0) -> Tensor:
-    """The tensors joined along the existing dim ``dim``; all other sizes and the dtypes must match."""
-    tensors = tuple(tensors)
-    if not tensors:
-        raise ValueError("cat(): expected a non-empty list of Tensors")
-    _check_dtypes("cat", tensors)
-    first = tensors[0]
-    for i, t in enumerate(tensors):
-        if t.ndim == 0:
-            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
-        if t.ndim != first.ndim:
-            raise RuntimeError(f"Tensors must have same number of dimensions: got {first.ndim} and {t.ndim}")
-    dim = wrap_dim(dim, first.ndim)
-    for i, t in enumerate(tensors):
-        for d, (expected, got) in enumerate(zip(first.shape, t.shape)):
-            if d != dim and expected != got:
-                raise RuntimeError(f"Sizes of tensors must match except in dimension {dim}. Expected size "
-                                   f"{expected} but got size {got} for tensor number {i} in the list.")
-    return Cat.apply(*tensors, dim=dim)
-
-
-concat = concatenate = cat
-
-
-class Stack(Function):
-    @staticmethod
-    def forward(ctx, *tensors, dim):
-        ctx.dim = dim
-        return tensors[0]._xp.stack([t.data for t in tensors], axis=dim)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return unbind(grad, ctx.dim)
-
-
-def stack(tensors, dim: int = 0) -> Tensor:
-    """The tensors, all of one shape, joined along a new dim ``dim``."""
-    tensors = tuple(tensors)
-    if not tensors:
-        raise RuntimeError("stack expects a non-empty TensorList")
-    _check_dtypes("stack", tensors)
-    for i, t in enumerate(tensors):
-        if t.shape != tensors[0].shape:
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} "
-                               f"at entry 0 and {list(t.shape)} at entry {i}")
-    return Stack.apply(*tensors, dim=wrap_dim(dim, tensors[0].ndim + 1))
-
-
-# --- padding -------------------------------------------------------------------------------------
-class ConstantPad(Function):
-    """``widths[d] = (before, after)`` entries of ``value`` added to dim d; negative widths crop."""
-
-    @staticmethod
-    def forward(ctx, a, widths, value):
-        ctx.widths = widths
-        cropped = a.data[tuple(slice(max(-b, 0), n - max(-e, 0)) for n, (b, e) in zip(a.shape, widths))]
-        grow = tuple((max(b, 0), max(e, 0)) for b, e in widths)
-        return a._xp.pad(cropped, grow, constant_values=value)
-
-    @staticmethod
-    def backward(ctx, grad):
-        # The adjoint crops what was added and zero-fills what was cropped: the same op, widths negated.
-        return ConstantPad.apply(grad, tuple((-b, -e) for b, e in ctx.widths), 0), None, None
-
-
-def _edge_pad(x: Tensor, dim: int, before: int, after: int, mode: str) -> Tensor:
-    """Reflect, replicate or circular padding of one dim, built from differentiable narrows and flips."""
-    n = x.shape[dim]
-    if mode == "reflect":
-        if before >= n or after >= n:
-            raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding input "
-                               f"dimension, but got: padding ({before}, {after}) at dimension {dim} of input "
-                               f"{list(x.shape)}")
-        parts = [flip(narrow(x, dim, 1, before), dim), x, flip(narrow(x, dim, n - 1 - after, after), dim)]
-    elif mode == "replicate":
-        if n == 0:
-            raise RuntimeError(f"padding of a dim of size 0 (dim {dim} of input {list(x.shape)}) in mode "
-                               "'replicate' has nothing to copy")
-
-        def edge(start, count):
-            shape = list(x.shape)
-            shape[dim] = count
-            return broadcast_to(narrow(x, dim, start, 1), tuple(shape))
-        parts = [edge(0, before), x, edge(n - 1, after)]
-    else:
-        if before > n or after > n:
-            raise RuntimeError("Padding value causes wrapping around more than once.")
-        parts = [narrow(x, dim, n - before, before), x, narrow(x, dim, 0, after)]
-    return cat(parts, dim)
-
-
-_PAD_MODES = ("constant", "reflect", "replicate", "circular")
-
-
-def pad(input: Tensor, pad, mode: str = "constant", value=None) -> Tensor:
-    """``torch.nn.functional.pad``: ``pad = (left, right, top, bottom, ...)`` pads the last dim first.
-
-    In ``'constant'`` mode (fill with ``value``, default 0) negative widths crop. ``'reflect'``
-    (mirror without the edge), ``'replicate'`` (repeat the edge) and ``'circular'`` (wrap around)
-    take non-negative widths, and, unlike torch, pad any number of trailing dims of any input.
-    """
-    pad = tuple(int(p) for p in pad)
-    if len(pad) % 2:
-        raise RuntimeError("Padding length must be divisible by 2")
-    if len(pad) > 2 * input.ndim:
-        raise RuntimeError(f"Padding length should be less than or equal to two times the input dimension but "
-                           f"got padding length {len(pad)} and input of dimension {input.ndim}")
-    if mode not in _PAD_MODES:
-        raise NotImplementedError(f"Unrecognised padding mode {mode}")
-    widths = [(0, 0)] * input.ndim
-    for i in range(len(pad) // 2):
-        widths[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    if mode == "constant":
-        for d, (n, (b, e)) in enumerate(zip(input.shape, widths)):
-            if n + b + e < 0:
-                raise RuntimeError(f"The input size {n}, plus negative padding {b} and {e} resulted in a "
-                                   f"negative output size, which is invalid. Check dimension {d} of your input.")
-        return ConstantPad.apply(input, tuple(widths), 0 if value is None else value)
-    if value is not None:
-        raise RuntimeError(f"Padding mode \"{mode}\" doesn't take in value argument")
-    if any(p < 0 for p in pad):
-        raise RuntimeError(f"pad: negative padding {list(pad)} is only supported in 'constant' mode")
-    out = input
-    for d, (b, e) in enumerate(widths):
-        if b or e:
-            out = _edge_pad(out, d, b, e, mode)
-    return out
-
-
 bind_methods(
     reshape=reshape, view=view, view_as=lambda x, other: view(x, other.shape),
     reshape_as=lambda x, other: reshape(x, other.shape), flatten=flatten, unflatten=unflatten,
     transpose=transpose, swapaxes=swapaxes, swapdims=swapdims, t=t, squeeze=squeeze,
-    unsqueeze=unsqueeze, movedim=movedim, moveaxis=moveaxis, narrow=narrow, select=select, split=split,
-    chunk=chunk, unbind=unbind, clone=clone, contiguous=contiguous, roll=roll, repeat=repeat,
+    unsqueeze=unsqueeze, movedim=movedim, moveaxis=moveaxis, narrow=narrow, select=select, clone=clone,
+    contiguous=contiguous, roll=roll, repeat=repeat,
     permute=lambda x, *dims: permute(x, _sizes(dims)), flip=lambda x, *dims: flip(x, _sizes(dims)),
     tile=tile, is_contiguous=lambda x: bool(x.data.flags.c_contiguous),
     T=property(lambda x: Permute.apply(x, tuple(reversed(range(x.ndim))))), mT=property(_matrix_transpose),

@@ -1,0 +1,94 @@
+"""Comparisons (``eq ne lt le gt ge``), logical and bitwise ops, ``isnan``/``isinf``/``isfinite``, and the
+Python operators bound to them (``==``, ``<``, ``&``, ``~`` ...).
+
+Each returns a new tensor (bool, or the integer dtype for bitwise ops) outside the graph: none of these
+has a gradient. ``other`` may be a Tensor or a number, and broadcasts.
+"""
+from __future__ import annotations
+
+import numbers
+
+from distgrad.tensor import Tensor, bind_methods
+
+__all__ = [
+    "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "logical_xor",
+    "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "isnan", "isinf", "isfinite",
+]
+
+
+def _data(value):
+    return value.data if isinstance(value, Tensor) else value
+
+
+def _bool_op(name: str, ufunc_name: str):
+    def compare(input, other):
+        return Tensor(getattr(input._xp, ufunc_name)(input.data, _data(other)))
+    compare.__name__ = name
+    compare.__doc__ = f"Elementwise ``{ufunc_name}`` as a bool tensor (broadcasts; ``other`` may be a number)."
+    return compare
+
+
+def _operator(fn):
+    """``fn`` as a Python operator: unsupported operands (``t == None``) return NotImplemented."""
+    def op(input, other):
+        if not isinstance(other, (Tensor, numbers.Number)):
+            return NotImplemented
+        return fn(input, other)
+    return op
+
+
+eq = _bool_op("eq", "equal")
+ne = _bool_op("ne", "not_equal")
+lt = _bool_op("lt", "less")
+le = _bool_op("le", "less_equal")
+gt = _bool_op("gt", "greater")
+ge = _bool_op("ge", "greater_equal")
+logical_and = _bool_op("logical_and", "logical_and")
+logical_or = _bool_op("logical_or", "logical_or")
+logical_xor = _bool_op("logical_xor", "logical_xor")
+
+
+def logical_not(input):
+    return Tensor(input._xp.logical_not(input.data))
+
+
+def _require_integral(op: str, *values) -> None:
+    for v in values:
+        if (isinstance(v, Tensor) and v.dtype.kind not in "biu") or isinstance(v, float):
+            dtype = v.dtype.name if isinstance(v, Tensor) else "float"
+            raise TypeError(f"{op} is only implemented on integer and Boolean-type tensors, got {dtype}")
+
+
+def _bitwise(name: str):
+    def bitwise(input, other):
+        _require_integral(name, input, other)
+        return Tensor(getattr(input._xp, name)(input.data, _data(other)))
+    bitwise.__name__ = name
+    bitwise.__doc__ = f"``{name}`` of integer or bool tensors (logical on bools)."
+    return bitwise
+
+
+bitwise_and = _bitwise("bitwise_and")
+bitwise_or = _bitwise("bitwise_or")
+bitwise_xor = _bitwise("bitwise_xor")
+
+
+def bitwise_not(input):
+    _require_integral("bitwise_not", input)
+    return Tensor(input._xp.invert(input.data))
+
+
+def isnan(input): return Tensor(input._xp.isnan(input.data))
+def isinf(input): return Tensor(input._xp.isinf(input.data))
+def isfinite(input): return Tensor(input._xp.isfinite(input.data))
+
+
+bind_methods(
+    eq=eq, ne=ne, lt=lt, le=le, gt=gt, ge=ge, __eq__=_operator(eq), __ne__=_operator(ne),
+    __lt__=_operator(lt), __le__=_operator(le), __gt__=_operator(gt), __ge__=_operator(ge),
+    logical_not=logical_not, logical_and=logical_and, logical_or=logical_or, logical_xor=logical_xor,
+    bitwise_not=bitwise_not, bitwise_and=bitwise_and, bitwise_or=bitwise_or, bitwise_xor=bitwise_xor,
+    __invert__=bitwise_not, __and__=_operator(bitwise_and), __or__=_operator(bitwise_or),
+    __xor__=_operator(bitwise_xor), __rand__=_operator(bitwise_and), __ror__=_operator(bitwise_or),
+    __rxor__=_operator(bitwise_xor), isnan=isnan, isinf=isinf, isfinite=isfinite,
+)

@@ -1,0 +1,173 @@
+"""Per-element losses with PyTorch's signatures and semantics: the regression losses ``mse_loss``,
+``l1_loss``, ``smooth_l1_loss`` and the binary ones ``binary_cross_entropy(_with_logits)``.
+
+Each computes one loss per element (optionally times a ``weight``) and reduces it with
+``reduction='none' | 'mean' | 'sum'``; a weighted regression 'mean' divides by the summed weights.
+Weights take no gradient.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from distgrad.autograd.function import Function
+from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.ops.broadcast import sum_to
+from distgrad.ops.elementwise import softplus, where
+from distgrad.ops.loss import as_constant, check_reduction, reduce_array
+from distgrad.tensor import Tensor
+
+__all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+
+
+# --- regression losses ------------------------------------------------------------------------------
+def _warn_if_broadcast(input: Tensor, target: Tensor) -> None:
+    if input.shape != target.shape:
+        warnings.warn(f"Using a target size ({list(target.shape)}) that is different to the input size "
+                      f"({list(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
+                      f"Please ensure they have the same size.", stacklevel=3)
+
+
+def _reduce_tensor(loss: Tensor, reduction: str, weight: Tensor | None = None) -> Tensor:
+    """``loss`` (times ``weight``) reduced; a weighted 'mean' divides by the sum of the weights, as PyTorch."""
+    check_reduction(reduction)
+    if weight is not None:
+        if weight.shape != loss.shape:
+            raise ValueError("Weights and input must have the same size.")
+        loss = loss * weight
+    if reduction == "none":
+        return loss
+    total = sum_to(loss, ())
+    if reduction == "sum":
+        return total
+    return total / (loss.numel() if weight is None else sum_to(weight, ()))
+
+
+def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """``(input - target) ** 2``, optionally times ``weight`` (input's shape), reduced."""
+    _warn_if_broadcast(input, target)
+    diff = input - target
+    return _reduce_tensor(diff * diff, reduction, weight)
+
+
+def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
+    """``|input - target|``, optionally times ``weight``, reduced (gradient 0 where input equals target)."""
+    _warn_if_broadcast(input, target)
+    return _reduce_tensor((input - target).abs(), reduction, weight)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", beta: float = 1.0) -> Tensor:
+    """Huber-like: ``0.5 d**2 / beta`` where ``|d| < beta``, ``|d| - 0.5 beta`` elsewhere (``d = input - target``)."""
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    _warn_if_broadcast(input, target)
+    diff = input - target
+    distance = diff.abs()
+    if beta == 0:
+        return _reduce_tensor(distance, reduction)
+    loss = where(distance < beta, diff * diff * (0.5 / beta), distance - 0.5 * beta)
+    return _reduce_tensor(loss, reduction)
+
+
+# --- binary losses ----------------------------------------------------------------------------------
+def _check_binary_shapes(input: Tensor, target: Tensor, message: str) -> None:
+    if input.shape != target.shape:
+        raise ValueError(message.format(target=list(target.shape), input=list(input.shape)))
+
+
+def _weighted(t: Tensor, weight: Tensor | None) -> Tensor:
+    return t if weight is None else t * weight
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """``(1 - y) x + (1 + (pos_weight - 1) y) softplus(-x)``, with softplus computed without overflow."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, pos_weight, reduction):
+        xp = input._xp
+        x, y = input.data, target.data
+        softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)
+        log_weight = 1 if pos_weight is None else 1 + (pos_weight.data - 1) * y
+        loss = (1 - y) * x + log_weight * softplus_neg
+        if weight is not None:
+            loss = loss * weight.data
+        ctx.reduction, ctx.numel = reduction, loss.size
+        ctx.softplus_neg = softplus_neg if pos_weight is not None else None
+        ctx.save_for_backward(input, target, weight, pos_weight)
+        return reduce_array(loss, reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, target, weight, pos_weight = ctx.saved_tensors
+        scale = _weighted(grad / ctx.numel if ctx.reduction == "mean" else grad, weight)
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            if pos_weight is None:
+                grad_input = (input.sigmoid() - target) * scale
+            else:
+                log_weight = 1 + (pos_weight - 1) * target
+                grad_input = (log_weight * input.sigmoid() - log_weight + 1 - target) * scale
+            grad_input = sum_to(grad_input, input.shape)
+        if ctx.needs_input_grad[1]:
+            grad_target = -input
+            if pos_weight is not None:
+                grad_target = grad_target + (pos_weight - 1) * _softplus_of_negated(input, ctx.softplus_neg)
+            grad_target = sum_to(grad_target * scale, target.shape)
+        return grad_input, grad_target, None, None, None
+
+
+def _softplus_of_negated(input: Tensor, value) -> Tensor:
+    """``softplus(-input)``: the forward's array, or with create_graph the differentiable op."""
+    return softplus(-input) if is_grad_enabled() else Tensor(value)
+
+
+class BinaryCrossEntropy(Function):
+    """``-(y log x + (1 - y) log(1 - x))`` with each log clamped at -100, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, reduction):
+        xp = input._xp
+        x, y = input.data, target.data
+        if bool(((x < 0) | (x > 1)).any()):
+            raise RuntimeError("all elements of input should be between 0 and 1")
+        with np.errstate(divide="ignore"):
+            loss = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log1p(-x), -100))
+        if weight is not None:
+            loss = loss * weight.data
+        ctx.reduction, ctx.numel = reduction, loss.size
+        ctx.save_for_backward(input, target, weight)
+        return reduce_array(loss, reduction)
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, target, weight = ctx.saved_tensors
+        scale = _weighted(grad / ctx.numel if ctx.reduction == "mean" else grad, weight)
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            # PyTorch's bound keeps the gradient finite where x is exactly 0 or 1
+            grad_input = (input - target) / (input * (1 - input)).clamp(min=1e-12) * scale
+        if ctx.needs_input_grad[1]:
+            grad_target = ((1 - input).log() - input.log()) * scale
+        return grad_input, grad_target, None, None
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
+                                     reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
+    """Binary cross entropy of logits: a stable ``binary_cross_entropy(sigmoid(input), target)``.
+
+    ``weight`` scales each element and ``pos_weight`` the positive term per class (both broadcast; they
+    take no gradient).
+    """
+    check_reduction(reduction)
+    _check_binary_shapes(input, target, "Target size ({target}) must be the same as input size ({input})")
+    return BinaryCrossEntropyWithLogits.apply(input, target, as_constant(weight), as_constant(pos_weight), reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
+                         reduction: str = "mean") -> Tensor:
+    """Binary cross entropy of probabilities ``input`` in [0, 1]; ``weight`` scales each element."""
+    check_reduction(reduction)
+    _check_binary_shapes(input, target, "Using a target size ({target}) that is different to the input size "
+                                        "({input}) is deprecated. Please ensure they have the same size.")
+    return BinaryCrossEntropy.apply(input, target, as_constant(weight), reduction)
