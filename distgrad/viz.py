@@ -41,9 +41,8 @@ def to_dot(tensor, params: dict | None = None, show_saved: bool = True) -> str:
             for i, s in enumerate(saved):
                 if s is None:
                     continue
-                data = getattr(s, "detached", s)
                 sid = f"s{id(node)}_{i}"
-                lines.append(f'  {sid} [label="saved {i}\\n{_shape(data)}", fillcolor="orange", style=filled];')
+                lines.append(f'  {sid} [label="saved {i}\\n{_shape(s)}", fillcolor="orange", style=filled];')
                 lines.append(f"  {sid} -> {nid} [style=dashed];")
         for edge in node.next_functions:
             if edge is None:

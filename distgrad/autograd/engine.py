@@ -102,12 +102,16 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
                 continue
             if executable is not None and node not in executable:
                 continue
-            for g in grads:
-                if g is not None:
-                    outs = _call_node(node, grads)
-                    if not retain_graph:
-                        node._saved = None
-                    break
+            if grads[0] is not None or any(g is not None for g in grads):
+                try:
+                    outs = node.run_backward(grads)
+                except Exception as exc:
+                    _add_forward_trace(node, exc)
+                    raise
+                if anomaly_mode.enabled:
+                    _check_finite(node, outs)
+                if not retain_graph:
+                    node._saved = None
             else:
                 outs = (None,) * len(node.next_functions)
             for edge, g in zip(node.next_functions, outs):
@@ -183,17 +187,10 @@ def _run_pre_hooks(pre_hooks, grads):
         grads[nr] = g
 
 
-def _call_node(node, grads):
-    try:
-        outs = node.run_backward(grads)
-    except Exception as exc:
-        trace = getattr(node, "forward_trace", None)
-        if trace is not None:
-            exc.add_note(f"The forward call of {node.name} that raised in backward:\n{trace}")
-        raise
-    if anomaly_mode.enabled:
-        _check_finite(node, outs)
-    return outs
+def _add_forward_trace(node, exc) -> None:
+    trace = getattr(node, "forward_trace", None)
+    if trace is not None:
+        exc.add_note(f"The forward call of {node.name} that raised in backward:\n{trace}")
 
 
 def _check_finite(node, outs):

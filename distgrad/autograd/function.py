@@ -55,6 +55,9 @@ class Function(Node):
     """
 
     is_view = False  # True for ops whose output shares memory with their first input
+    # True when backward is plain arithmetic on its gradients (valid for arrays as for Tensors): a
+    # first-order backward then runs it on the arrays, with no Tensor per intermediate result.
+    arithmetic_backward = False
 
     @property
     def name(self) -> str:
@@ -129,13 +132,18 @@ class Function(Node):
             _grad_state.enabled = grad_on
 
         if out.__class__ is not tuple:
-            out = _as_output(out, args)
+            out = Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args)
             if cls.is_view:
                 out._version = args[0]._version
-            if record and out.data.dtype.kind in "fc" and not ctx.__dict__.get("_non_differentiable"):
+            if record and out.data.dtype.kind in "fc" and "_non_differentiable" not in ctx.__dict__:
                 out.requires_grad = True
                 out.grad_fn = ctx
-                ctx._record(edges, (out,))
+                ctx.seq = next(_sequence)
+                ctx.next_functions = tuple(edges)
+                if ctx._saved:
+                    ctx._keep_saved((out,))
+                if anomaly_mode.enabled:
+                    ctx.forward_trace = "".join(traceback.format_stack()[:-1])
             return out
         outs = tuple(_as_output(o, args) for o in out)
         if cls.is_view:
@@ -149,18 +157,31 @@ class Function(Node):
                     o.output_nr = nr
             ctx.num_outputs = len(outs)
             ctx._output_meta = tuple((o.shape, o.dtype, o._xp) for o in outs)
-            ctx._record(edges, outs)
+            ctx.seq = next(_sequence)
+            ctx.next_functions = tuple(edges)
+            if ctx._saved:
+                ctx._keep_saved(outs)
+            if anomaly_mode.enabled:
+                ctx.forward_trace = "".join(traceback.format_stack()[:-1])
         return outs
 
-    def _record(self, edges, outputs) -> None:
-        self.seq = next(_sequence)
-        self.next_functions = tuple(edges)
-        saved = self._saved
-        if saved:
-            self._saved_versions = tuple(None if t is None else t._version[0] for t in saved)
-            self._saved = tuple(_SavedOutput.wrap(t, outputs) for t in saved)
-        if anomaly_mode.enabled:
-            self.forward_trace = "".join(traceback.format_stack()[:-2])
+    def _keep_saved(self, outputs) -> None:
+        """Notes each saved tensor's version; outputs are kept without their grad_fn (no cycle)."""
+        versions = []
+        saved = []
+        for t in self._saved:
+            if t is None:
+                versions.append(None)
+                saved.append(None)
+                continue
+            versions.append(t._version[0])
+            for nr, o in enumerate(outputs):
+                if t is o:
+                    t = _SavedOutput(o.data, o._version, nr)
+                    break
+            saved.append(t)
+        self._saved_versions = versions
+        self._saved = saved
 
     # --- called by the engine ------------------------------------------------------------------
     def run_backward(self, grads: list):
@@ -170,9 +191,15 @@ class Function(Node):
         meta = self.__dict__.get("_output_meta")
         if meta is not None:
             grads = [g if g is not None else Tensor(xp.zeros(s, dt)) for g, (s, dt, xp) in zip(grads, meta)]
-        result = type(self).backward(self, *grads)
-        if result.__class__ is not tuple:
-            result = (result,)
+        if self.arithmetic_backward and not _grad_state.enabled:
+            result = type(self).backward(self, *[None if g is None else g.data for g in grads])
+            if result.__class__ is not tuple:
+                result = (result,)
+            result = tuple(None if r is None else _as_output(r, ()) for r in result)
+        else:
+            result = type(self).backward(self, *grads)
+            if result.__class__ is not tuple:
+                result = (result,)
         if len(result) != len(self.next_functions):
             if len(result) > len(self.next_functions) and all(r is None for r in result[len(self.next_functions):]):
                 result = result[: len(self.next_functions)]
@@ -189,6 +216,8 @@ class Function(Node):
 
 def _as_output(o, args):
     """A Tensor for a forward result: arrays are wrapped; an input returned as-is is aliased."""
+    if o.__class__ is _np.ndarray:
+        return Tensor(o)
     if isinstance(o, Tensor):
         for a in args:
             if o is a:
@@ -205,23 +234,20 @@ _NUMPY_SCALARS = (_np.float32, _np.float64, _np.float16, _np.int64, _np.int32, _
 class _SavedOutput:
     """A saved output, kept without its grad_fn so that node and output do not form a cycle."""
 
-    __slots__ = ("detached", "output_nr")
+    __slots__ = ("data", "version", "output_nr")
 
-    def __init__(self, detached, output_nr):
-        self.detached = detached
+    def __init__(self, data, version, output_nr):
+        self.data = data
+        self.version = version
         self.output_nr = output_nr
 
-    @staticmethod
-    def wrap(t, outputs):
-        if t is None:
-            return None
-        for nr, o in enumerate(outputs):
-            if t is o:
-                return _SavedOutput(o.detach(), nr)
-        return t
+    @property
+    def shape(self):
+        return self.data.shape
 
     def unpack(self, node):
-        t = self.detached.detach()
+        t = Tensor(self.data)
+        t._version = self.version
         t.requires_grad = True
         t.grad_fn = node
         t.output_nr = self.output_nr

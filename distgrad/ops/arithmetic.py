@@ -45,6 +45,8 @@ class Sub(Function):
 class RSubScalar(Function):
     """``s - a``."""
 
+    arithmetic_backward = True
+
     @staticmethod
     def forward(ctx, a, s):
         return s - a.data
@@ -69,6 +71,8 @@ class Mul(Function):
 
 
 class MulScalar(Function):
+    arithmetic_backward = True
+
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
@@ -94,6 +98,8 @@ class Div(Function):
 
 
 class DivScalar(Function):
+    arithmetic_backward = True
+
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
@@ -120,6 +126,8 @@ class RDivScalar(Function):
 
 
 class Neg(Function):
+    arithmetic_backward = True
+
     @staticmethod
     def forward(ctx, a):
         return -a.data

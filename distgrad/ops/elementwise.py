@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.dtypes import get_default_dtype, int64
 from distgrad.ops.broadcast import sum_to
@@ -25,7 +26,9 @@ __all__ = [
 class _Pointwise(Function):
     """``y = f(x, *options)``; ``chain(grad, saved, *options)`` is the chain rule in Tensor ops.
 
-    ``saves`` names what backward reads: "input" (``x``), "output" (``y``) or "nothing".
+    ``saves`` names what backward reads: "input" (``x``), "output" (``y``) or "nothing". When
+    ``chain`` is plain arithmetic (``arithmetic_backward``), a first-order backward runs it on the
+    arrays directly: the same formula, without a Tensor per intermediate.
     """
 
     saves = "input"
@@ -45,12 +48,22 @@ class _Pointwise(Function):
     @classmethod
     def backward(cls, ctx, grad):
         saved = ctx.saved_tensors if cls.saves != "nothing" else ()
+        if not isinstance(grad, Tensor):  # the arithmetic fast path: arrays in, arrays out
+            saved = tuple(t.data for t in saved)
         return (cls.chain(grad, *saved, *ctx.options),) + (None,) * len(ctx.options)
 
 
-def _pointwise(name, f, chain, saves="input", promotes_integers=True):
+def _pointwise(name, f, chain, saves="input", promotes_integers=True, arithmetic_backward=False):
     return type(name, (_Pointwise,), {"f": staticmethod(f), "chain": staticmethod(chain), "saves": saves,
-                                      "promotes_integers": promotes_integers})
+                                      "promotes_integers": promotes_integers,
+                                      "arithmetic_backward": arithmetic_backward})
+
+
+def _where_any(condition, a, b):
+    """``where`` for Tensors (recorded) or for raw arrays (the first-order fast path)."""
+    if isinstance(condition, Tensor):
+        return where(condition, a, b)
+    return backend.array_module(condition).where(condition, a, b)
 
 
 def _zero_grad(grad, *options):
@@ -62,23 +75,25 @@ def _on_floats(fn):
     return lambda xp, x, *options: fn(xp, x, *options) if x.dtype.kind in "fc" else x.copy()
 
 
-Exp = _pointwise("Exp", lambda xp, x: xp.exp(x), lambda g, y: g * y, saves="output")
+Exp = _pointwise("Exp", lambda xp, x: xp.exp(x), lambda g, y: g * y, saves="output", arithmetic_backward=True)
 Log = _pointwise("Log", lambda xp, x: xp.log(x), lambda g, x: g / x)
 Log1p = _pointwise("Log1p", lambda xp, x: xp.log1p(x), lambda g, x: g / (x + 1))
-Expm1 = _pointwise("Expm1", lambda xp, x: xp.expm1(x), lambda g, y: g * (y + 1), saves="output")
-Sqrt = _pointwise("Sqrt", lambda xp, x: xp.sqrt(x), lambda g, y: g / (2 * y), saves="output")
-Rsqrt = _pointwise("Rsqrt", lambda xp, x: 1 / xp.sqrt(x), lambda g, y: -0.5 * g * y * y * y, saves="output")
-Reciprocal = _pointwise("Reciprocal", lambda xp, x: 1 / x, lambda g, y: -g * y * y, saves="output")
+Expm1 = _pointwise("Expm1", lambda xp, x: xp.expm1(x), lambda g, y: g * (y + 1), saves="output", arithmetic_backward=True)
+Sqrt = _pointwise("Sqrt", lambda xp, x: xp.sqrt(x), lambda g, y: g / (2 * y), saves="output", arithmetic_backward=True)
+Rsqrt = _pointwise("Rsqrt", lambda xp, x: 1 / xp.sqrt(x), lambda g, y: -0.5 * g * y * y * y, saves="output",
+                   arithmetic_backward=True)
+Reciprocal = _pointwise("Reciprocal", lambda xp, x: 1 / x, lambda g, y: -g * y * y, saves="output",
+                        arithmetic_backward=True)
 Sin = _pointwise("Sin", lambda xp, x: xp.sin(x), lambda g, x: g * x.cos())
 Cos = _pointwise("Cos", lambda xp, x: xp.cos(x), lambda g, x: g * -x.sin())
-Tan = _pointwise("Tan", lambda xp, x: xp.tan(x), lambda g, y: g * (1 + y * y), saves="output")
-Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda g, y: g * (1 - y * y), saves="output")
+Tan = _pointwise("Tan", lambda xp, x: xp.tan(x), lambda g, y: g * (1 + y * y), saves="output", arithmetic_backward=True)
+Tanh = _pointwise("Tanh", lambda xp, x: xp.tanh(x), lambda g, y: g * (1 - y * y), saves="output", arithmetic_backward=True)
 Abs = _pointwise("Abs", lambda xp, x: xp.abs(x), lambda g, x: g * x.sign(), promotes_integers=False)
 # torch's sign(nan) is 0, NumPy's is nan
 Sign = _pointwise("Sign", lambda xp, x: xp.nan_to_num(xp.sign(x), nan=0.0), _zero_grad, saves="nothing",
                   promotes_integers=False)
-Relu = _pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda g, y: where(y > 0, g, 0), saves="output",
-                  promotes_integers=False)
+Relu = _pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda g, y: _where_any(y > 0, g, 0), saves="output",
+                  promotes_integers=False, arithmetic_backward=True)
 LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: xp.where(x > 0, x, x * slope),
                        lambda g, x, slope: where(x > 0, g, g * slope))
 Floor = _pointwise("Floor", _on_floats(lambda xp, x: xp.floor(x)), _zero_grad, "nothing", False)
@@ -93,7 +108,8 @@ def _sigmoid_array(xp, x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-Sigmoid = _pointwise("Sigmoid", _sigmoid_array, lambda g, y: g * (1 - y) * y, saves="output")
+Sigmoid = _pointwise("Sigmoid", _sigmoid_array, lambda g, y: g * (1 - y) * y, saves="output",
+                     arithmetic_backward=True)
 
 
 def _silu_chain(grad, x):
