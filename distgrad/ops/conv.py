@@ -233,8 +233,7 @@ def _check_operands(input: Tensor, weight: Tensor, bias, groups: int, op: str, t
         raise RuntimeError(f"Expected 3D (unbatched) or 4D (batched) input to {op}, but got input of size: "
                            f"{list(input.shape)}")
     if weight.ndim != 4:
-        raise RuntimeError(f"{op}: expected a 4-D weight (out_channels, in_channels / groups, kH, kW), but got "
-                           f"weight of size {list(weight.shape)}")
+        raise RuntimeError(f"{op}: expected a 4-D weight, but got weight of size {list(weight.shape)}")
     if groups <= 0:
         raise RuntimeError("non-positive groups is not supported")
     if weight.shape[0] % groups:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 
-from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.dtypes import get_default_dtype, int64
 from distgrad.ops.broadcast import sum_to
@@ -59,13 +58,6 @@ def _pointwise(name, f, chain, saves="input", promotes_integers=True, arithmetic
                                       "arithmetic_backward": arithmetic_backward})
 
 
-def _where_any(condition, a, b):
-    """``where`` for Tensors (recorded) or for raw arrays (the first-order fast path)."""
-    if isinstance(condition, Tensor):
-        return where(condition, a, b)
-    return backend.array_module(condition).where(condition, a, b)
-
-
 def _zero_grad(grad, *options):
     return Tensor(grad._xp.zeros_like(grad.data))
 
@@ -92,7 +84,7 @@ Abs = _pointwise("Abs", lambda xp, x: xp.abs(x), lambda g, x: g * x.sign(), prom
 # torch's sign(nan) is 0, NumPy's is nan
 Sign = _pointwise("Sign", lambda xp, x: xp.nan_to_num(xp.sign(x), nan=0.0), _zero_grad, saves="nothing",
                   promotes_integers=False)
-Relu = _pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda g, y: _where_any(y > 0, g, 0), saves="output",
+Relu = _pointwise("Relu", lambda xp, x: xp.maximum(x, 0), lambda g, y: g * (y > 0), saves="output",
                   promotes_integers=False, arithmetic_backward=True)
 LeakyRelu = _pointwise("LeakyRelu", lambda xp, x, slope: xp.where(x > 0, x, x * slope),
                        lambda g, x, slope: where(x > 0, g, g * slope))

@@ -5,6 +5,10 @@ that offset's element of every window at once. Forward and backward loop over th
 and never over pixels. Each backward is linear in the incoming gradient and is itself a Function
 whose backward is the forward again (or, for max pooling, a gather at the argmax), so pooling can
 be differentiated twice.
+
+Pooling treats every (H, W) plane alike, so it works on the planes in the order memory holds them:
+conv2d's outputs, (N, C, H, W) views of (C, N, H, W) memory, are pooled without transposing copies
+and give outputs in the same layout.
 """
 from __future__ import annotations
 
@@ -49,6 +53,17 @@ class PoolGeometry(NamedTuple):
         return Ellipsis, slice(ph, ph + h), slice(pw, pw + w)
 
 
+def _planes_in_memory_order(a):
+    """``a`` (N, C, H, W) with its two leading axes in memory order, and whether they were swapped."""
+    if not a.flags.c_contiguous and a.transpose(1, 0, 2, 3).flags.c_contiguous:
+        return a.transpose(1, 0, 2, 3), True
+    return a, False
+
+
+def _swapped(a, swap: bool):
+    return a.transpose(1, 0, 2, 3) if swap else a
+
+
 def _pad(x, geo: PoolGeometry, fill):
     """``x`` in a buffer of ``geo.padded_hw()`` filled with ``fill`` around it (``x`` itself when none is needed)."""
     if geo.padded_hw() == tuple(x.shape[-2:]):
@@ -59,9 +74,9 @@ def _pad(x, geo: PoolGeometry, fill):
     return padded
 
 
-def _spread(values_per_offset, in_shape: tuple, dtype, xp, geo: PoolGeometry):
-    """The adjoint of taking window slices: adds each offset's (N, C, Ho, Wo) values into an array of ``in_shape``."""
-    padded = xp.zeros(tuple(in_shape[:-2]) + geo.padded_hw(), dtype)
+def _spread(values_per_offset, planes: tuple, dtype, xp, geo: PoolGeometry):
+    """The adjoint of taking window slices: adds each offset's (*planes, Ho, Wo) values into (*planes, H, W)."""
+    padded = xp.zeros(tuple(planes) + geo.padded_hw(), dtype)
     for offset, index in geo.window_slices():
         padded[index] += values_per_offset(offset)
     return padded[geo.interior()]
@@ -83,6 +98,11 @@ def _select(mask, values):
     return (bits & -mask.astype(bits.dtype)).view(values.dtype)
 
 
+def _offset_dtype(geo: PoolGeometry, xp):
+    """The smallest integer type that numbers the window offsets (small types make the passes over them cheap)."""
+    return xp.uint8 if geo.kernel[0] * geo.kernel[1] <= 256 else xp.int32
+
+
 class MaxPool2d(Function):
     """The maximum of each window (ties: the first; NaN wins, as in torch); with ``return_indices``, also
     each maximum's flat position in its input plane (an integer output, outside the graph)."""
@@ -90,55 +110,61 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, geo, return_indices):
         xp = x._xp
-        padded = _pad(x.data, geo, _lowest(x.dtype, xp))
+        data, swap = _planes_in_memory_order(x.data)
+        padded = _pad(data, geo, _lowest(x.dtype, xp))
         best = argmax = None
         for offset, index in geo.window_slices():
             window = padded[index]
             if best is None:
                 best = window.copy()
-                argmax = xp.zeros(best.shape, xp.int32)
+                argmax = xp.zeros(best.shape, _offset_dtype(geo, xp))
                 continue
             better = window > best
             if x.dtype.kind == "f":
                 better |= xp.isnan(window)  # torch's CPU kernel: a NaN replaces the maximum so far
             xp.maximum(best, window, out=best)
-            xp.maximum(argmax, better * xp.int32(offset), out=argmax)  # offsets only grow: the latest better wins
-        ctx.geo, ctx.argmax, ctx.in_shape = geo, argmax, x.shape
-        return (best, _flat_indices(argmax, geo)) if return_indices else best
+            xp.maximum(argmax, better * argmax.dtype.type(offset), out=argmax)  # offsets grow: the latest better wins
+        ctx.geo, ctx.argmax, ctx.swap = geo, argmax, swap
+        best = _swapped(best, swap)
+        return (best, _swapped(_flat_indices(argmax, geo), swap)) if return_indices else best
 
     @staticmethod
     def backward(ctx, grad, *_):
-        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.in_shape), None, None
+        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.swap), None, None
 
 
 class ScatterToArgmax(Function):
-    """Each window's value added at its maximum's position in an input-shaped array (max pooling's backward)."""
+    """Each window's value added at its maximum's position in an input-shaped array (max pooling's backward).
+
+    ``argmax`` holds the planes in the order max pooling saw them: swapped (C, N) when ``swap``."""
 
     @staticmethod
-    def forward(ctx, g, argmax, geo, in_shape):
-        ctx.argmax, ctx.geo = argmax, geo
-        return _spread(lambda offset: _select(argmax == offset, g.data), in_shape, g.dtype, g._xp, geo)
+    def forward(ctx, g, argmax, geo, swap):
+        ctx.argmax, ctx.geo, ctx.swap = argmax, geo, swap
+        g_planes = _swapped(g.data, swap)
+        spread = _spread(lambda offset: _select(argmax == offset, g_planes), argmax.shape[:2], g.dtype, g._xp, geo)
+        return _swapped(spread, swap)
 
     @staticmethod
     def backward(ctx, grad):
-        return GatherAtArgmax.apply(grad, ctx.argmax, ctx.geo), None, None, None
+        return GatherAtArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.swap), None, None, None
 
 
 class GatherAtArgmax(Function):
     """Each window's element at its maximum's position (the adjoint of ``ScatterToArgmax``)."""
 
     @staticmethod
-    def forward(ctx, x, argmax, geo):
-        ctx.argmax, ctx.geo, ctx.in_shape = argmax, geo, x.shape
-        padded = _pad(x.data, geo, 0)
+    def forward(ctx, x, argmax, geo, swap):
+        ctx.argmax, ctx.geo, ctx.swap = argmax, geo, swap
+        padded = _pad(_swapped(x.data, swap), geo, 0)
         out = x._xp.zeros(argmax.shape, x.dtype)
         for offset, index in geo.window_slices():
             out += _select(argmax == offset, padded[index])
-        return out
+        return _swapped(out, swap)
 
     @staticmethod
     def backward(ctx, grad):
-        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.in_shape), None, None
+        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.swap), None, None, None
 
 
 def _flat_indices(argmax, geo: PoolGeometry):
@@ -147,9 +173,10 @@ def _flat_indices(argmax, geo: PoolGeometry):
     (sh, sw), (dh, dw), (ph, pw) = geo.stride, geo.dilation, geo.padding
     kw, width = geo.kernel[1], geo.in_hw[1]
     ho, wo = geo.out_hw
+    argmax = argmax.astype(xp.int64)
     rows = (xp.arange(ho) * sh - ph)[:, None] + (argmax // kw) * dh
     cols = (xp.arange(wo) * sw - pw)[None, :] + (argmax % kw) * dw
-    return (rows * width + cols).astype(xp.int64)
+    return rows * width + cols
 
 
 # --- average pooling ------------------------------------------------------------------------------
@@ -170,31 +197,33 @@ class AvgPool2d(Function):
 
     @staticmethod
     def forward(ctx, x, geo, divisor):
-        ctx.geo, ctx.divisor, ctx.in_shape = geo, divisor, x.shape
-        padded = _pad(x.data, geo, 0)
-        total = x._xp.zeros(x.shape[:-2] + geo.out_hw, x.dtype)
+        ctx.geo, ctx.divisor = geo, divisor
+        data, swap = _planes_in_memory_order(x.data)
+        padded = _pad(data, geo, 0)
+        total = x._xp.zeros(data.shape[:2] + geo.out_hw, x.dtype)
         for _, index in geo.window_slices():
             total += padded[index]
         total /= divisor
-        return total
+        return _swapped(total, swap)
 
     @staticmethod
     def backward(ctx, grad):
-        return SpreadOverWindows.apply(grad, ctx.geo, ctx.divisor, ctx.in_shape), None, None
+        return SpreadOverWindows.apply(grad, ctx.geo, ctx.divisor), None, None
 
 
 class SpreadOverWindows(Function):
     """Each window's value divided by ``divisor`` and added to every element of the window (avg pooling's backward)."""
 
     @staticmethod
-    def forward(ctx, g, geo, divisor, in_shape):
+    def forward(ctx, g, geo, divisor):
         ctx.geo, ctx.divisor = geo, divisor
-        share = g.data / divisor
-        return _spread(lambda offset: share, in_shape, g.dtype, g._xp, geo)
+        data, swap = _planes_in_memory_order(g.data)
+        share = data / divisor
+        return _swapped(_spread(lambda offset: share, data.shape[:2], g.dtype, g._xp, geo), swap)
 
     @staticmethod
     def backward(ctx, grad):
-        return AvgPool2d.apply(grad, ctx.geo, ctx.divisor), None, None, None
+        return AvgPool2d.apply(grad, ctx.geo, ctx.divisor), None, None
 
 
 # --- arguments and the public functions -----------------------------------------------------------
