@@ -9,12 +9,9 @@ from distgrad.dtypes import (bool_ as bool, double, float, float16, float32, flo
                              int, int8, int32, int64, long, set_default_dtype, uint8)
 from distgrad.ops import *  # noqa: F401,F403
 from distgrad.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: F401
+from distgrad.serialization import load, save  # noqa: F401
 from distgrad.tensor import Tensor  # noqa: F401
-from distgrad import autograd  # noqa: F401
-from distgrad import cuda  # noqa: F401
+from distgrad.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck  # noqa: F401
+from distgrad import autograd, cuda, data, distributed, nn, optim, viz  # noqa: F401
 
 __version__ = "0.1.0"
-from distgrad import data  # noqa: E402,F401
-from distgrad.serialization import load, save  # noqa: E402,F401
-from distgrad import optim  # noqa: E402,F401
-from distgrad import nn  # noqa: E402,F401

@@ -1,1 +1,33 @@
-"""distgrad.distributed (being written)."""
+"""``distgrad.distributed``: process groups and collectives over MPI (mpi4py) and NCCL (CuPy).
+
+Start ranks with ``mpiexec -n N python train.py``, ``distgrad-launch -n N train.py`` or SLURM's
+``srun``; each calls ``init_process_group()``. Nothing starts MPI before that call.
+"""
+from distgrad.distributed.collectives import (all_gather, all_reduce, barrier, broadcast, gather,  # noqa: F401
+                                              reduce, reduce_scatter, scatter)
+from distgrad.distributed.object_collectives import all_gather_object, broadcast_object_list  # noqa: F401
+from distgrad.distributed.process_group import ProcessGroup  # noqa: F401
+from distgrad.distributed.reduce_op import ReduceOp  # noqa: F401
+from distgrad.distributed.work import Work  # noqa: F401
+from distgrad.distributed.world import (GroupMember, destroy_process_group, get_backend,  # noqa: F401
+                                        get_local_rank, get_local_world_size, get_rank, get_world_size,
+                                        init_process_group, is_initialized, launched_by_mpi, new_group)
+from distgrad.distributed.ddp import DistributedDataParallel  # noqa: F401
+from distgrad.distributed.sampler import DistributedSampler  # noqa: F401
+
+
+def is_available() -> bool:
+    """True when mpi4py is installed (collectives can run)."""
+    import importlib.util
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def is_mpi_available() -> bool:
+    return is_available()
+
+
+def is_nccl_available() -> bool:
+    """True when CuPy, NCCL and a GPU are all there."""
+    from distgrad import backend
+    from distgrad.distributed.nccl_comm import nccl_available
+    return backend.cuda_is_available() and nccl_available()

@@ -1,0 +1,187 @@
+"""Collectives over MPI on arrays (mpi4py's buffer methods, no pickling).
+
+NumPy arrays go to MPI as they are. CuPy arrays go directly when the MPI library is CUDA-aware,
+otherwise through pinned host memory: copied out before the collective and back after it. Blocking
+calls use MPI's blocking collectives (the fastest path); ``async_op`` uses the non-blocking ones
+(``Iallreduce``, ``Ibcast``, ...) and returns an ``MPIWork``.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from distgrad import backend
+from distgrad.distributed import mpi_env
+from distgrad.distributed.reduce_op import ReduceOp, divide_in_place
+from distgrad.distributed.work import Work
+
+
+class MPIWork(Work):
+    """A non-blocking MPI collective and the steps that finish it once the transfer is done."""
+
+    def __init__(self, request, finish=None):
+        self._request = request
+        self._finish = finish
+        self._lock = threading.Lock()  # one thread at a time may test or wait on an MPI request
+        self._transferred = False
+        self._finished = False
+
+    def wait(self) -> bool:
+        if not self._finished:
+            with self._lock:
+                if not self._transferred:
+                    self._request.Wait()
+                    self._transferred = True
+            self._run_finish()
+        return True
+
+    def is_completed(self) -> bool:
+        if not self._finished and self._test(wait_for_lock=True):
+            self._run_finish()
+        return self._finished
+
+    def poll(self) -> bool:
+        return self._test(wait_for_lock=False)
+
+    def _test(self, wait_for_lock: bool) -> bool:
+        if self._transferred:
+            return True
+        if not self._lock.acquire(blocking=wait_for_lock):
+            return False  # another thread is waiting on it: still in flight
+        try:
+            if not self._transferred:
+                self._transferred = self._request.Test()
+        finally:
+            self._lock.release()
+        return self._transferred
+
+    def _run_finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            if self._finish is not None:
+                self._finish()
+
+
+def _pinned_empty(shape, dtype):
+    """A NumPy array in page-locked host memory (fast device copies), from CuPy's pinned pool."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    memory = backend.cupy_module().cuda.alloc_pinned_memory(max(count * dtype.itemsize, 1))
+    return np.frombuffer(memory, dtype, count).reshape(shape)
+
+
+def _copy_into(dst, src) -> None:
+    """``dst[...] = src`` across host and device."""
+    if backend.is_device_array(dst) and not backend.is_device_array(src):
+        dst.set(np.ascontiguousarray(src))
+        backend.synchronize(backend.device_of(dst))  # the pinned source returns to a pool on exit
+    else:
+        dst[...] = src
+
+
+class MPICommunicator:
+    """One MPI communicator's collectives on arrays; ranks are ranks of this communicator."""
+
+    def __init__(self, comm, cuda_aware: bool | None = None):
+        self._MPI = mpi_env.mpi()
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.cuda_aware = mpi_env.is_cuda_aware() if cuda_aware is None else cuda_aware
+        mpi = self._MPI
+        self._ops = {ReduceOp.SUM: mpi.SUM, ReduceOp.AVG: mpi.SUM, ReduceOp.PRODUCT: mpi.PROD,
+                     ReduceOp.MIN: mpi.MIN, ReduceOp.MAX: mpi.MAX}
+
+    # --- buffers MPI can use ---------------------------------------------------------------------
+    def _staged(self, array) -> bool:
+        return backend.is_device_array(array) and not self.cuda_aware
+
+    def _readable(self, array):
+        """What MPI reads for ``array``: itself, or a pinned host copy."""
+        if backend.is_device_array(array):
+            backend.synchronize(backend.device_of(array))  # queued kernels must have written it
+            if not self.cuda_aware:
+                return array.get(out=_pinned_empty(array.shape, array.dtype))
+        return array
+
+    def _writable(self, array):
+        """What MPI writes for ``array``: itself, or a pinned host buffer to copy back from."""
+        if backend.is_device_array(array):
+            backend.synchronize(backend.device_of(array))  # queued kernels may still read it
+            if not self.cuda_aware:
+                return _pinned_empty(array.shape, array.dtype)
+        return array
+
+    def _scratch(self, shape, like):
+        """An empty buffer MPI can write, where ``like``'s data would be."""
+        if self._staged(like):
+            return _pinned_empty(shape, like.dtype)
+        with backend.cuda_device_context(backend.device_of(like)):
+            return backend.array_module(like).empty(shape, like.dtype)
+
+    def _finisher(self, array, buffer, op: ReduceOp | None = None):
+        """Copies ``buffer`` back into ``array`` when they differ, then divides for ``AVG``."""
+        def finish():
+            if buffer is not array:
+                _copy_into(array, buffer)
+            if op is ReduceOp.AVG:
+                divide_in_place(array, self.size)
+        return finish if buffer is not array or op is ReduceOp.AVG else None
+
+    def _run(self, name: str, args: tuple, finish, async_op: bool):
+        if async_op:
+            return MPIWork(getattr(self.comm, "I" + name.lower())(*args), finish)
+        getattr(self.comm, name)(*args)
+        if finish is not None:
+            finish()
+        return None
+
+    # --- collectives -----------------------------------------------------------------------------
+    def all_reduce(self, array, op: ReduceOp, async_op: bool):
+        buffer = self._readable(array)
+        return self._run("Allreduce", (self._MPI.IN_PLACE, buffer, self._ops[op]),
+                         self._finisher(array, buffer, op), async_op)
+
+    def broadcast(self, array, root: int, async_op: bool):
+        buffer = self._readable(array) if self.rank == root else self._writable(array)
+        finish = self._finisher(array, buffer) if self.rank != root else None
+        return self._run("Bcast", (buffer, root), finish, async_op)
+
+    def reduce(self, array, root: int, op: ReduceOp, async_op: bool):
+        buffer = self._readable(array)
+        if self.rank == root:
+            return self._run("Reduce", (self._MPI.IN_PLACE, buffer, self._ops[op], root),
+                             self._finisher(array, buffer, op), async_op)
+        return self._run("Reduce", (buffer, None, self._ops[op], root), None, async_op)
+
+    def all_gather(self, outputs: list, array, async_op: bool):
+        gathered = self._scratch((self.size,) + array.shape, array)
+        return self._run("Allgather", (self._readable(array), gathered),
+                         lambda: _scatter_rows(gathered, outputs), async_op)
+
+    def reduce_scatter(self, output, inputs: list, op: ReduceOp, async_op: bool):
+        stacked = self._readable(backend.array_module(output).stack(inputs))
+        buffer = self._writable(output)
+        return self._run("Reduce_scatter_block", (stacked, buffer, self._ops[op]),
+                         self._finisher(output, buffer, op), async_op)
+
+    def gather(self, array, outputs: list | None, root: int, async_op: bool):
+        if self.rank != root:
+            return self._run("Gather", (self._readable(array), None, root), None, async_op)
+        gathered = self._scratch((self.size,) + array.shape, array)
+        return self._run("Gather", (self._readable(array), gathered, root),
+                         lambda: _scatter_rows(gathered, outputs), async_op)
+
+    def scatter(self, output, inputs: list | None, root: int, async_op: bool):
+        stacked = self._readable(backend.array_module(output).stack(inputs)) if self.rank == root else None
+        buffer = self._writable(output)
+        return self._run("Scatter", (stacked, buffer, root), self._finisher(output, buffer), async_op)
+
+    def barrier(self, async_op: bool):
+        return self._run("Barrier", (), None, async_op)
+
+
+def _scatter_rows(gathered, outputs: list) -> None:
+    for row, out in zip(gathered, outputs):
+        _copy_into(out, row)

@@ -1,0 +1,5 @@
+import sys
+
+from distgrad.launch.main import main
+
+sys.exit(main())

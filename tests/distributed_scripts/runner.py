@@ -1,0 +1,63 @@
+"""Running test scripts on real ranks: ``mpiexec -n N python script`` with a hard time limit."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from distgrad.launch import mpi
+
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def write_report(directory: str, rank: int, report: dict) -> None:
+    """Each rank writes its own file: MPI launchers may interleave long lines of ranks' stdout."""
+    with open(os.path.join(directory, f"rank{rank}.json"), "w") as f:
+        json.dump({"rank": rank, **report}, f)
+
+
+def read_reports(directory: str) -> dict:
+    """The ranks' reports, by rank."""
+    reports = {}
+    for name in sorted(os.listdir(directory)):
+        with open(os.path.join(directory, name)) as f:
+            report = json.load(f)
+        reports[report["rank"]] = report
+    return reports
+
+
+def run(command: list, env: dict | None = None, limit_s: float = 60) -> Finished:
+    """Runs ``command`` in its own process group; past ``limit_s`` the whole group is killed."""
+    start = time.monotonic()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        err += f"\n[killed after {limit_s} s]"
+    return Finished(child.returncode, out, err, time.monotonic() - start)
+
+
+def mpiexec_python(n: int, script: str, *args: str) -> list:
+    """``mpiexec -n n python scripts/<script> args``, with the flags the MPI found here needs."""
+    mpiexec = mpi.find_mpiexec()
+    program = [sys.executable, os.path.join(SCRIPTS, script), *args]
+    return mpi.mpiexec_command(n, program, mpiexec, mpi.mpiexec_flavour(mpiexec))
+
+
+def run_ranks(n: int, script: str, *args: str, env: dict | None = None, limit_s: float = 60) -> Finished:
+    return run(mpiexec_python(n, script, *args), env=env, limit_s=limit_s)
