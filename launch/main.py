@@ -70,6 +70,19 @@ def _submit(args, program: list) -> int:
     return subprocess.run(command, input=script, text=True).returncode
 
 
+def _thread_defaults(ranks: int, use_srun: bool) -> dict:
+    """OMP/BLAS threads per rank = cores / local ranks, unless the user chose (as torchrun does).
+
+    N ranks each running a BLAS with one thread per core oversubscribe the machine several times over.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    if use_srun:
+        per_task = os.environ.get("SLURM_CPUS_PER_TASK")
+        return {"OMP_NUM_THREADS": per_task} if per_task else {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     program = [sys.executable, args.script] + args.script_args
@@ -80,12 +93,13 @@ def main(argv=None) -> int:
     if n is None:
         print("distgrad-launch: give the number of ranks with -n", file=sys.stderr)
         return 2
+    threads = _thread_defaults(n, use_srun)
     if use_srun:
         command = slurm.srun_command(n, program, _mpi_mode(args))
     else:
         mpiexec = mpi.find_mpiexec()
-        command = mpi.mpiexec_command(n, program, mpiexec, mpi.mpiexec_flavour(mpiexec))
-    expected = {mpi.EXPECTED_WORLD_SIZE_ENV: str(n)}
+        command = mpi.mpiexec_command(n, program, mpiexec, mpi.mpiexec_flavour(mpiexec), forward=tuple(threads))
+    expected = {mpi.EXPECTED_WORLD_SIZE_ENV: str(n), **threads}
     if args.dry_run:
         print(mpi.shell_line(command, expected))
         return 0

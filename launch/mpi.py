@@ -55,7 +55,7 @@ def library_flavour() -> str:
 
 
 def mpiexec_command(n: int, program: list, mpiexec: str, flavour: str, as_root: bool | None = None,
-                    cpus: int | None = None) -> list:
+                    cpus: int | None = None, forward: tuple = ()) -> list:
     """``mpiexec -n N <flags> program...``: Open MPI needs ``--allow-run-as-root`` as root and
     ``--oversubscribe`` for more ranks than cores; MPICH's Hydra needs neither."""
     command = [mpiexec, "-n", str(n)]
@@ -64,7 +64,8 @@ def mpiexec_command(n: int, program: list, mpiexec: str, flavour: str, as_root: 
             command.append("--allow-run-as-root")
         if n > (cpus or os.cpu_count() or 1):
             command.append("--oversubscribe")
-        command += ["-x", EXPECTED_WORLD_SIZE_ENV]  # Open MPI forwards only named variables to other nodes
+        for name in (EXPECTED_WORLD_SIZE_ENV,) + tuple(forward):  # Open MPI forwards only named variables
+            command += ["-x", name]
     return command + list(program)
 
 

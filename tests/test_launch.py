@@ -63,6 +63,7 @@ def test_open_mpi_gets_root_and_oversubscription_flags_only_when_needed():
 
 def test_dry_run_prints_the_mpiexec_line(monkeypatch, capsys):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert launch_main.main(["--dry-run", "-n", "2", "train.py", "--epochs", "1"]) == 0
     mpiexec = mpi.find_mpiexec()
     flags = mpi.mpiexec_command(2, [], mpiexec, mpi.mpiexec_flavour(mpiexec))[3:]
@@ -76,10 +77,23 @@ def test_dry_run_with_open_mpi_as_root(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DISTGRAD_MPIEXEC", fake_mpiexec(tmp_path, OPEN_MPI_4_VERSION))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     launch_main.main(["--dry-run", "-n", "3", "t.py"])
     assert capsys.readouterr().out.strip() == (
         f"DISTGRAD_EXPECTED_WORLD_SIZE=3 {tmp_path}/mpiexec -n 3 --allow-run-as-root --oversubscribe "
         f"-x DISTGRAD_EXPECTED_WORLD_SIZE {sys.executable} t.py")
+
+
+def test_cores_are_split_between_ranks_when_threads_are_not_set(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("DISTGRAD_MPIEXEC", fake_mpiexec(tmp_path, OPEN_MPI_4_VERSION))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    launch_main.main(["--dry-run", "-n", "2", "t.py"])
+    assert capsys.readouterr().out.strip() == (
+        f"DISTGRAD_EXPECTED_WORLD_SIZE=2 OMP_NUM_THREADS=4 {tmp_path}/mpiexec -n 2 "
+        f"-x DISTGRAD_EXPECTED_WORLD_SIZE -x OMP_NUM_THREADS {sys.executable} t.py")
 
 
 def test_inside_a_slurm_allocation_it_uses_srun_with_the_mode_of_the_mpi(monkeypatch, capsys):
