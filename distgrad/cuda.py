@@ -1,4 +1,8 @@
-"""``distgrad.cuda``: is a GPU here, how many, and waiting for queued work."""
+"""``distgrad.cuda``: is a GPU here, how many, waiting for queued work, and what holds GPU memory."""
+from __future__ import annotations
+
+import gc
+
 from distgrad import backend
 
 
@@ -20,3 +24,41 @@ def current_device() -> int:
 
 def set_device(index: int) -> None:
     backend.cupy_module().cuda.Device(index).use()
+
+
+def memory_allocated() -> int:
+    """Bytes of GPU memory held by live arrays (CuPy's memory pool, used part)."""
+    return backend.cupy_module().get_default_memory_pool().used_bytes()
+
+
+def memory_reserved() -> int:
+    """Bytes the memory pool holds from the driver (used + cached for reuse)."""
+    return backend.cupy_module().get_default_memory_pool().total_bytes()
+
+
+def largest_tensors(limit: int = 10, device: str = "cuda") -> list:
+    """The ``limit`` largest live Tensors on ``device`` (type ``'cuda'`` or ``'cpu'``): (bytes, shape, dtype, name).
+
+    Found by walking the garbage collector's objects, so it is slow: a debugging tool.
+    """
+    from distgrad.tensor import Tensor
+    seen, found = set(), []
+    for obj in gc.get_objects():
+        if isinstance(obj, Tensor) and obj.device.type == device and id(obj.data) not in seen:
+            seen.add(id(obj.data))
+            kind = "parameter" if type(obj).__name__ == "Parameter" else ("grad_fn " + obj.grad_fn.name
+                                                                         if obj.grad_fn is not None else "tensor")
+            found.append((int(obj.data.nbytes), tuple(obj.shape), obj.dtype.name, kind))
+    return sorted(found, reverse=True)[:limit]
+
+
+def memory_report(limit: int = 10) -> str:
+    """A few lines for a log: pool used/reserved/free on the current GPU and the largest live tensors."""
+    cp = backend.cupy_module()
+    free, total = cp.cuda.runtime.memGetInfo()
+    mib = 1 << 20
+    lines = [f"GPU {current_device()}: pool used {memory_allocated() / mib:.1f} MiB, "
+             f"pool reserved {memory_reserved() / mib:.1f} MiB, device free {free / mib:.0f} of {total / mib:.0f} MiB"]
+    for nbytes, shape, dtype, kind in largest_tensors(limit):
+        lines.append(f"  {nbytes / mib:10.2f} MiB  {dtype:8} {list(shape)}  {kind}")
+    return "\n".join(lines)
