@@ -87,9 +87,13 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
     prev_grad = _grad_state.enabled
     _grad_state.enabled = create_graph
     push, pop = heapq.heappush, heapq.heappop
+    ready = None  # the one ready node when nothing else is: a chain of ops skips the heap
     try:
-        while heap:
-            node = pop(heap)[2]
+        while heap or ready is not None:
+            if ready is not None:
+                node, ready = ready, None
+            else:
+                node = pop(heap)[2]
             grads = buffers.pop(node)
             if node.pre_hooks:
                 _run_pre_hooks(node.pre_hooks, grads)
@@ -127,7 +131,13 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
                 left = deps[nxt] - 1
                 deps[nxt] = left
                 if left == 0 and (executable is None or nxt in executable or nxt in targets):
-                    push(heap, (-nxt.seq, id(nxt), nxt))
+                    if ready is None and not heap:
+                        ready = nxt
+                    else:
+                        if ready is not None:
+                            push(heap, (-ready.seq, id(ready), ready))
+                            ready = None
+                        push(heap, (-nxt.seq, id(nxt), nxt))
         _grad_state.enabled = prev_grad
         while task.callbacks:
             task.callbacks.pop(0)()
