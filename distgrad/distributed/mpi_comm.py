@@ -74,7 +74,7 @@ def _pinned_empty(shape, dtype):
 def _copy_into(dst, src) -> None:
     """``dst[...] = src`` across host and device."""
     if backend.is_device_array(dst) and not backend.is_device_array(src):
-        dst.set(np.ascontiguousarray(src))
+        dst.set(np.ascontiguousarray(src).reshape(dst.shape))  # ascontiguousarray makes 0-d arrays 1-d
         backend.synchronize(backend.device_of(dst))  # the pinned source returns to a pool on exit
     else:
         dst[...] = src
@@ -137,8 +137,28 @@ class MPICommunicator:
             finish()
         return None
 
+    def knows_dtype(self, dtype) -> bool:
+        """Whether this MPI has a datatype for ``dtype`` (Open MPI 4 has none for float16)."""
+        mpi = self._MPI
+        datatype = getattr(mpi, "_typedict", {}).get(np.dtype(dtype).char)
+        return datatype is not None and datatype != mpi.DATATYPE_NULL
+
+    def _all_reduce_widened(self, array, op: ReduceOp, async_op: bool):
+        """All-reduce through a float32 copy, for float16 on an MPI without a float16 datatype."""
+        wide = array.astype(np.float32)
+        buffer = self._readable(wide)
+        widened_finish = self._finisher(wide, buffer, op)
+
+        def finish():
+            if widened_finish is not None:
+                widened_finish()
+            array[...] = wide.astype(array.dtype)
+        return self._run("Allreduce", (self._MPI.IN_PLACE, buffer, self._ops[op]), finish, async_op)
+
     # --- collectives -----------------------------------------------------------------------------
     def all_reduce(self, array, op: ReduceOp, async_op: bool):
+        if array.dtype == np.float16 and not self.knows_dtype(array.dtype):
+            return self._all_reduce_widened(array, op, async_op)
         buffer = self._readable(array)
         return self._run("Allreduce", (self._MPI.IN_PLACE, buffer, self._ops[op]),
                          self._finisher(array, buffer, op), async_op)

@@ -174,7 +174,30 @@ def all_gather_object_collects_every_rank(r, n, dtype):
     assert objects == [{"rank": q, "square": q * q} for q in range(n)]
 
 
-CASES = [all_reduce_sum_adds_every_rank, all_reduce_avg_divides_the_sum_by_the_world_size,
+def zero_dim_tensors_reduce_like_any_other(r, n, dtype):
+    t = dg.tensor(np.asarray(r + 1, dtype=dtype), device=DEVICE)  # 0-d: staged copies must keep the shape
+    dist.all_reduce(t)
+    assert t.shape == ()
+    expect(t, n * (n + 1) // 2)
+
+
+def float16_reduces_through_float32_where_mpi_has_no_float16(r, n, dtype):
+    from distgrad.distributed.mpi_comm import MPICommunicator
+    knows_dtype = MPICommunicator.knows_dtype
+    MPICommunicator.knows_dtype = lambda self, d: False  # as with Open MPI 4, which lacks MPI_FLOAT16
+    try:
+        t = full(r + 1, "float16")
+        dist.all_reduce(t, op=ReduceOp.AVG)
+        work = dist.all_reduce(full(r + 1, "float16"), async_op=True)
+        work.wait()
+    finally:
+        MPICommunicator.knows_dtype = knows_dtype
+    assert t.dtype == np.float16
+    expect(t, np.full(3, (n + 1) / 2))
+
+
+CASES = [all_reduce_sum_adds_every_rank, zero_dim_tensors_reduce_like_any_other,
+         float16_reduces_through_float32_where_mpi_has_no_float16, all_reduce_avg_divides_the_sum_by_the_world_size,
          all_reduce_max_min_product, all_reduce_async_returns_a_work_to_wait_on,
          async_all_reduces_overlap_and_finish_in_any_wait_order, broadcast_copies_the_source_rank, broadcast_async,
          reduce_gives_the_sum_to_dst_only, all_gather_fills_the_list_in_rank_order,
