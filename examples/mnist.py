@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="sgd")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning rate: constant, or cosine annealing to 0 over all epochs (per step)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="MNIST root (default: $DISTGRAD_DATA, then ~/.cache/distgrad)")
     p.add_argument("--backend", default="auto", choices=["auto", "mpi", "nccl"])
@@ -123,7 +125,7 @@ def main(argv=None) -> dict:
     dg.manual_seed(args.seed)
     model = MODELS[args.model]().to(device)
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), args)
-    first_epoch, history = 0, []
+    first_epoch, history, state = 0, [], None
     if args.resume:
         state = dg.load(args.checkpoint, map_location=device)
         model.load_state_dict(state["model"])
@@ -138,6 +140,11 @@ def main(argv=None) -> dict:
     train_set = TensorDataset(train_x, train_y)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
+    scheduler = None
+    if args.schedule == "cosine":
+        scheduler = dg.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(loader))
+        if args.resume:
+            scheduler.load_state_dict(state["scheduler"])
 
     for epoch in range(first_epoch, args.epochs):
         sampler.set_epoch(epoch)
@@ -147,6 +154,8 @@ def main(argv=None) -> dict:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             loss_sum += loss.detach().double()
             batches += 1
             if args.limit_batches and batches >= args.limit_batches:
@@ -164,7 +173,8 @@ def main(argv=None) -> dict:
             if args.checkpoint:
                 inner = model.module if distributed else model
                 dg.save({"model": inner.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                         "history": history, "rng": dg.get_rng_state()}, args.checkpoint)
+                         "history": history, "rng": dg.get_rng_state(),
+                         "scheduler": scheduler.state_dict() if scheduler else None}, args.checkpoint)
     if rank == 0:
         print(f"final test accuracy {100 * history[-1]['test_accuracy']:.2f}% after {len(history)} epoch(s) "
               f"on {world} rank(s)", flush=True)
