@@ -64,7 +64,7 @@ def to(self: Tensor, *args, dtype=None, device=None, non_blocking: bool = False,
         if rest and _is_dtype(rest[0]):
             dtype = rest.pop(0)
     if rest and isinstance(rest[0], bool):
-        non_blocking = rest.pop(0)
+        rest.pop(0)  # non_blocking: ignored, copies are synchronous
     if rest and isinstance(rest[0], bool):
         copy = rest.pop(0)
     if rest:
