@@ -4,7 +4,9 @@ Times conv(1->32, 3x3), conv(32->64, 3x3), max-pool 2 on W2's activation sizes, 
 with ReLUs (the convolutional part of a W2 step). Prints one JSON line of ms per call: the median over
 ``--repeats`` after warm-ups. Each case runs distgrad, then torch, back to back; calls are not interleaved
 one by one, because OpenBLAS's and torch's idle threads spin for a while after each call and would
-slow the other library down.
+slow the other library down. The single-op cases feed contiguous (N, C, H, W) inputs and gradients
+(``ones_like``), which distgrad first copies into its batch-last layout (see ``distgrad/ops/conv.py``);
+in the chain, as in a W2 step, activations and gradients stay batch-last from op to op.
 Usage: python benchmarks/conv_ops.py [--device cpu|cuda] [--repeats 30]
 """
 from __future__ import annotations

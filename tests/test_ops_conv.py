@@ -42,6 +42,13 @@ def test_conv2d_gradcheck(x_shape, w_shape, kwargs, bias, device):
     assert gradcheck(lambda x, w, b=None: conv2d(x, w, b, **kwargs), inputs)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES[:5])
+def test_conv2d_input_gradient_built_in_many_slabs_is_the_same(x_shape, w_shape, kwargs, device, monkeypatch):
+    import distgrad.ops.conv as conv_module
+    monkeypatch.setattr(conv_module, "SLAB_BYTES", 1)  # one output row per slab
+    assert gradcheck(lambda x, w: conv2d(x, w, **kwargs), [leaf(x_shape, device, 1), leaf(w_shape, device, 2)])
+
+
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((1, 2, 4, 4), (2, 2, 2, 2), {"stride": 2, "padding": 1}),
     ((1, 4, 4, 5), (2, 2, 3, 2), {"groups": 2, "dilation": (1, 2)}),

@@ -124,14 +124,16 @@ def test_max_pool2d_over_more_than_256_window_offsets_matches_torch(device):
     compare_with_torch("max_pool2d", (1, 2, 18, 17), {"kernel_size": 17, "stride": 1, "return_indices": True}, device)
 
 
+@pytest.mark.parametrize("layout, leaf_shape, as_nchw", [
+    ("channel-major", (2, 3, 6, 5), lambda t: t.transpose(0, 1)),     # (C, N, H, W) memory
+    ("batch-last", (2, 6, 5, 3), lambda t: t.permute(3, 0, 1, 2)),   # (C, H, W, N) memory, as conv2d returns
+])
 @pytest.mark.parametrize("name, kwargs", [
     ("max_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "return_indices": True}),
     ("avg_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
 ])
-def test_pooling_of_channel_major_memory_matches_torch(name, kwargs, device):
-    # conv2d's outputs are (N, C, H, W) views of (C, N, H, W) memory; pooling keeps that layout
-    channel_major = lambda t: t.transpose(0, 1)  # noqa: E731  a (C, N, H, W) leaf seen as (N, C, H, W)
-    compare_with_torch(name, (3, 2, 6, 5), kwargs, device, transform=channel_major)
+def test_pooling_of_non_batch_first_memory_matches_torch(name, kwargs, layout, leaf_shape, as_nchw, device):
+    compare_with_torch(name, leaf_shape, kwargs, device, transform=as_nchw)
 
 
 # --- behaviour ------------------------------------------------------------------------------------

@@ -6,12 +6,13 @@ and never over pixels. Each backward is linear in the incoming gradient and is i
 whose backward is the forward again (or, for max pooling, a gather at the argmax), so pooling can
 be differentiated twice.
 
-Pooling treats every (H, W) plane alike, so it works on the planes in the order memory holds them:
-conv2d's outputs, (N, C, H, W) views of (C, N, H, W) memory, are pooled without transposing copies
-and give outputs in the same layout.
+Pooling treats every (H, W) plane alike, so it works on the array in the order memory holds it
+(see ``PlaneLayout``): conv2d's outputs, (N, C, H, W) views of batch-last (C, H, W, N) memory, are
+pooled without transposing copies and give outputs in the same layout.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from distgrad.autograd.function import Function
@@ -38,45 +39,78 @@ class PoolGeometry(NamedTuple):
         return tuple(max(size + 2 * pad, (out - 1) * s + d * (k - 1) + 1) for size, pad, out, s, d, k in zip(
             self.in_hw, self.padding, self.out_hw, self.stride, self.dilation, self.kernel))
 
+    def tiles(self) -> bool:
+        """Whether the windows cover the padded input exactly, each element in one window (as for kernel = stride)."""
+        return all(out * k == size and (s == k and (d == 1 or k == 1)) for out, k, size, s, d in zip(
+            self.out_hw, self.kernel, self.padded_hw(), self.stride, self.dilation))
+
     def window_slices(self):
         """(offset number, index) per kernel offset: the index picks that offset of every window."""
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         ho, wo = self.out_hw
         for i in range(kh):
             for j in range(kw):
-                yield i * kw + j, (Ellipsis, slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
+                yield i * kw + j, (slice(None), slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
                                    slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
 
     def interior(self) -> tuple:
         """The index of the input inside the padded input."""
         (ph, pw), (h, w) = self.padding, self.in_hw
-        return Ellipsis, slice(ph, ph + h), slice(pw, pw + w)
+        return slice(None), slice(ph, ph + h), slice(pw, pw + w)
 
 
-def _planes_in_memory_order(a):
-    """``a`` (N, C, H, W) with its two leading axes in memory order, and whether they were swapped."""
-    if not a.flags.c_contiguous and a.transpose(1, 0, 2, 3).flags.c_contiguous:
-        return a.transpose(1, 0, 2, 3), True
-    return a, False
+class PlaneLayout(NamedTuple):
+    """The memory order of an (N, C, H, W) array: ``order`` permutes its axes into the order memory holds them.
 
+    Pooling works on the array's *planes*: the array in memory order, seen as (A, H, W, B) where A
+    gathers the axes before the spatial ones and B those after them (the batch, for batch-last
+    memory), so that window slices need no transposing copy.
+    """
 
-def _swapped(a, swap: bool):
-    return a.transpose(1, 0, 2, 3) if swap else a
+    order: tuple
+    batch: int
+    channels: int
+
+    @staticmethod
+    def of(a) -> PlaneLayout:
+        """The layout of ``a``: batch-first, channel-first or batch-last memory, else (a copy) batch-first."""
+        order = next((order for order in ((0, 1, 2, 3), (1, 0, 2, 3), (1, 2, 3, 0))
+                      if a.transpose(order).flags.c_contiguous), (0, 1, 2, 3))
+        return PlaneLayout(order, a.shape[0], a.shape[1])
+
+    def planes(self, a):
+        """``a`` (N, C, H, W) as contiguous planes (A, H, W, B), copied only when its memory is in another order."""
+        in_order = array_module(a).ascontiguousarray(a.transpose(self.order))
+        spatial = self.order.index(2)
+        before, after = in_order.shape[:spatial], in_order.shape[spatial + 2:]
+        return in_order.reshape(math.prod(before), *a.shape[2:], math.prod(after))
+
+    def unplanes(self, planes):
+        """Planes (A, H', W', B) as an (N, C, H', W') view."""
+        sizes = (self.batch, self.channels) + planes.shape[1:3]
+        inverse = tuple(self.order.index(axis) for axis in range(4))
+        return planes.reshape(tuple(sizes[axis] for axis in self.order)).transpose(inverse)
 
 
 def _pad(x, geo: PoolGeometry, fill):
-    """``x`` in a buffer of ``geo.padded_hw()`` filled with ``fill`` around it (``x`` itself when none is needed)."""
-    if geo.padded_hw() == tuple(x.shape[-2:]):
+    """Planes ``x`` in a buffer of ``geo.padded_hw()`` filled with ``fill`` around them (``x`` when none is needed)."""
+    if geo.padded_hw() == tuple(x.shape[1:3]):
         return x
     xp = array_module(x)
-    padded = xp.full(x.shape[:-2] + geo.padded_hw(), fill, x.dtype)
+    padded = xp.full(x.shape[:1] + geo.padded_hw() + x.shape[3:], fill, x.dtype)
     padded[geo.interior()] = x
     return padded
 
 
-def _spread(values_per_offset, planes: tuple, dtype, xp, geo: PoolGeometry):
-    """The adjoint of taking window slices: adds each offset's (*planes, Ho, Wo) values into (*planes, H, W)."""
-    padded = xp.zeros(tuple(planes) + geo.padded_hw(), dtype)
+def _spread(values_per_offset, values_shape: tuple, dtype, xp, geo: PoolGeometry):
+    """The adjoint of taking window slices: adds each offset's values (A, Ho, Wo, B) into planes (A, H, W, B)."""
+    shape = values_shape[:1] + geo.padded_hw() + values_shape[3:]
+    if geo.tiles():  # each element is written once: no zero fill, no read-modify-write
+        padded = xp.empty(shape, dtype)
+        for offset, index in geo.window_slices():
+            padded[index] = values_per_offset(offset)
+        return padded[geo.interior()]
+    padded = xp.zeros(shape, dtype)
     for offset, index in geo.window_slices():
         padded[index] += values_per_offset(offset)
     return padded[geo.interior()]
@@ -110,8 +144,8 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, geo, return_indices):
         xp = x._xp
-        data, swap = _planes_in_memory_order(x.data)
-        padded = _pad(data, geo, _lowest(x.dtype, xp))
+        layout = PlaneLayout.of(x.data)
+        padded = _pad(layout.planes(x.data), geo, _lowest(x.dtype, xp))
         best = argmax = None
         for offset, index in geo.window_slices():
             window = padded[index]
@@ -124,64 +158,64 @@ class MaxPool2d(Function):
                 better |= xp.isnan(window)  # torch's CPU kernel: a NaN replaces the maximum so far
             xp.maximum(best, window, out=best)
             xp.maximum(argmax, better * argmax.dtype.type(offset), out=argmax)  # offsets grow: the latest better wins
-        ctx.geo, ctx.argmax, ctx.swap = geo, argmax, swap
-        best = _swapped(best, swap)
-        return (best, _swapped(_flat_indices(argmax, geo), swap)) if return_indices else best
+        ctx.geo, ctx.argmax, ctx.layout = geo, argmax, layout
+        best = layout.unplanes(best)
+        return (best, layout.unplanes(_flat_indices(argmax, geo))) if return_indices else best
 
     @staticmethod
     def backward(ctx, grad, *_):
-        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.swap), None, None
+        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.layout), None, None
 
 
 class ScatterToArgmax(Function):
     """Each window's value added at its maximum's position in an input-shaped array (max pooling's backward).
 
-    ``argmax`` holds the planes in the order max pooling saw them: swapped (C, N) when ``swap``."""
+    ``argmax`` holds, as planes of ``layout``, each window's offset of its maximum."""
 
     @staticmethod
-    def forward(ctx, g, argmax, geo, swap):
-        ctx.argmax, ctx.geo, ctx.swap = argmax, geo, swap
-        g_planes = _swapped(g.data, swap)
-        spread = _spread(lambda offset: _select(argmax == offset, g_planes), argmax.shape[:2], g.dtype, g._xp, geo)
-        return _swapped(spread, swap)
+    def forward(ctx, g, argmax, geo, layout):
+        ctx.argmax, ctx.geo, ctx.layout = argmax, geo, layout
+        g_planes = layout.planes(g.data)
+        spread = _spread(lambda offset: _select(argmax == offset, g_planes), argmax.shape, g.dtype, g._xp, geo)
+        return layout.unplanes(spread)
 
     @staticmethod
     def backward(ctx, grad):
-        return GatherAtArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.swap), None, None, None
+        return GatherAtArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.layout), None, None, None
 
 
 class GatherAtArgmax(Function):
     """Each window's element at its maximum's position (the adjoint of ``ScatterToArgmax``)."""
 
     @staticmethod
-    def forward(ctx, x, argmax, geo, swap):
-        ctx.argmax, ctx.geo, ctx.swap = argmax, geo, swap
-        padded = _pad(_swapped(x.data, swap), geo, 0)
+    def forward(ctx, x, argmax, geo, layout):
+        ctx.argmax, ctx.geo, ctx.layout = argmax, geo, layout
+        padded = _pad(layout.planes(x.data), geo, 0)
         out = x._xp.zeros(argmax.shape, x.dtype)
         for offset, index in geo.window_slices():
             out += _select(argmax == offset, padded[index])
-        return _swapped(out, swap)
+        return layout.unplanes(out)
 
     @staticmethod
     def backward(ctx, grad):
-        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.swap), None, None, None
+        return ScatterToArgmax.apply(grad, ctx.argmax, ctx.geo, ctx.layout), None, None, None
 
 
 def _flat_indices(argmax, geo: PoolGeometry):
-    """torch's ``return_indices``: each maximum's position as ``h * W + w`` in its (unpadded) input plane."""
+    """torch's ``return_indices``: each maximum's position as ``h * W + w`` in its (unpadded) input plane, as planes."""
     xp = array_module(argmax)
     (sh, sw), (dh, dw), (ph, pw) = geo.stride, geo.dilation, geo.padding
     kw, width = geo.kernel[1], geo.in_hw[1]
     ho, wo = geo.out_hw
     argmax = argmax.astype(xp.int64)
-    rows = (xp.arange(ho) * sh - ph)[:, None] + (argmax // kw) * dh
-    cols = (xp.arange(wo) * sw - pw)[None, :] + (argmax % kw) * dw
+    rows = (xp.arange(ho) * sh - ph)[:, None, None] + (argmax // kw) * dh
+    cols = (xp.arange(wo) * sw - pw)[:, None] + (argmax % kw) * dw
     return rows * width + cols
 
 
 # --- average pooling ------------------------------------------------------------------------------
 def _window_counts(geo: PoolGeometry, count_include_pad: bool, divisor_override, xp, dtype):
-    """The divisor of each window, (Ho, Wo), as torch computes it."""
+    """The divisor of each window as torch computes it, (Ho, Wo, 1) to divide planes (A, Ho, Wo, B)."""
     if divisor_override is not None:
         return xp.asarray(divisor_override, dtype)
     sizes = []
@@ -189,22 +223,22 @@ def _window_counts(geo: PoolGeometry, count_include_pad: bool, divisor_override,
         start = xp.arange(out) * s - pad
         end = xp.minimum(start + k, size + pad)  # windows that ceil_mode adds stop at the padding
         sizes.append(end - start if count_include_pad else xp.minimum(end, size) - xp.maximum(start, 0))
-    return (sizes[0][:, None] * sizes[1][None, :]).astype(dtype)
+    return (sizes[0][:, None, None] * sizes[1][:, None]).astype(dtype)
 
 
 class AvgPool2d(Function):
-    """The sum of each window divided by ``divisor`` (Ho, Wo)."""
+    """The sum of each window divided by ``divisor`` (Ho, Wo, 1)."""
 
     @staticmethod
     def forward(ctx, x, geo, divisor):
         ctx.geo, ctx.divisor = geo, divisor
-        data, swap = _planes_in_memory_order(x.data)
-        padded = _pad(data, geo, 0)
-        total = x._xp.zeros(data.shape[:2] + geo.out_hw, x.dtype)
+        layout = PlaneLayout.of(x.data)
+        padded = _pad(layout.planes(x.data), geo, 0)
+        total = x._xp.zeros(padded.shape[:1] + geo.out_hw + padded.shape[3:], x.dtype)
         for _, index in geo.window_slices():
             total += padded[index]
         total /= divisor
-        return _swapped(total, swap)
+        return layout.unplanes(total)
 
     @staticmethod
     def backward(ctx, grad):
@@ -217,9 +251,9 @@ class SpreadOverWindows(Function):
     @staticmethod
     def forward(ctx, g, geo, divisor):
         ctx.geo, ctx.divisor = geo, divisor
-        data, swap = _planes_in_memory_order(g.data)
-        share = data / divisor
-        return _swapped(_spread(lambda offset: share, data.shape[:2], g.dtype, g._xp, geo), swap)
+        layout = PlaneLayout.of(g.data)
+        share = layout.planes(g.data) / divisor
+        return layout.unplanes(_spread(lambda offset: share, share.shape, g.dtype, g._xp, geo))
 
     @staticmethod
     def backward(ctx, grad):
