@@ -3,7 +3,8 @@
 Sizes 4 KiB .. 64 MiB; per size, the median of 20 timed calls after 5 warm-ups, the two libraries
 taking turns call by call (and in turn going first) so that both see the same machine load. A call's
 time is the slowest rank's. algbw = bytes / time; busbw = algbw x 2 (n - 1) / n (NCCL-tests' rule).
-Prints one JSON line from rank 0.
+The measurement is ``distgrad.bench.allreduce.sweep`` (which also checks every sum); this script keeps
+W6's sizes and its one JSON line, printed by rank 0. ``distgrad-bench allreduce`` sweeps 4 B .. 256 MiB.
 
     mpiexec -n 2 python benchmarks/allreduce.py        (or: distgrad-launch -n 2 benchmarks/allreduce.py)
 """
@@ -11,57 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import mpi4py
-import numpy as np
-from mpi4py import MPI
 
-import distgrad as dg
 import distgrad.distributed as dist
 from common import environment
+from distgrad.bench.allreduce import sweep
 from distgrad.distributed import mpi_env
 
 SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20)
 
 
-def timed(call, comm) -> float:
-    """Seconds ``call()`` took on the slowest rank, starting together after a barrier."""
-    comm.Barrier()
-    start = time.perf_counter()
-    call()
-    return comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
-
-
-def measure(nbytes: int, comm, warmup: int, reps: int) -> dict:
-    raw = np.zeros(nbytes // 4, np.float32)  # zeros: repeated sums stay finite and equally fast
-    tensor = dg.from_numpy(np.zeros(nbytes // 4, np.float32))
-
-    def with_mpi4py():
-        comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM)
-
-    def with_distgrad():
-        dist.all_reduce(tensor)
-
-    for _ in range(warmup):
-        with_mpi4py()
-        with_distgrad()
-    times = {"mpi4py": [], "distgrad": []}
-    order = [("mpi4py", with_mpi4py), ("distgrad", with_distgrad)]
-    for rep in range(reps):
-        for name, call in order if rep % 2 == 0 else order[::-1]:
-            times[name].append(timed(call, comm))
-    n = comm.Get_size()
-    row = {"bytes": nbytes}
-    for name, samples in times.items():
-        seconds = statistics.median(samples)
-        algbw = nbytes / seconds / 1e9
-        row[f"{name}_us"] = round(seconds * 1e6, 2)
-        row[f"{name}_algbw_GBps"] = round(algbw, 3)
-        row[f"{name}_busbw_GBps"] = round(algbw * 2 * (n - 1) / n, 3)
-    row["busbw_ratio"] = round(row["distgrad_busbw_GBps"] / row["mpi4py_busbw_GBps"], 3) if n > 1 else None
-    return row
+def w6_row(row: dict) -> dict:
+    """A sweep row in W6's names: each library's time, algbw and busbw, and distgrad's busbw over raw mpi4py's."""
+    out = {"bytes": row["bytes"], "correct": row["correct"]}
+    for name, prefix in (("mpi4py", "mpi4py_"), ("distgrad", "")):
+        out[f"{name}_us"] = round(row[prefix + "time_us"], 2)
+        out[f"{name}_algbw_GBps"] = round(row[prefix + "algbw_GBps"], 3)
+        out[f"{name}_busbw_GBps"] = round(row[prefix + "busbw_GBps"], 3)
+    out["busbw_ratio"] = round(out["distgrad_busbw_GBps"] / out["mpi4py_busbw_GBps"], 3) \
+        if row["world_size"] > 1 else None
+    return out
 
 
 def main() -> None:
@@ -70,12 +41,12 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=20)
     args = p.parse_args()
     dist.init_process_group(backend="mpi")
-    comm = MPI.COMM_WORLD
-    rows = [measure(nbytes, comm, args.warmup, args.reps) for nbytes in SIZES]
-    if comm.Get_rank() == 0:
+    rows = sweep({"device": "cpu", "dtypes": ["float32"], "sizes": list(SIZES), "warmup": args.warmup,
+                  "reps": args.reps, "min_reps": args.reps, "seconds_per_size": float("inf")})
+    if dist.get_rank() == 0:
         print(json.dumps({
-            "workload": "W6", "world_size": comm.Get_size(), "warmup": args.warmup, "reps": args.reps,
-            "statistic": "median, slowest rank", "sizes": rows,
+            "workload": "W6", "world_size": dist.get_world_size(), "warmup": args.warmup, "reps": args.reps,
+            "statistic": "median, slowest rank", "sizes": [w6_row(r) for r in rows],
             "mpi": mpi_env.library_version().splitlines()[0], "mpi4py": mpi4py.__version__, **environment(),
         }), flush=True)
     dist.destroy_process_group()

@@ -1,0 +1,87 @@
+"""Time to a target test accuracy on MNIST for N ranks (W1's MLP or W2's CNN, per-rank batch 64).
+
+Each rank trains on its shard of every epoch (``DistributedSampler``: one shuffle shared by all
+ranks); N ranks therefore take global batches of N x 64 with the same learning rate, so they need
+fewer steps per epoch but may need more epochs. Every ``eval_every`` steps all ranks score their
+share of the test set and add the counts. The clock counts training only: evaluations are paused out.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from distgrad.bench.workloads import build_model
+
+__all__ = ["worker"]
+
+
+def worker(params: dict, progress) -> dict:
+    """One rank (started by ``distgrad-bench mnist``)."""
+    import distgrad as dg
+    import distgrad.distributed as dist
+    import distgrad.nn.functional as F
+    from distgrad import backend
+    from distgrad.data import MNIST
+    from distgrad.distributed import DistributedDataParallel, DistributedSampler, ReduceOp
+
+    dist.init_process_group(params["backend"])
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = params["device"]
+    if device == "cuda":
+        device = f"cuda:{dist.get_local_rank() % backend.cuda_device_count()}"
+    synchronize = backend.synchronize if device != "cpu" else (lambda: None)
+    train_x, train_y = MNIST(params["data_dir"], train=True).tensors(normalize=True, device=device)
+    test_x, test_y = MNIST(params["data_dir"], train=False).tensors(normalize=True, device=device)
+    test_x, test_y = test_x[rank::world], test_y[rank::world]
+    model = build_model(params["model"], device=device, seed=params["seed"])
+    trained = DistributedDataParallel(model) if world > 1 else model
+    optimizer = dg.optim.SGD(trained.parameters(), lr=params["lr"], momentum=0.9)
+    sampler = DistributedSampler(range(len(train_y)), num_replicas=world, rank=rank, shuffle=True, seed=params["seed"])
+    batch = params["batch"]
+
+    def accuracy() -> float:
+        correct = dg.zeros((), dtype=dg.int64, device=device)
+        with dg.no_grad():
+            for start in range(0, len(test_y), 1000):
+                logits = model(test_x[start:start + 1000])
+                correct += (logits.argmax(dim=1) == test_y[start:start + 1000]).sum()
+        dist.all_reduce(correct, op=ReduceOp.SUM)
+        return int(correct.item()) / 10000
+
+    steps, train_seconds, history, reached = 0, 0.0, [], False
+    wall_start = time.perf_counter()
+    for epoch in range(params["max_epochs"]):
+        sampler.set_epoch(epoch)
+        order = np.fromiter(iter(sampler), dtype=np.int64)
+        dist.barrier()
+        segment_start = time.perf_counter()
+        for start in range(0, len(order) - batch + 1, batch):
+            index = dg.tensor(order[start:start + batch], device=device)
+            loss = F.cross_entropy(trained(train_x[index]), train_y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+            if steps % params["eval_every"] == 0:
+                synchronize()
+                train_seconds += time.perf_counter() - segment_start
+                history.append({"steps": steps, "train_seconds": train_seconds, "test_accuracy": accuracy()})
+                progress(f"{world} rank(s): step {steps}, accuracy {history[-1]['test_accuracy']:.4f}")
+                reached = history[-1]["test_accuracy"] >= params["target"]
+                if reached:
+                    break
+                dist.barrier()
+                segment_start = time.perf_counter()
+        if reached:
+            break
+        synchronize()
+        train_seconds += time.perf_counter() - segment_start
+    if not history or history[-1]["steps"] != steps:
+        history.append({"steps": steps, "train_seconds": train_seconds, "test_accuracy": accuracy()})
+    final = history[-1]
+    return {"world_size": world, "model": params["model"], "per_rank_batch": batch, "lr": params["lr"],
+            "target": params["target"], "reached": reached, "test_accuracy": final["test_accuracy"],
+            "steps": steps, "epochs": steps * batch * world / len(train_y),
+            "train_seconds": final["train_seconds"], "wall_seconds": time.perf_counter() - wall_start,
+            "history": history}
