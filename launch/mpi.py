@@ -46,12 +46,17 @@ def mpiexec_flavour(mpiexec: str) -> str:
     return flavour_of(done.stdout + done.stderr)
 
 
+_LIBRARY_VERSION = ("import mpi4py; mpi4py.rc.initialize = False; from mpi4py import MPI; "
+                    "print(MPI.Get_library_version())")
+
+
 def library_flavour() -> str:
-    """The MPI library mpi4py uses (asked without initialising MPI)."""
-    import mpi4py
-    mpi4py.rc.initialize = False
-    from mpi4py import MPI
-    return flavour_of(MPI.Get_library_version())
+    """The MPI library mpi4py uses, asked in a child process: importing mpi4py here without
+    initialising MPI would leave this process unable to start MPI later."""
+    done = subprocess.run([sys.executable, "-c", _LIBRARY_VERSION], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot ask mpi4py which MPI it uses: {done.stderr.strip()[-500:]}")
+    return flavour_of(done.stdout)
 
 
 def mpiexec_command(n: int, program: list, mpiexec: str, flavour: str, as_root: bool | None = None,

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import os
@@ -18,6 +19,9 @@ def mpi():
     except (ImportError, RuntimeError) as e:
         raise RuntimeError("distgrad.distributed needs mpi4py and an MPI library: "
                            "pip install 'distgrad[mpi]' (mpi4py and mpich)") from e
+    if not MPI.Is_initialized():  # mpi4py was imported earlier with rc.initialize = False
+        MPI.Init_thread()
+        atexit.register(lambda: MPI.Is_finalized() or MPI.Finalize())
     return MPI
 
 
