@@ -8,7 +8,6 @@ import pytest
 pytest.importorskip("mpi4py")
 
 from distributed_scripts import slurm_cluster  # noqa: E402
-from distgrad.launch import mpi  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--skip", "mnist,autograd", "--max-bytes", "256", "--step-factor", "8", "--iters", "2", "--models", "mlp",
@@ -18,17 +17,7 @@ TINY = ["--skip", "mnist,autograd", "--max-bytes", "256", "--step-factor", "8", 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = slurm_cluster.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    if mpi.library_flavour() != "mpich":
-        pytest.skip("this test expects mpi4py on MPICH (srun --mpi=pmi2)")
-    c = slurm_cluster.Cluster(str(tmp_path_factory.mktemp("slurm")))
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from slurm_cluster.running_cluster(str(tmp_path_factory.mktemp("slurm")))
 
 
 def test_the_sweep_writes_a_folder_per_node_count_and_a_summary(cluster, tmp_path):

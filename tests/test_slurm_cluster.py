@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("mpi4py")
 
 from distributed_scripts import runner, slurm_cluster  # noqa: E402
-from distgrad.launch import mpi  # noqa: E402
 
 LAUNCH = [sys.executable, "-m", "distgrad.launch"]
 REPORT_WORLD = os.path.join(runner.SCRIPTS, "report_world.py")
@@ -19,17 +18,7 @@ REPORT_WORLD = os.path.join(runner.SCRIPTS, "report_world.py")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = slurm_cluster.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    if mpi.library_flavour() != "mpich":
-        pytest.skip("these tests expect mpi4py on MPICH (srun --mpi=pmi2)")
-    c = slurm_cluster.Cluster(str(tmp_path_factory.mktemp("slurm")))
-    try:
-        c.start()
-        yield c
-    finally:
-        c.stop()
+    yield from slurm_cluster.running_cluster(str(tmp_path_factory.mktemp("slurm")))
 
 
 def test_launch_inside_an_allocation_runs_srun_with_the_right_mpi_mode(cluster, tmp_path):

@@ -125,3 +125,21 @@ def _wait_gone(pid: int, limit_s: float = 10) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
+
+
+def running_cluster(directory: str):
+    """A pytest fixture body: skips without SLURM or without MPICH, else yields a started Cluster."""
+    import pytest
+
+    from distgrad.launch import mpi
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    if mpi.library_flavour() != "mpich":
+        pytest.skip("these tests expect mpi4py on MPICH (srun --mpi=pmi2)")
+    cluster = Cluster(directory)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
