@@ -135,8 +135,12 @@ def main(argv=None) -> dict:
     if distributed:
         model = DistributedDataParallel(model)
 
+    if distributed and rank != 0:
+        dist.barrier()  # rank 0 downloads MNIST (if it must) before the others read it
     train_x, train_y = mnist_tensors(args.data_dir, True, device)
     test_x, test_y = mnist_tensors(args.data_dir, False, device)
+    if distributed and rank == 0:
+        dist.barrier()
     train_set = TensorDataset(train_x, train_y)
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
