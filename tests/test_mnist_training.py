@@ -3,6 +3,9 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -36,3 +39,22 @@ def test_resume_continues_bit_exactly(tmp_path):
     resumed = example.main(common + ["--epochs", "2", "--checkpoint", str(tmp_path / "b.ckpt"), "--resume"])
     assert resumed["train_loss"] == straight["train_loss"]
     assert resumed["test_accuracy"] == straight["test_accuracy"]
+
+
+def run_example(command):
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    loss = float(re.search(r"epoch 0: loss ([0-9.]+)", done.stdout).group(1))
+    accuracy = float(re.search(r"final test accuracy ([0-9.]+)%", done.stdout).group(1))
+    return done.stdout, loss, accuracy
+
+
+@needs_mnist
+def test_two_ranks_follow_one_process_on_the_same_global_batch():
+    """README's main job, shortened: 2 ranks x 32 samples must track 1 process x 64 samples."""
+    pytest.importorskip("mpi4py")
+    common = ["examples/mnist.py", "--model", "mlp", "--device", "cpu", "--epochs", "1", "--limit-batches", "60"]
+    two, loss2, acc2 = run_example([sys.executable, "-m", "distgrad.launch", "-n", "2"] + common + ["--batch-size", "32"])
+    _, loss1, acc1 = run_example([sys.executable] + common + ["--batch-size", "64"])
+    assert "rank 0 of world 2" in two and "rank 1 of world 2" in two
+    assert abs(loss2 - loss1) < 2e-3 and abs(acc2 - acc1) < 0.3
