@@ -210,9 +210,6 @@ class Function(Node):
                 )
         return result
 
-    def release_saved(self) -> None:
-        self._saved = None
-
 
 def _as_output(o, args):
     """A Tensor for a forward result: arrays are wrapped; an input returned as-is is aliased."""
@@ -223,12 +220,10 @@ def _as_output(o, args):
             if o is a:
                 return o.detach()
         return o
-    if o.__class__ in _NUMPY_SCALARS or isinstance(o, _np.generic):  # NumPy turns 0-d results into scalars
+    if isinstance(o, _np.generic):  # NumPy turns 0-d results into scalars
         o = _np.asarray(o)
     return Tensor(o)
 
-
-_NUMPY_SCALARS = (_np.float32, _np.float64, _np.float16, _np.int64, _np.int32, _np.bool_)
 
 
 class _SavedOutput:

@@ -114,22 +114,15 @@ class BasicIndex(Function):
         ctx.in_shape, ctx.key = x.shape, key
         return _select(x.data, key)
 
-    @staticmethod
-    def backward(ctx, grad):
-        return IndexBackward.apply(grad, ctx.in_shape, ctx.key, True), None
+    @classmethod
+    def backward(cls, ctx, grad):
+        return IndexBackward.apply(grad, ctx.in_shape, ctx.key, cls.is_view), None
 
 
-class AdvancedIndex(Function):
+class AdvancedIndex(BasicIndex):
     """``x[key]`` with integer arrays or boolean masks in ``key``: a copy."""
 
-    @staticmethod
-    def forward(ctx, x, key):
-        ctx.in_shape, ctx.key = x.shape, key
-        return _select(x.data, key)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return IndexBackward.apply(grad, ctx.in_shape, ctx.key, False), None
+    is_view = False
 
 
 class IndexBackward(Function):
