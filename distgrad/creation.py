@@ -37,7 +37,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     """
     dtype = dtypes.to_dtype(dtype)
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if backend.is_device_array(data):
         src_device = backend.device_of(data)
         arr = data.astype(dtype or data.dtype, copy=True)

@@ -44,11 +44,11 @@ def largest_tensors(limit: int = 10, device: str = "cuda") -> list:
     from distgrad.tensor import Tensor
     seen, found = set(), []
     for obj in gc.get_objects():
-        if isinstance(obj, Tensor) and obj.device.type == device and id(obj.data) not in seen:
-            seen.add(id(obj.data))
+        if isinstance(obj, Tensor) and obj.device.type == device and id(obj.array) not in seen:
+            seen.add(id(obj.array))
             kind = "parameter" if type(obj).__name__ == "Parameter" else ("grad_fn " + obj.grad_fn.name
                                                                          if obj.grad_fn is not None else "tensor")
-            found.append((int(obj.data.nbytes), tuple(obj.shape), obj.dtype.name, kind))
+            found.append((int(obj.array.nbytes), tuple(obj.shape), obj.dtype.name, kind))
     return sorted(found, reverse=True)[:limit]
 
 

@@ -104,7 +104,7 @@ class _Encoder:
         if obj is None or isinstance(obj, (bool, str)):
             return obj
         if isinstance(obj, Tensor):
-            return self._array_node("tensor", obj.data, device=str(obj.device), requires_grad=obj.requires_grad)
+            return self._array_node("tensor", obj.array, device=str(obj.device), requires_grad=obj.requires_grad)
         if isinstance(obj, (np.ndarray, np.generic)):
             if obj.dtype.hasobject:
                 raise TypeError(f"distgrad.save cannot store {where}: a NumPy array of Python objects would need "
@@ -300,7 +300,7 @@ def _move_tensors(tensors, place, name: str) -> None:
             raise RuntimeError(f"{name} holds a tensor saved on {saved}, to be loaded on {target}, but "
                                f"{backend.cuda_device_count()} GPU(s) are visible here; pass map_location='cpu' "
                                f"(or {{'{saved}': 'cpu'}}) to load it on the CPU")
-        key = (id(tensor.data), target)
+        key = (id(tensor.array), target)
         if key not in moved:
-            moved[key] = (tensor.data, backend.to_device(tensor.data, target))
-        tensor.data = moved[key][1]
+            moved[key] = (tensor.array, backend.to_device(tensor.array, target))
+        tensor.array = moved[key][1]

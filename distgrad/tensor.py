@@ -11,13 +11,13 @@ from distgrad.autograd.hooks import add_hook
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "output_nr", "_version", "_hooks",
+    __slots__ = ("array", "grad", "requires_grad", "grad_fn", "output_nr", "_version", "_hooks",
                  "_post_accumulate_grad_hooks", "_accumulator", "__weakref__")
     __array_priority__ = 1000  # NumPy scalars on the left defer to Tensor's reflected operators
     __array_ufunc__ = None
 
     def __init__(self, data, requires_grad: bool = False):
-        self.data = data
+        self.array = data
         self.grad = None
         self.requires_grad = requires_grad
         self.grad_fn = None
@@ -29,54 +29,66 @@ class Tensor:
 
     # --- what it is ----------------------------------------------------------------------------
     @property
+    def data(self) -> "Tensor":
+        """This tensor's storage as a new tensor outside the graph, as in PyTorch: writes to it are
+        seen by this tensor but not by autograd (its version counter is its own, unlike ``detach``)."""
+        return Tensor(self.array)
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data must be set to a Tensor, got {type(value).__name__}")
+        self.array = value.array
+
+    @property
     def shape(self) -> tuple:
-        return self.data.shape
+        return self.array.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self) -> backend.Device:
-        return backend.device_of(self.data)
+        return backend.device_of(self.array)
 
     @property
     def is_cuda(self) -> bool:
-        return backend.is_device_array(self.data)
+        return backend.is_device_array(self.array)
 
     @property
     def _xp(self):
-        return backend.array_module(self.data)
+        return backend.array_module(self.array)
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim: int | None = None):
-        return self.data.shape if dim is None else self.data.shape[dim]
+        return self.array.shape if dim is None else self.array.shape[dim]
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def element_size(self) -> int:
-        return self.data.dtype.itemsize
+        return self.array.dtype.itemsize
 
     @property
     def is_leaf(self) -> bool:
         return self.grad_fn is None
 
     def __len__(self) -> int:
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __iter__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self.data.shape[0]))
+        return (self[i] for i in range(self.array.shape[0]))
 
     __hash__ = object.__hash__
 
@@ -85,23 +97,23 @@ class Tensor:
         """The host array, sharing memory (CPU tensors that do not require grad only)."""
         if self.requires_grad:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
-        if backend.is_device_array(self.data):
+        if backend.is_device_array(self.array):
             raise TypeError(f"can't convert {self.device} device type tensor to numpy. "
                             "Use Tensor.cpu() to copy the tensor to host memory first.")
-        return self.data
+        return self.array
 
     def item(self):
-        if self.data.size != 1:
-            raise RuntimeError(f"a Tensor with {self.data.size} elements cannot be converted to Scalar")
-        return self.data.item()
+        if self.array.size != 1:
+            raise RuntimeError(f"a Tensor with {self.array.size} elements cannot be converted to Scalar")
+        return self.array.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.array.tolist()
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
-        return bool(self.data.item())
+        if self.array.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self.array.size} values is ambiguous")
+        return bool(self.array.item())
 
     def __float__(self) -> float:
         return float(self.item())
@@ -110,20 +122,20 @@ class Tensor:
         return int(self.item())
 
     def __index__(self) -> int:
-        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+        if self.array.dtype.kind not in "iub" or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
     def __dlpack__(self, *args, **kwargs):
-        return self.data.__dlpack__(*args, **kwargs)
+        return self.array.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self.data.__dlpack_device__()
+        return self.array.__dlpack_device__()
 
     # --- autograd --------------------------------------------------------------------------------
     def detach(self) -> "Tensor":
         """The same data, outside the graph (shares memory and the version counter)."""
-        t = Tensor(self.data)
+        t = Tensor(self.array)
         t._version = self._version
         return t
 
@@ -133,8 +145,8 @@ class Tensor:
         return self
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if requires_grad and self.data.dtype.kind not in "fc":
-            raise RuntimeError(f"only Tensors of floating point dtype can require gradients, got {self.data.dtype.name}")
+        if requires_grad and self.array.dtype.kind not in "fc":
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients, got {self.array.dtype.name}")
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
                                "computed variable in a subgraph that doesn't require differentiation use "
@@ -180,7 +192,7 @@ class Tensor:
         def keep(grad):
             t = ref()
             if t is not None:
-                copy = Tensor(grad.data.copy())
+                copy = Tensor(grad.array.copy())
                 t.grad = copy if t.grad is None else t.grad + copy
         self.grad_fn.register_prehook(keep, self.output_nr)
 
@@ -189,9 +201,9 @@ class Tensor:
         from distgrad.autograd.engine import run_backward
 
         if gradient is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            gradient = Tensor(self._xp.ones_like(self.data))
+            gradient = Tensor(self._xp.ones_like(self.array))
         elif not isinstance(gradient, Tensor):
             raise TypeError(f"gradient must be a Tensor, got {type(gradient).__name__}")
         elif gradient.shape != self.shape:
@@ -213,16 +225,16 @@ class Tensor:
     def __repr__(self) -> str:
         from distgrad.dtypes import get_default_dtype
 
-        data = backend.to_device(self.data, backend.CPU)
+        data = backend.to_device(self.array, backend.CPU)
         body = np.array2string(data, separator=", ", precision=4, prefix="tensor(",
                                threshold=1000, edgeitems=3)
         extras = []
-        if self.data.dtype.kind == "f" and self.data.dtype != get_default_dtype() or \
-                self.data.dtype.kind not in "fb" and self.data.dtype != np.int64:
-            extras.append(f"dtype=distgrad.{self.data.dtype.name}")
-        if self.data.size == 0:
+        if self.array.dtype.kind == "f" and self.array.dtype != get_default_dtype() or \
+                self.array.dtype.kind not in "fb" and self.array.dtype != np.int64:
+            extras.append(f"dtype=distgrad.{self.array.dtype.name}")
+        if self.array.size == 0:
             extras.append(f"size={tuple(self.shape)}")
-        if backend.is_device_array(self.data):
+        if backend.is_device_array(self.array):
             extras.append(f"device='{self.device}'")
         if self.grad_fn is not None:
             extras.append(f"grad_fn={self.grad_fn!r}")

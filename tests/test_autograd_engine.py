@@ -167,12 +167,12 @@ def test_no_grad_as_decorator_and_inference_mode():
 def test_manual_update_under_no_grad():
     w = leaf(1.0, 2.0)
     (w * w).backward(dg.ones(2, dtype=dg.float64))
-    data_before = w.data
+    data_before = w.array
     with dg.no_grad():
         w -= 0.1 * w.grad
     w.grad = None
     np.testing.assert_allclose(w.numpy() if not w.requires_grad else w.detach().numpy(), [0.8, 1.6])
-    assert w.is_leaf and w.requires_grad and w.data is data_before
+    assert w.is_leaf and w.requires_grad and w.array is data_before
 
 
 def test_autograd_grad_returns_gradients_without_touching_dot_grad():
@@ -255,7 +255,7 @@ def test_custom_function_sees_needs_input_grad():
         @staticmethod
         def forward(ctx, a, b):
             ctx.flags = ctx.needs_input_grad
-            return a.data * b.data
+            return a.array * b.array
 
         @staticmethod
         def backward(ctx, g):
@@ -270,7 +270,7 @@ def test_custom_function_with_wrong_number_of_gradients_raises():
     class Bad(Function):
         @staticmethod
         def forward(ctx, a, b):
-            return a.data + b.data
+            return a.array + b.array
 
         @staticmethod
         def backward(ctx, g):
@@ -284,7 +284,7 @@ def test_anomaly_mode_names_the_op_and_the_forward_line():
     class NanInBackward(Function):
         @staticmethod
         def forward(ctx, a):
-            return a.data * 1
+            return a.array * 1
 
         @staticmethod
         def backward(ctx, g):
@@ -305,7 +305,7 @@ def test_saved_tensor_modified_in_place_raises_at_backward():
     y = x * 2
     z = y * y
     with dg.no_grad():
-        y.data[...] = 0
+        y.array[...] = 0
         y._version[0] += 1  # what every in-place op does
     with pytest.raises(RuntimeError, match="modified by an inplace operation.*is at version 1; expected version 0"):
         z.backward(dg.ones(2, dtype=dg.float64))
@@ -320,7 +320,7 @@ def test_leaf_that_receives_no_gradient_keeps_grad_none():
     class FirstOnly(Function):
         @staticmethod
         def forward(ctx, a, b):
-            return a.data + b.data
+            return a.array + b.array
 
         @staticmethod
         def backward(ctx, g):

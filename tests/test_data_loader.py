@@ -339,4 +339,4 @@ def test_loader_rejects_conflicting_arguments(kwargs, message):
 def test_loader_puts_batches_on_the_requested_device(device):
     batches = list(DataLoader(range_dataset(6), batch_size=4, device=device, pin_memory=True))
     assert all(t.device == dg.device(device) for batch in batches for t in batch)
-    assert backend.to_device(batches[1][1].data, backend.CPU).tolist() == [4, 5]
+    assert backend.to_device(batches[1][1].array, backend.CPU).tolist() == [4, 5]

@@ -45,7 +45,7 @@ def test_gradcheck_reports_a_wrong_gradient():
         @staticmethod
         def forward(ctx, x):
             ctx.save_for_backward(x)
-            return x.data ** 2
+            return x.array ** 2
 
         @staticmethod
         def backward(ctx, g):
@@ -84,4 +84,4 @@ def test_memory_report_lists_the_largest_gpu_tensors():
     big = dg.zeros(1024, 1024, device="cuda")  # 4 MiB
     report = dg.cuda.memory_report(limit=3)
     assert "pool used" in report and "[1024, 1024]" in report
-    assert dg.cuda.largest_tensors(1)[0][0] >= big.data.nbytes
+    assert dg.cuda.largest_tensors(1)[0][0] >= big.array.nbytes

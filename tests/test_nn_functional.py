@@ -25,7 +25,7 @@ BUILTIN_PARAMETERS = {
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def test_every_exported_name_is_a_function():
@@ -47,9 +47,9 @@ def test_parameters_match_torch(name):
 @pytest.mark.parametrize("name, expected", [("relu", [0.0, 0.0, 2.0]), ("leaky_relu", [-0.01, 0.0, 2.0])])
 def test_inplace_activation_writes_into_its_input(device, name, expected):
     x = dg.tensor([-1.0, 0.0, 2.0], device=device)
-    data, version = x.data, x._version[0]
+    data, version = x.array, x._version[0]
     out = getattr(F, name)(x, inplace=True)
-    assert out is x and x.data is data and x._version[0] > version
+    assert out is x and x.array is data and x._version[0] > version
     np.testing.assert_allclose(host(x), expected, rtol=1e-6)
 
 

@@ -15,7 +15,7 @@ def seeded():
 
 
 def host(t):
-    return distgrad.backend.to_device(t.data, distgrad.backend.CPU).astype(np.float64)
+    return distgrad.backend.to_device(t.array, distgrad.backend.CPU).astype(np.float64)
 
 
 @pytest.mark.parametrize("name, param, expected", [
@@ -44,9 +44,9 @@ def test_fans_count_the_receptive_field():
 
 def test_init_writes_in_place_and_bumps_the_version(device):
     p = nn.Parameter(distgrad.zeros(50, 40, device=device))
-    array, version = p.data, p._version[0]
+    array, version = p.array, p._version[0]
     assert init.uniform_(p, -1, 1) is p
-    assert p.data is array and p._version[0] == version + 1
+    assert p.array is array and p._version[0] == version + 1
     assert p.requires_grad and p.grad_fn is None
 
 

@@ -16,7 +16,7 @@ def seeded():
 
 
 def host(t):
-    return distgrad.backend.to_device(t.data, distgrad.backend.CPU)
+    return distgrad.backend.to_device(t.array, distgrad.backend.CPU)
 
 
 def compare_with_torch(ours, theirs, *shapes, device="cpu", dtype=np.float32, rtol=1e-4, atol=1e-5):
@@ -85,7 +85,7 @@ def test_a_few_sgd_steps_reduce_the_loss():
         loss.backward()
         losses.append(loss.item())
         for p in model.parameters():
-            p.data -= 0.05 * p.grad.data
+            p.array -= 0.05 * p.grad.array
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -254,7 +254,7 @@ def test_embedding_max_norm_renormalises_looked_up_rows_like_torch(device):
 def test_embedding_from_pretrained_and_errors():
     table = distgrad.randn(5, 3)
     emb = nn.Embedding.from_pretrained(table)
-    assert not emb.weight.requires_grad and emb.weight.data is table.data
+    assert not emb.weight.requires_grad and emb.weight.array is table.array
     assert nn.Embedding.from_pretrained(table, freeze=False).weight.requires_grad
     assert nn.Embedding(5, 3, padding_idx=-1).padding_idx == 4
     with pytest.raises(AssertionError, match="Padding_idx must be within num_embeddings"):

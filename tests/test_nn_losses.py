@@ -7,7 +7,7 @@ from distgrad import nn
 
 
 def host(t):
-    return distgrad.backend.to_device(t.data, distgrad.backend.CPU)
+    return distgrad.backend.to_device(t.array, distgrad.backend.CPU)
 
 
 def compare_loss(ours, theirs, input_array, target_array, device, rtol=1e-5, atol=1e-6):

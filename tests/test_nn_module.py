@@ -49,9 +49,9 @@ def test_parameter_shares_data_and_version_with_its_tensor():
     t = distgrad.zeros(2, 3)
     p = nn.Parameter(t)
     assert isinstance(p, Tensor) and p.requires_grad and p.is_leaf
-    assert p.data is t.data
-    t.data[0, 0] = 5.0
-    assert p.data[0, 0] == 5.0
+    assert p.array is t.array
+    t.array[0, 0] = 5.0
+    assert p.array[0, 0] == 5.0
     assert p._version is t._version
 
 
@@ -71,8 +71,8 @@ def test_parameter_deepcopy_and_pickle_copy_the_data():
     p = nn.Parameter(distgrad.tensor([1.0, 2.0]))
     for q in (copy.deepcopy(p), pickle.loads(pickle.dumps(p))):
         assert type(q) is nn.Parameter and q.requires_grad
-        np.testing.assert_array_equal(q.data, p.data)
-        assert q.data is not p.data
+        np.testing.assert_array_equal(q.array, p.array)
+        assert q.array is not p.array
 
 
 # --- registration ------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_zero_grad_sets_to_none_or_zeroes_in_place():
     grad = net.layer0.scale.grad
     net.zero_grad(set_to_none=False)
     assert net.layer0.scale.grad is grad
-    assert np.all(grad.data == 0)
+    assert np.all(grad.array == 0)
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
 
@@ -241,9 +241,9 @@ def test_apply_visits_children_before_parents():
 def test_forward_pre_hook_can_replace_the_input_and_be_removed():
     m = Affine()
     handle = m.register_forward_pre_hook(lambda module, args: args[0] * 2)
-    np.testing.assert_allclose(m(distgrad.ones(3)).data, 2.0)
+    np.testing.assert_allclose(m(distgrad.ones(3)).array, 2.0)
     handle.remove()
-    np.testing.assert_allclose(m(distgrad.ones(3)).data, 1.0)
+    np.testing.assert_allclose(m(distgrad.ones(3)).array, 1.0)
 
 
 def test_forward_hook_sees_input_and_output_and_can_replace_output():
@@ -255,9 +255,9 @@ def test_forward_hook_sees_input_and_output_and_can_replace_output():
         return output + 1
 
     with m.register_forward_hook(hook):
-        np.testing.assert_allclose(m(distgrad.ones(3)).data, 2.0)
+        np.testing.assert_allclose(m(distgrad.ones(3)).array, 2.0)
     assert calls == [(m, (3,), (3,))]
-    np.testing.assert_allclose(m(distgrad.ones(3)).data, 1.0)
+    np.testing.assert_allclose(m(distgrad.ones(3)).array, 1.0)
 
 
 # --- dtype and device --------------------------------------------------------------------------------
@@ -298,8 +298,8 @@ def test_to_device(device):
 def test_deepcopy_of_a_module_is_independent():
     net = Net()
     clone = copy.deepcopy(net)
-    clone.layer0.scale.data[...] = 5
-    assert np.all(net.layer0.scale.data == 1)
+    clone.layer0.scale.array[...] = 5
+    assert np.all(net.layer0.scale.array == 1)
     assert clone.layer0.scale.requires_grad
 
 
@@ -312,20 +312,20 @@ def test_state_dict_keys_and_values():
                         "layer1.count"]
     value = sd["layer0.scale"]
     assert type(value) is Tensor and not value.requires_grad
-    assert value.data is net.layer0.scale.data
+    assert value.array is net.layer0.scale.array
     assert net.state_dict(keep_vars=True)["layer0.scale"] is net.layer0.scale
 
 
 def test_load_state_dict_round_trip_copies_values():
     src, dst = Net(), Net()
-    src.layer1.shift.data[...] = 3.0
-    src.layer0.count.data[...] = 4
+    src.layer1.shift.array[...] = 3.0
+    src.layer0.count.array[...] = 4
     result = dst.load_state_dict(src.state_dict())
     assert repr(result) == "<All keys matched successfully>"
     assert result.missing_keys == [] and result.unexpected_keys == []
-    np.testing.assert_array_equal(dst.layer1.shift.data, 3.0)
+    np.testing.assert_array_equal(dst.layer1.shift.array, 3.0)
     assert dst.layer0.count.item() == 4
-    assert dst.layer1.shift.data is not src.layer1.shift.data
+    assert dst.layer1.shift.array is not src.layer1.shift.array
 
 
 def test_load_state_dict_strict_error_lists_every_problem():
@@ -339,12 +339,12 @@ def test_load_state_dict_strict_error_lists_every_problem():
                 '\tUnexpected key(s) in state_dict: "extra". \n'
                 "\tsize mismatch for layer1.scale: copying a param with shape [4] from checkpoint, "
                 "the shape in current model is [3].")
-    before = net.layer0.scale.data.copy()
+    before = net.layer0.scale.array.copy()
     sd["layer0.scale"] = distgrad.full((3,), 9.0)
     with pytest.raises(RuntimeError) as info:
         net.load_state_dict(sd)
     assert str(info.value) == expected
-    np.testing.assert_array_equal(net.layer0.scale.data, before)  # nothing copied on error
+    np.testing.assert_array_equal(net.layer0.scale.array, before)  # nothing copied on error
 
 
 def test_load_state_dict_not_strict_reports_keys_but_size_mismatch_still_raises():
@@ -353,7 +353,7 @@ def test_load_state_dict_not_strict_reports_keys_but_size_mismatch_still_raises(
                                  strict=False)
     assert result.unexpected_keys == ["extra"]
     assert result.missing_keys[:2] == ["layer0.shift", "layer0.count"]
-    np.testing.assert_array_equal(net.layer0.scale.data, 2.0)
+    np.testing.assert_array_equal(net.layer0.scale.array, 2.0)
     with pytest.raises(RuntimeError, match="size mismatch for layer0.scale"):
         net.load_state_dict({"layer0.scale": distgrad.zeros(2)}, strict=False)
 
@@ -390,9 +390,9 @@ def test_repr_nests_children_like_pytorch():
 # --- containers --------------------------------------------------------------------------------------
 def test_sequential_runs_modules_in_order():
     seq = nn.Sequential(Affine(), Affine())
-    seq[0].scale.data[...] = 2.0
-    seq[1].shift.data[...] = 1.0
-    np.testing.assert_allclose(seq(distgrad.ones(3)).data, 3.0)
+    seq[0].scale.array[...] = 2.0
+    seq[1].shift.array[...] = 1.0
+    np.testing.assert_allclose(seq(distgrad.ones(3)).array, 3.0)
 
 
 def test_sequential_indexing_slicing_and_mutation():

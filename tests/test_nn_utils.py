@@ -20,7 +20,7 @@ def params_with_grads(device="cpu", seed=0, scale=1.0):
 
 
 def host(t):
-    return distgrad.backend.to_device(t.data, distgrad.backend.CPU)
+    return distgrad.backend.to_device(t.array, distgrad.backend.CPU)
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
@@ -28,15 +28,15 @@ def host(t):
 def test_clip_grad_norm_matches_pytorch(norm_type, max_norm):
     torch = pytest.importorskip("torch")
     ours = params_with_grads()
-    theirs = [torch.nn.Parameter(torch.from_numpy(p.data.copy())) for p in ours]
+    theirs = [torch.nn.Parameter(torch.from_numpy(p.array.copy())) for p in ours]
     for t, p in zip(theirs, ours):
-        t.grad = torch.from_numpy(p.grad.data.copy())
+        t.grad = torch.from_numpy(p.grad.array.copy())
     total = clip_grad_norm_(ours, max_norm, norm_type)
     expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, norm_type)
     assert isinstance(total, distgrad.Tensor) and total.shape == () and total.dtype == np.float32
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
     for t, p in zip(theirs, ours):
-        np.testing.assert_allclose(p.grad.data, t.grad.numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(p.grad.array, t.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_clip_grad_norm_scales_to_max_norm_in_place(device):
@@ -54,7 +54,7 @@ def test_clip_grad_norm_accepts_a_single_tensor_and_skips_missing_grads():
     p = params_with_grads()[0]
     q = nn.Parameter(distgrad.ones(2))
     total = clip_grad_norm_([p, q], 1e9)
-    assert total.item() == pytest.approx(float(np.linalg.norm(p.grad.data)), rel=1e-6)
+    assert total.item() == pytest.approx(float(np.linalg.norm(p.grad.array)), rel=1e-6)
     assert clip_grad_norm_(p, 1e9).item() == pytest.approx(total.item())
     assert clip_grad_norm_([q], 1.0).item() == 0.0
 
@@ -62,7 +62,7 @@ def test_clip_grad_norm_accepts_a_single_tensor_and_skips_missing_grads():
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_clip_grad_norm_non_finite():
     params = params_with_grads()
-    params[1].grad.data[0] = np.inf
+    params[1].grad.array[0] = np.inf
     with pytest.raises(RuntimeError, match="The total norm of order 2.0 for gradients from `parameters` is non-finite"):
         clip_grad_norm_(params, 1.0, error_if_nonfinite=True)
     assert math.isinf(clip_grad_norm_(params, 1.0).item())
@@ -83,12 +83,12 @@ def test_parameters_to_vector_and_back_round_trip():
     params = params_with_grads()
     vec = parameters_to_vector(params)
     assert vec.shape == (12 + 5 + 8,)
-    np.testing.assert_array_equal(vec.data[12:17], params[1].data)
+    np.testing.assert_array_equal(vec.array[12:17], params[1].array)
     new = distgrad.arange(25, dtype=distgrad.float32)
     vector_to_parameters(new, params)
     assert params[0].shape == (3, 4) and params[2].shape == (2, 2, 2)
-    np.testing.assert_array_equal(params[2].data.ravel(), np.arange(17, 25))
-    np.testing.assert_array_equal(parameters_to_vector(params).data, new.data)
+    np.testing.assert_array_equal(params[2].array.ravel(), np.arange(17, 25))
+    np.testing.assert_array_equal(parameters_to_vector(params).array, new.array)
 
 
 def test_parameters_to_vector_is_differentiable():
@@ -97,7 +97,7 @@ def test_parameters_to_vector_is_differentiable():
         p.grad = None
     vec = parameters_to_vector(params)
     (vec * distgrad.arange(25, dtype=distgrad.float32)).backward(distgrad.ones(25))
-    np.testing.assert_array_equal(params[1].grad.data, np.arange(12, 17, dtype=np.float32))
+    np.testing.assert_array_equal(params[1].grad.array, np.arange(12, 17, dtype=np.float32))
 
 
 def test_vector_to_parameters_requires_a_tensor():

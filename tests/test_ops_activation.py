@@ -12,7 +12,7 @@ from distgrad.ops.activation import log_softmax, softmax, softmin
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(shape, device, seed=0, scale=1.0):
@@ -81,8 +81,8 @@ def test_gradcheck(device, op, dim):
 def test_gradcheck_on_a_non_contiguous_input(device, op):
     base = np.random.default_rng(1).standard_normal((4, 3))
     x = dg.tensor(base, dtype=dg.float64, device=device)
-    x = dg.Tensor(x.data.T).requires_grad_()
-    assert not x.data.flags.c_contiguous
+    x = dg.Tensor(x.array.T).requires_grad_()
+    assert not x.array.flags.c_contiguous
     assert gradcheck(lambda t: op(t, 1), [x])
 
 

@@ -11,7 +11,7 @@ from distgrad.ops.conv import conv2d, conv_transpose2d
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(shape, device, seed=0):

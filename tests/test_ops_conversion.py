@@ -12,7 +12,7 @@ VALUES = np.array([[1.5, -2.25, 3.0], [0.0, 7.75, -1.0]])
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def test_to_a_dtype_casts_and_the_same_dtype_returns_self(device):
@@ -26,8 +26,8 @@ def test_to_a_dtype_casts_and_the_same_dtype_returns_self(device):
 def test_copy_true_returns_a_new_tensor_with_its_own_memory(device):
     t = dg.tensor(VALUES, device=device)
     out = t.to(dg.float64, copy=True)
-    assert out is not t and out.data is not t.data
-    out.data[0, 0] = 100.0
+    assert out is not t and out.array is not t.array
+    out.array[0, 0] = 100.0
     assert host(t)[0, 0] == 1.5
 
 
@@ -83,7 +83,7 @@ def test_type_names_and_conversions(device):
 def test_cpu_moves_to_host_memory(device):
     t = dg.tensor(VALUES, device=device)
     out = t.cpu()
-    assert isinstance(out.data, np.ndarray) and out.device == dg.device("cpu")
+    assert isinstance(out.array, np.ndarray) and out.device == dg.device("cpu")
     assert (out is t) == (device == "cpu")
 
 
@@ -120,7 +120,7 @@ def test_from_dlpack_of_a_numpy_array_shares_memory():
     arr = VALUES.copy()
     t = dg.from_dlpack(arr)
     arr[0, 0] = 42.0
-    assert t.data[0, 0] == 42.0
+    assert t.array[0, 0] == 42.0
     t.add_(1.0)
     assert arr[1, 1] == VALUES[1, 1] + 1.0
 
@@ -145,7 +145,7 @@ def test_dlpack_with_torch_both_ways_shares_memory():
     tt = torch.tensor(VALUES)
     t = dg.from_dlpack(tt)
     tt[0, 0] = -5.0
-    assert t.data[0, 0] == -5.0
+    assert t.array[0, 0] == -5.0
     back = torch.from_dlpack(t)
     t.fill_(3.0)
     assert torch.equal(back, torch.full((2, 3), 3.0, dtype=torch.float64))

@@ -9,7 +9,7 @@ from distgrad.ops.dropout import dropout
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def test_kept_entries_are_scaled_and_the_rest_zeroed(device):
@@ -67,9 +67,9 @@ def test_dtype_is_kept(device):
 def test_in_place_writes_into_the_input_and_records_the_gradient(device):
     w = dg.randn(1000, device=device, requires_grad=True)
     h = w * 2
-    data, version = h.data, h._version[0]
+    data, version = h.array, h._version[0]
     out = dropout(h, 0.5, inplace=True)
-    assert out is h and h.data is data and h._version[0] == version + 1
+    assert out is h and h.array is data and h._version[0] == version + 1
     out.sum().backward()
     np.testing.assert_allclose(host(w.grad), 2 * (host(out) != 0) / 0.5, rtol=1e-6)
 

@@ -17,7 +17,7 @@ _erf = np.vectorize(math.erf)
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(values, device, dtype=dg.float64):
@@ -27,7 +27,7 @@ def leaf(values, device, dtype=dg.float64):
 def transposed(values, device):
     """A float64 leaf that is a non-contiguous (transposed) view."""
     base = dg.tensor(np.asarray(values), dtype=dg.float64, device=device)
-    return dg.Tensor(base.data.T).requires_grad_()
+    return dg.Tensor(base.array.T).requires_grad_()
 
 
 def sample(rng, shape, low, high, signed):
@@ -89,7 +89,7 @@ def test_unary_forward_matches_numpy(name, device):
 def test_unary_gradcheck_on_transposed_input(name, device):
     op, _, (low, high, signed) = UNARY[name]
     x = transposed(sample(np.random.default_rng(1), (4, 3), low, high, signed), device)
-    assert not x.data.flags.c_contiguous
+    assert not x.array.flags.c_contiguous
     assert gradcheck(op, (x,))
 
 
@@ -105,7 +105,7 @@ def test_unary_double_backward(name, device):
                                     "round", "trunc", "isnan", "isinf", "isfinite"])
 def test_tensor_method_is_the_function(method):
     x = dg.tensor([0.5, 1.5, 2.5])
-    np.testing.assert_array_equal(getattr(x, method)().data, getattr(dg, method)(x).data)
+    np.testing.assert_array_equal(getattr(x, method)().array, getattr(dg, method)(x).array)
 
 
 def test_erf_relative_error_is_below_1e_15(device):
@@ -141,11 +141,11 @@ def _grads_like_torch(fn_dg, fn_torch, *values):
     ours = [dg.tensor(v, dtype=dg.float64, requires_grad=True) for v in values]
     theirs = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
     out, expected = fn_dg(*ours), fn_torch(*theirs)
-    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(out.array, expected.detach().numpy(), rtol=1e-12, atol=1e-300)
     out.backward(dg.ones_like(out))
     expected.backward(torch.ones_like(expected))
     for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a.grad.data, b.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(a.grad.array, b.grad.numpy(), rtol=1e-12)
 
 
 KINKS = [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]
@@ -283,7 +283,7 @@ def test_rounding_values():
     assert dg.ceil(x).tolist() == [-1, -0, 1, 2, 3, 3]
     assert dg.trunc(x).tolist() == [-1, -0, 0, 1, 2, 2]
     assert dg.round(x).tolist() == [-2, -0, 0, 2, 2, 3]  # half to even, as in torch
-    np.testing.assert_allclose(dg.round(dg.tensor([1.2345, -0.0151]), decimals=2).data, [1.23, -0.02])
+    np.testing.assert_allclose(dg.round(dg.tensor([1.2345, -0.0151]), decimals=2).array, [1.23, -0.02])
 
 
 def test_integer_inputs_follow_torchs_result_dtypes():
@@ -346,7 +346,7 @@ def test_isnan_isinf_isfinite(device):
     assert host(dg.isnan(x)).tolist() == [False, True, False, False]
     assert host(x.isinf()).tolist() == [False, False, True, True]
     assert host(x.isfinite()).tolist() == [True, False, False, False]
-    assert not dg.isnan(dg.tensor([1, 2])).data.any()
+    assert not dg.isnan(dg.tensor([1, 2])).array.any()
 
 
 def test_python_abs_and_unary_operators_use_the_ops():

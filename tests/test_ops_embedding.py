@@ -9,7 +9,7 @@ from distgrad.ops.embedding import embedding
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def table(device, rows=5, dim=3):

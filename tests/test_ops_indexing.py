@@ -12,7 +12,7 @@ MASK = BASE > 0
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(arr, device, requires_grad=True):
@@ -43,7 +43,7 @@ def test_basic_indexing_is_a_view_sharing_the_version_counter(device, key):
     y = x[key]
     np.testing.assert_array_equal(host(y), BASE[key])
     assert type(y.grad_fn).is_view and y._version is x._version
-    assert y.data.base is not None
+    assert y.array.base is not None
 
 
 @pytest.mark.parametrize("key", ADVANCED_KEYS, ids=str)
@@ -74,9 +74,9 @@ def test_repeated_indices_sum_their_gradients(device):
 
 def test_indexing_with_lists_of_bools_and_numpy_index_arrays():
     x = dg.tensor(BASE)
-    np.testing.assert_array_equal(x[[True, False, True]].data, BASE[[True, False, True]])
-    np.testing.assert_array_equal(x[np.array([2, 1])].data, BASE[[2, 1]])
-    np.testing.assert_array_equal(x[dg.tensor(1), dg.tensor([0, 1])].data, BASE[1, [0, 1]])
+    np.testing.assert_array_equal(x[[True, False, True]].array, BASE[[True, False, True]])
+    np.testing.assert_array_equal(x[np.array([2, 1])].array, BASE[[2, 1]])
+    np.testing.assert_array_equal(x[dg.tensor(1), dg.tensor([0, 1])].array, BASE[1, [0, 1]])
     assert x[[]].shape == (0, 4)
 
 
@@ -85,11 +85,11 @@ def test_indexing_matches_torch_for_a_mixed_key_with_repeats():
     x, tx = leaf(BASE, "cpu"), torch.tensor(BASE, requires_grad=True)
     key, tkey = (slice(None, None, -1), [3, 0, 3]), (slice(None), torch.tensor([3, 0, 3]))
     y, ty = x[key], tx.flip(0)[tkey]
-    np.testing.assert_allclose(y.data, ty.detach().numpy())
+    np.testing.assert_allclose(y.array, ty.detach().numpy())
     weights = RNG.standard_normal(ty.shape)
     y.backward(dg.tensor(weights))
     ty.backward(torch.tensor(weights))
-    np.testing.assert_allclose(x.grad.data, tx.grad.numpy())
+    np.testing.assert_allclose(x.grad.array, tx.grad.numpy())
 
 
 @pytest.mark.parametrize("key, error, message", [
@@ -120,9 +120,9 @@ def test_cuda_indexing_refuses_negative_out_of_range_and_host_tensor_indices_on_
 @pytest.mark.parametrize("value", [7.0, np.full(4, 7.0), "tensor"], ids=["number", "array", "tensor"])
 def test_setitem_writes_in_place_and_bumps_the_version(device, value):
     x = leaf(BASE, device, requires_grad=False)
-    data = x.data
+    data = x.array
     x[1] = leaf(np.full(4, 7.0), device, requires_grad=False) if isinstance(value, str) else value
-    assert x.data is data and x._version[0] == 1
+    assert x.array is data and x._version[0] == 1
     np.testing.assert_array_equal(host(x)[1], np.full(4, 7.0))
     np.testing.assert_array_equal(host(x)[[0, 2]], BASE[[0, 2]])
 
@@ -208,7 +208,7 @@ def test_gather_matches_torch_with_an_index_smaller_than_the_input():
     index = np.array([[0, 0], [2, 1]])
     for dim in (0, 1):
         expected = torch.gather(torch.tensor(BASE), dim, torch.tensor(index)).numpy()
-        np.testing.assert_array_equal(dg.gather(dg.tensor(BASE), dim, dg.tensor(index)).data, expected)
+        np.testing.assert_array_equal(dg.gather(dg.tensor(BASE), dim, dg.tensor(index)).array, expected)
 
 
 def test_gather_gradcheck_and_gradgradcheck(device):
@@ -235,7 +235,7 @@ def test_scatter_add_sums_repeats_like_torch():
     src = RNG.standard_normal((2, 5))
     index = np.array([[0, 0, 2], [1, 0, 0]])
     expected = torch.tensor(BASE).scatter_add(1, torch.tensor(index), torch.tensor(src)).numpy()
-    np.testing.assert_allclose(dg.scatter_add(dg.tensor(BASE), 1, dg.tensor(index), dg.tensor(src)).data, expected)
+    np.testing.assert_allclose(dg.scatter_add(dg.tensor(BASE), 1, dg.tensor(index), dg.tensor(src)).array, expected)
 
 
 def test_scatter_add_gradcheck_for_input_and_a_larger_src(device):

@@ -13,7 +13,7 @@ ROW = RNG.uniform(0.5, 2.0, 3)
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def tensor(arr, device, requires_grad=False):
@@ -43,9 +43,9 @@ BINARY = {  # op: (call, NumPy expectation for self=A, other=B)
 def test_binary_ops_write_into_the_same_array_and_bump_the_version(device, op):
     call, expected = BINARY[op]
     t, other = tensor(A, device), tensor(B, device)
-    data = t.data
+    data = t.array
     assert call(t, other) is t
-    assert t.data is data and t._version[0] == 1
+    assert t.array is data and t._version[0] == 1
     np.testing.assert_allclose(host(t), expected)
 
 
@@ -83,8 +83,8 @@ def test_unary_ops_in_place(device, op):
     if op in ("log_", "sqrt_"):
         values = A
     t = tensor(values, device)
-    data = t.data
-    assert getattr(t, op)() is t and t.data is data and t._version[0] == 1
+    data = t.array
+    assert getattr(t, op)() is t and t.array is data and t._version[0] == 1
     np.testing.assert_allclose(host(t), UNARY[op](values), rtol=1e-12)
 
 
@@ -144,11 +144,11 @@ def test_in_place_on_a_leaf_that_requires_grad_raises(device):
 def test_manual_sgd_step_under_no_grad(device):
     w = tensor(A, device, True)
     (w * tensor(B, device)).backward(tensor(np.ones_like(A), device))
-    param, data = w, w.data
+    param, data = w, w.array
     with dg.no_grad():
         w -= 0.1 * w.grad
         w.grad = None
-    assert w is param and w.data is data and w.is_leaf and w.requires_grad
+    assert w is param and w.array is data and w.is_leaf and w.requires_grad
     np.testing.assert_allclose(host(w), A - 0.1 * B)
 
 
@@ -255,8 +255,8 @@ def test_operands_on_two_devices_raise(device):
 # --- filling --------------------------------------------------------------------------------------
 def test_zero_and_fill(device):
     t = tensor(A, device)
-    data = t.data
-    assert t.zero_() is t and t.data is data
+    data = t.array
+    assert t.zero_() is t and t.array is data
     np.testing.assert_array_equal(host(t), np.zeros_like(A))
     np.testing.assert_array_equal(host(t.fill_(2.5)), np.full_like(A, 2.5))
     np.testing.assert_array_equal(host(t.fill_(tensor(-1.0, device))), np.full_like(A, -1.0))
@@ -293,10 +293,10 @@ def test_copy_broadcasts_casts_and_moves(device):
 
 def test_uniform_and_normal_fill_in_place_reproducibly(device):
     t = dg.zeros(2000, dtype=dg.float32, device=device)
-    data = t.data
+    data = t.array
     t.uniform_(-2, 3, generator=dg.Generator().manual_seed(7))
     first = host(t).copy()
-    assert t.data is data and first.min() >= -2 and first.max() < 3 and abs(first.mean() - 0.5) < 0.15
+    assert t.array is data and first.min() >= -2 and first.max() < 3 and abs(first.mean() - 0.5) < 0.15
     t.uniform_(-2, 3, generator=dg.Generator().manual_seed(7))
     np.testing.assert_array_equal(host(t), first)
     t.normal_(4.0, 0.5)

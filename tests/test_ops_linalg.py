@@ -11,7 +11,7 @@ from distgrad.autograd.gradcheck import gradcheck, gradgradcheck
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(shape, device, seed=0):
@@ -22,7 +22,7 @@ def leaf(shape, device, seed=0):
 def transposed(shape, device, seed=0):
     """A float64 leaf of ``shape`` whose data is a non-contiguous view (the last two axes swapped)."""
     values = np.random.default_rng(seed).standard_normal(shape[:-2] + shape[-2:][::-1])
-    return dg.Tensor(dg.tensor(values, device=device).data.swapaxes(-1, -2)).requires_grad_()
+    return dg.Tensor(dg.tensor(values, device=device).array.swapaxes(-1, -2)).requires_grad_()
 
 
 MATMUL_SHAPES = [
@@ -54,7 +54,7 @@ def test_matmul_double_backward(sa, sb, device):
 
 def test_matmul_of_non_contiguous_operands(device):
     a, b = transposed((2, 4, 3), device, 1), transposed((3, 2), device, 2)
-    assert not a.data.flags.c_contiguous and not b.data.flags.c_contiguous
+    assert not a.array.flags.c_contiguous and not b.array.flags.c_contiguous
     np.testing.assert_allclose(host(a @ b), np.matmul(host(a), host(b)), rtol=1e-12)
     assert gradcheck(dg.matmul, (a, b))
 
@@ -175,10 +175,10 @@ def test_linear_matches_torch():
     ours = [dg.tensor(v, requires_grad=True) for v in (x, w, b)]
     theirs = [torch.tensor(v, requires_grad=True) for v in (x, w, b)]
     out, expected = dg.linear(*ours), torch.nn.functional.linear(*theirs)
-    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out.array, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
     g = rng.standard_normal(out.shape).astype(np.float32)
     out.backward(dg.tensor(g))
     expected.backward(torch.tensor(g))
     for a, t in zip(ours, theirs):
         assert a.grad.dtype == dg.float32
-        np.testing.assert_allclose(a.grad.data, t.grad.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(a.grad.array, t.grad.numpy(), rtol=1e-5, atol=1e-5)

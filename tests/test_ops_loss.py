@@ -13,7 +13,7 @@ REDUCTIONS = ["none", "mean", "sum"]
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def logits(shape, device="cpu", seed=0):

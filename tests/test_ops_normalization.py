@@ -9,7 +9,7 @@ from distgrad.ops.normalization import batch_norm, group_norm, layer_norm
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(shape, device="cpu", seed=0, offset=0.0):

@@ -17,7 +17,7 @@ REDUCTIONS = ["none", "mean", "sum"]
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 # --- regression losses ------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_regression_gradcheck(device, name, reduction):
 def test_regression_matches_torch(name, reduction):
     torch = pytest.importorskip("torch")
     x, y = pair((3, 4))
-    x.data[0, 0] = y.data[0, 0]  # equal entries: PyTorch's gradient of |d| there is 0
+    x.array[0, 0] = y.array[0, 0]  # equal entries: PyTorch's gradient of |d| there is 0
     fn, options = regression(name)
     loss = fn(x, y, reduction=reduction, **options)
     loss.backward(dg.ones(loss.shape, dtype=dg.float64))

@@ -9,7 +9,7 @@ from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, ma
 
 
 def host(t):
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(shape, device, seed=0):

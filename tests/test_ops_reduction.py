@@ -24,7 +24,7 @@ def leaf(device, array) -> dg.Tensor:
 
 
 def host(t: dg.Tensor) -> np.ndarray:
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 @st.composite

@@ -24,7 +24,7 @@ def leaf(device, array) -> dg.Tensor:
 
 
 def host(t: dg.Tensor) -> np.ndarray:
-    return backend.to_device(t.data, backend.CPU)
+    return backend.to_device(t.array, backend.CPU)
 
 
 def numbered(shape) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_view_shares_memory_and_version_with_its_input(device):
               x.split(1)[1], x.unbind(1)[2], x.permute(1, 0), x.movedim(0, 1), x.squeeze(), x.mT):
         assert v._version is x._version
     y = x.view(3, 2)
-    y.data[0, 0] = 42.0
+    y.array[0, 0] = 42.0
     assert host(x)[0, 0] == 42.0
 
 
@@ -68,7 +68,7 @@ def test_copies_share_nothing_with_their_input(device):
     for c in (x.t().reshape(6), x.flip(0), x.clone(), x.roll(1), x.repeat(1, 2), dg.cat([x, x]), dg.stack([x]),
               dg.pad(x, (1, 1)), x.t().contiguous()):
         assert c._version is not x._version
-        c.data[...] = -1.0
+        c.array[...] = -1.0
     assert host(x).min() >= 0
 
 

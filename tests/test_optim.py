@@ -19,7 +19,7 @@ def params(*values, dtype=dg.float64, device="cpu"):
 
 
 def host(t):
-    return dg.backend.to_device(t.data, dg.backend.CPU)
+    return dg.backend.to_device(t.array, dg.backend.CPU)
 
 
 def set_grads(ps, grads):
@@ -88,7 +88,7 @@ def test_param_groups_with_their_own_hyperparameters_match_torch():
         opt.step()
         topt.step()
     for p, tp in zip(ps, tps):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(p.array, tp.detach().numpy(), rtol=1e-10, atol=1e-10)
 
 
 # --- hand-computed updates ---------------------------------------------------------------------
@@ -97,9 +97,9 @@ def test_sgd_with_momentum_two_steps_by_hand():
     opt = optim.SGD([p], lr=0.1, momentum=0.9)
     set_grads([p], [[0.5, 1.0]])
     opt.step()  # buffer = g
-    np.testing.assert_allclose(p.data, [1.0 - 0.1 * 0.5, -2.0 - 0.1 * 1.0])
+    np.testing.assert_allclose(p.array, [1.0 - 0.1 * 0.5, -2.0 - 0.1 * 1.0])
     opt.step()  # buffer = 0.9 * g + g
-    np.testing.assert_allclose(p.data, [0.95 - 0.1 * 0.95, -2.1 - 0.1 * 1.9])
+    np.testing.assert_allclose(p.array, [0.95 - 0.1 * 0.95, -2.1 - 0.1 * 1.9])
 
 
 def test_sgd_nesterov_weight_decay_and_maximize_by_hand():
@@ -108,7 +108,7 @@ def test_sgd_nesterov_weight_decay_and_maximize_by_hand():
     set_grads([p], [[1.0]])
     opt.step()
     g = -1.0 + 0.25 * 2.0  # ascend, plus weight decay
-    np.testing.assert_allclose(p.data, [2.0 - 0.1 * (g + 0.5 * g)])
+    np.testing.assert_allclose(p.array, [2.0 - 0.1 * (g + 0.5 * g)])
 
 
 def test_adam_first_step_by_hand():
@@ -117,11 +117,11 @@ def test_adam_first_step_by_hand():
     set_grads([p], [[0.5, -2.0]])
     opt.step()
     # after bias correction m_hat = g and v_hat = g * g, so the step is lr * g / (|g| + eps)
-    np.testing.assert_allclose(p.data, [1.0 - 0.1 * 0.5 / (0.5 + 1e-3), 1.0 + 0.1 * 2.0 / (2.0 + 1e-3)])
+    np.testing.assert_allclose(p.array, [1.0 - 0.1 * 0.5 / (0.5 + 1e-3), 1.0 + 0.1 * 2.0 / (2.0 + 1e-3)])
     state = opt.state[p]
     assert state["step"] == 1
-    np.testing.assert_allclose(state["exp_avg"].data, [0.05, -0.2])
-    np.testing.assert_allclose(state["exp_avg_sq"].data, [0.01 * 0.25, 0.01 * 4.0])
+    np.testing.assert_allclose(state["exp_avg"].array, [0.05, -0.2])
+    np.testing.assert_allclose(state["exp_avg_sq"].array, [0.01 * 0.25, 0.01 * 4.0])
 
 
 def test_adam_second_step_by_hand():
@@ -133,7 +133,7 @@ def test_adam_second_step_by_hand():
     opt.step()
     m, v = 0.5 * 0.5 + 0.5 * 3.0, 0.5 * 0.5 + 0.5 * 9.0  # m_1 = 0.5, v_1 = 0.5
     expected = -1.0 - (m / (1 - 0.25)) / (math.sqrt(v) / math.sqrt(1 - 0.25))
-    np.testing.assert_allclose(p.data, [expected])
+    np.testing.assert_allclose(p.array, [expected])
 
 
 def test_amsgrad_divides_by_the_largest_second_moment_seen():
@@ -143,8 +143,8 @@ def test_amsgrad_divides_by_the_largest_second_moment_seen():
     opt.step()  # v = 2, max = 2
     set_grads([p], [[0.5]])
     opt.step()  # v = 1.125 < max = 2
-    assert opt.state[p]["max_exp_avg_sq"].data[0] == 2.0
-    np.testing.assert_allclose(p.data, [-1.0 - 0.5 / (math.sqrt(2.0) / math.sqrt(0.75))])
+    assert opt.state[p]["max_exp_avg_sq"].array[0] == 2.0
+    np.testing.assert_allclose(p.array, [-1.0 - 0.5 / (math.sqrt(2.0) / math.sqrt(0.75))])
 
 
 def test_adamw_decays_the_weights_before_the_adam_step():
@@ -152,7 +152,7 @@ def test_adamw_decays_the_weights_before_the_adam_step():
     opt = optim.AdamW([p], lr=0.1, weight_decay=0.5, eps=0.0)
     set_grads([p], [[4.0]])
     opt.step()
-    np.testing.assert_allclose(p.data, [2.0 * (1 - 0.1 * 0.5) - 0.1])
+    np.testing.assert_allclose(p.array, [2.0 * (1 - 0.1 * 0.5) - 0.1])
 
 
 def test_rmsprop_first_step_by_hand():
@@ -161,7 +161,7 @@ def test_rmsprop_first_step_by_hand():
     set_grads([p], [[2.0, -1.0]])
     opt.step()
     # v = 0.25 * g * g, so the step is lr * g / (0.5 * |g|) = 2 * lr * sign(g)
-    np.testing.assert_allclose(p.data, [1.0 - 0.02, 1.0 + 0.02])
+    np.testing.assert_allclose(p.array, [1.0 - 0.02, 1.0 + 0.02])
 
 
 def test_centered_rmsprop_with_momentum_first_step_by_hand():
@@ -170,7 +170,7 @@ def test_centered_rmsprop_with_momentum_first_step_by_hand():
     set_grads([p], [[2.0]])
     opt.step()
     v, a = 0.5 * 4.0, 0.5 * 2.0
-    np.testing.assert_allclose(p.data, [-0.1 * 2.0 / math.sqrt(v - a * a)])
+    np.testing.assert_allclose(p.array, [-0.1 * 2.0 / math.sqrt(v - a * a)])
 
 
 def test_adagrad_two_steps_by_hand():
@@ -179,10 +179,10 @@ def test_adagrad_two_steps_by_hand():
     set_grads([p], [[3.0]])
     opt.step()
     after_one = 1.0 - 0.1 * 3.0 / math.sqrt(1.0 + 9.0)
-    np.testing.assert_allclose(p.data, [after_one])
+    np.testing.assert_allclose(p.array, [after_one])
     set_grads([p], [[1.0]])
     opt.step()
-    np.testing.assert_allclose(p.data, [after_one - 0.1 / (1 + 0.5) * 1.0 / math.sqrt(11.0)])
+    np.testing.assert_allclose(p.array, [after_one - 0.1 / (1 + 0.5) * 1.0 / math.sqrt(11.0)])
 
 
 # --- behaviour shared by all optimizers --------------------------------------------------------
@@ -193,23 +193,23 @@ OPTIMIZERS = [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad]
 def test_parameters_without_grad_are_left_alone(cls):
     a, b = params([1.0, 2.0], [3.0])
     opt = cls([a, b], lr=0.1)
-    state_before = {k: v.data.tolist() if isinstance(v, dg.Tensor) else v for k, v in opt.state[b].items()}
+    state_before = {k: v.array.tolist() if isinstance(v, dg.Tensor) else v for k, v in opt.state[b].items()}
     set_grads([a], [[1.0, 1.0]])
     opt.step()
-    assert b.data.tolist() == [3.0] and b._version[0] == 0
-    assert {k: v.data.tolist() if isinstance(v, dg.Tensor) else v for k, v in opt.state[b].items()} == state_before
-    assert a.data.tolist() != [1.0, 2.0]
+    assert b.array.tolist() == [3.0] and b._version[0] == 0
+    assert {k: v.array.tolist() if isinstance(v, dg.Tensor) else v for k, v in opt.state[b].items()} == state_before
+    assert a.array.tolist() != [1.0, 2.0]
 
 
 @pytest.mark.parametrize("cls", OPTIMIZERS)
 def test_step_updates_in_place_bumps_the_version_and_records_nothing(cls):
     (p,) = params([1.0, 2.0])
-    array = p.data
+    array = p.array
     opt = cls([p], lr=0.1)
     for expected_version in (1, 2):
         set_grads([p], [[1.0, -1.0]])
         opt.step()
-        assert p.data is array and p._version[0] == expected_version
+        assert p.array is array and p._version[0] == expected_version
     assert p.grad_fn is None and p.is_leaf and p.grad.grad_fn is None
 
 
@@ -259,7 +259,7 @@ def test_zero_grad_can_fill_with_zeros_instead():
     set_grads([p], [[5.0, 6.0]])
     grad = p.grad
     opt.zero_grad(set_to_none=False)
-    assert p.grad is grad and grad.data.tolist() == [0.0, 0.0] and not grad.requires_grad
+    assert p.grad is grad and grad.array.tolist() == [0.0, 0.0] and not grad.requires_grad
 
 
 def test_step_runs_the_closure_with_grad_enabled_and_returns_its_loss():
@@ -274,8 +274,8 @@ def test_step_runs_the_closure_with_grad_enabled_and_returns_its_loss():
 
     with dg.no_grad():
         loss = opt.step(closure)
-    assert loss.data.tolist() == [9.0]
-    np.testing.assert_allclose(p.data, [3.0 - 0.1 * 6.0])
+    assert loss.array.tolist() == [9.0]
+    np.testing.assert_allclose(p.array, [3.0 - 0.1 * 6.0])
 
 
 # --- parameter groups --------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_add_param_group_adds_a_group_that_steps():
     opt.add_param_group({"params": [b], "lr": 1.0})
     set_grads([a, b], [[1.0], [1.0]])
     opt.step()
-    np.testing.assert_allclose(b.data, [2.0 - 1.0 / (1.0 + 1e-10)])
+    np.testing.assert_allclose(b.array, [2.0 - 1.0 / (1.0 + 1e-10)])
 
 
 def test_a_parameter_may_not_be_in_two_groups():
@@ -365,7 +365,7 @@ def test_load_state_dict_resumes_exactly_where_training_stopped(name, kwargs):
         set_grads(ps, step_grads)
         opt.step()
     saved = opt.state_dict()
-    resumed_ps = params(*(p.data for p in ps))
+    resumed_ps = params(*(p.array for p in ps))
     resumed = getattr(optim, name)(resumed_ps, lr=123.0)  # the loaded groups bring back the real lr
     resumed.load_state_dict(saved)
     assert resumed.param_groups[0]["lr"] == kwargs["lr"] and resumed.param_groups[0]["params"] == resumed_ps
@@ -373,7 +373,7 @@ def test_load_state_dict_resumes_exactly_where_training_stopped(name, kwargs):
         set_grads(resumed_ps, step_grads)
         resumed.step()
     for p, expected in zip(resumed_ps, straight):
-        np.testing.assert_allclose(p.data, expected, rtol=1e-12)
+        np.testing.assert_allclose(p.array, expected, rtol=1e-12)
 
 
 def test_loaded_state_is_a_copy_in_the_parameter_dtype():
@@ -385,7 +385,7 @@ def test_loaded_state_is_a_copy_in_the_parameter_dtype():
     other = optim.SGD([q], lr=0.1, momentum=0.9)
     other.load_state_dict(opt.state_dict())
     buf = other.state[q]["momentum_buffer"]
-    assert buf.dtype == dg.float32 and buf.data is not opt.state[p]["momentum_buffer"].data
+    assert buf.dtype == dg.float32 and buf.array is not opt.state[p]["momentum_buffer"].array
 
 
 def test_load_state_dict_refuses_mismatched_groups():

@@ -78,7 +78,7 @@ def test_tensors_keep_dtype_shape_and_values(dtype, shape, tmp_path, device):
     loaded = round_trip(t, tmp_path)
     assert isinstance(loaded, dg.Tensor) and loaded.dtype == dtype and loaded.shape == shape
     assert loaded.device == t.device and not loaded.requires_grad
-    np.testing.assert_array_equal(dg.backend.to_device(loaded.data, dg.backend.CPU), data)
+    np.testing.assert_array_equal(dg.backend.to_device(loaded.array, dg.backend.CPU), data)
 
 
 def test_requires_grad_is_kept_and_a_loaded_tensor_is_a_leaf(tmp_path):
@@ -87,12 +87,12 @@ def test_requires_grad_is_kept_and_a_loaded_tensor_is_a_leaf(tmp_path):
     loaded_w, loaded_y = round_trip([w, y], tmp_path)
     assert loaded_w.requires_grad and loaded_w.is_leaf
     assert loaded_y.requires_grad and loaded_y.is_leaf
-    np.testing.assert_array_equal(loaded_y.data, y.data)
+    np.testing.assert_array_equal(loaded_y.array, y.array)
 
 
 def test_non_contiguous_and_fortran_arrays_round_trip(tmp_path):
     base = np.arange(12.0).reshape(3, 4)
-    value = {"transposed": dg.tensor(base).data.T, "fortran": np.asfortranarray(base), "strided": base[:, ::2]}
+    value = {"transposed": dg.tensor(base).array.T, "fortran": np.asfortranarray(base), "strided": base[:, ::2]}
     loaded = round_trip(value, tmp_path)
     for key, array in value.items():
         np.testing.assert_array_equal(loaded[key], array)
@@ -110,7 +110,7 @@ def test_numpy_arrays_and_scalars_keep_their_types(tmp_path):
 def test_an_array_referenced_twice_is_stored_once_and_stays_shared(tmp_path):
     weight = dg.randn(4, 4)
     loaded = round_trip({"encoder": weight, "decoder": weight}, tmp_path)
-    assert loaded["encoder"].data is loaded["decoder"].data
+    assert loaded["encoder"].array is loaded["decoder"].array
     with zipfile.ZipFile(tmp_path / "checkpoint.dg") as zf:
         assert sorted(zf.namelist()) == ["arrays/0.npy", serialization.MANIFEST]
 
@@ -119,10 +119,10 @@ def test_rng_state_round_trips_and_replays_the_same_draws(tmp_path):
     dg.manual_seed(1234)
     dg.randn(5)
     save({"rng": dg.get_rng_state()}, tmp_path / "rng.dg")
-    expected = dg.randn(5).data
+    expected = dg.randn(5).array
     dg.manual_seed(99)
     dg.set_rng_state(load(tmp_path / "rng.dg")["rng"])
-    np.testing.assert_array_equal(dg.randn(5).data, expected)
+    np.testing.assert_array_equal(dg.randn(5).array, expected)
 
 
 def test_saving_the_same_object_twice_gives_identical_bytes(tmp_path):
@@ -412,10 +412,10 @@ def test_a_saved_training_run_resumes_exactly(tmp_path):
 
     checkpoint = load(tmp_path / "run.dg")
     assert sorted(checkpoint["optimizer"]["state"]) == [0, 1] and checkpoint["epoch"] == 3
-    resumed_params, resumed_opt, resumed_scheduler = build([p.data for p in checkpoint["params"]])
+    resumed_params, resumed_opt, resumed_scheduler = build([p.array for p in checkpoint["params"]])
     resumed_opt.load_state_dict(checkpoint["optimizer"])
     resumed_scheduler.load_state_dict(checkpoint["scheduler"])
     train(resumed_params, resumed_opt, resumed_scheduler, 3, seed=1)
     for p, q in zip(resumed_params, params):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p.array, q.array)
     assert resumed_scheduler.get_last_lr() == scheduler.get_last_lr()

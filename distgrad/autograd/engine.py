@@ -72,7 +72,7 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
 
     task = _GraphTask(create_graph)
     for g in root_grads:
-        task.stored_arrays.add(id(g.data))
+        task.stored_arrays.add(id(g.array))
     buffers = {}
     for (node, nr), g in zip(edges, root_grads):
         _add_to_buffer(buffers, node, nr, g)
@@ -208,8 +208,8 @@ def _check_finite(node, outs):
         if g is None:
             continue
         xp = g._xp
-        if not bool(xp.isfinite(g.data).all()):
-            kind = "nan" if bool(xp.isnan(g.data).any()) else "inf"
+        if not bool(xp.isfinite(g.array).all()):
+            kind = "nan" if bool(xp.isnan(g.array).any()) else "inf"
             trace = getattr(node, "forward_trace", "(recorded outside detect_anomaly)")
             raise RuntimeError(
                 f"Function '{node.name}' returned {kind} values in its {i}th output.\n"
@@ -232,7 +232,7 @@ def _accumulate(var, g, task):
         if task.create_graph:
             var.grad = g
         else:
-            data = g.data
+            data = g.array
             if id(data) in task.stored_arrays or data.base is not None or data.dtype != var.dtype:
                 data = data.astype(var.dtype, copy=True)
             task.stored_arrays.add(id(data))
@@ -240,7 +240,7 @@ def _accumulate(var, g, task):
     elif task.create_graph or var.grad.requires_grad:
         var.grad = var.grad + g
     else:
-        var.grad.data += g.data
+        var.grad.array += g.array
         var.grad._version[0] += 1
     post = var._post_accumulate_grad_hooks
     if post:

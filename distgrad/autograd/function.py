@@ -135,7 +135,7 @@ class Function(Node):
             out = Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args)
             if cls.is_view:
                 out._version = args[0]._version
-            if record and out.data.dtype.kind in "fc" and "_non_differentiable" not in ctx.__dict__:
+            if record and out.array.dtype.kind in "fc" and "_non_differentiable" not in ctx.__dict__:
                 out.requires_grad = True
                 out.grad_fn = ctx
                 ctx.seq = next(_sequence)
@@ -151,7 +151,7 @@ class Function(Node):
         if record:
             nondiff = ctx.__dict__.get("_non_differentiable", ())
             for nr, o in enumerate(outs):
-                if o.data.dtype.kind in "fc" and id(o) not in nondiff:
+                if o.array.dtype.kind in "fc" and id(o) not in nondiff:
                     o.requires_grad = True
                     o.grad_fn = ctx
                     o.output_nr = nr
@@ -177,7 +177,7 @@ class Function(Node):
             versions.append(t._version[0])
             for nr, o in enumerate(outputs):
                 if t is o:
-                    t = _SavedOutput(o.data, o._version, nr)
+                    t = _SavedOutput(o.array, o._version, nr)
                     break
             saved.append(t)
         self._saved_versions = versions
@@ -192,7 +192,7 @@ class Function(Node):
         if meta is not None:
             grads = [g if g is not None else Tensor(xp.zeros(s, dt)) for g, (s, dt, xp) in zip(grads, meta)]
         if self.arithmetic_backward and not _grad_state.enabled:
-            result = type(self).backward(self, *[None if g is None else g.data for g in grads])
+            result = type(self).backward(self, *[None if g is None else g.array for g in grads])
             if result.__class__ is not tuple:
                 result = (result,)
             result = tuple(None if r is None else _as_output(r, ()) for r in result)
@@ -229,19 +229,19 @@ def _as_output(o, args):
 class _SavedOutput:
     """A saved output, kept without its grad_fn so that node and output do not form a cycle."""
 
-    __slots__ = ("data", "version", "output_nr")
+    __slots__ = ("array", "version", "output_nr")
 
     def __init__(self, data, version, output_nr):
-        self.data = data
+        self.array = data
         self.version = version
         self.output_nr = output_nr
 
     @property
     def shape(self):
-        return self.data.shape
+        return self.array.shape
 
     def unpack(self, node):
-        t = Tensor(self.data)
+        t = Tensor(self.array)
         t._version = self.version
         t.requires_grad = True
         t.grad_fn = node

@@ -17,7 +17,7 @@ def _prepare(inputs, create_graph: bool):
 
 def _zeros_for(t):
     from distgrad.tensor import Tensor
-    return Tensor(t._xp.zeros_like(t.data))
+    return Tensor(t._xp.zeros_like(t.array))
 
 
 def _grads(outputs, inputs, grad_outputs, create_graph):

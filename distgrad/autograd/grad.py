@@ -21,7 +21,7 @@ def _root_grads(outputs, grad_outputs) -> list:
         if g is None:
             if out.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = Tensor(out._xp.ones_like(out.data))
+            g = Tensor(out._xp.ones_like(out.array))
         elif g.shape != out.shape:
             raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of {list(g.shape)} and "
                                f"output[{i}] has a shape of {list(out.shape)}.")
@@ -42,7 +42,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bo
         if g is None:
             if materialize_grads:
                 from distgrad.tensor import Tensor
-                g = Tensor(t._xp.zeros_like(t.data))
+                g = Tensor(t._xp.zeros_like(t.array))
             elif not allow_unused:
                 raise RuntimeError(f"One of the differentiated Tensors (input {i}, shape {list(t.shape)}) appears "
                                    "to not have been used in the graph. Set allow_unused=True if this is the "

@@ -22,12 +22,12 @@ def _numerical_jacobians(func, inputs, index, eps):
     cols = []
     flat_indices = np.ndindex(*x.shape) if x.ndim else [()]
     for idx in flat_indices:  # grad mode stays on: gradgradcheck's func calls autograd itself
-        orig = x.data[idx].item()
-        x.data[idx] = orig + eps
-        plus = [o.data.astype(np.float64).ravel().copy() for o in _tensors(func(*inputs))]
-        x.data[idx] = orig - eps
-        minus = [o.data.astype(np.float64).ravel().copy() for o in _tensors(func(*inputs))]
-        x.data[idx] = orig
+        orig = x.array[idx].item()
+        x.array[idx] = orig + eps
+        plus = [o.array.astype(np.float64).ravel().copy() for o in _tensors(func(*inputs))]
+        x.array[idx] = orig - eps
+        minus = [o.array.astype(np.float64).ravel().copy() for o in _tensors(func(*inputs))]
+        x.array[idx] = orig
         cols.append([(p - m) / (2 * eps) for p, m in zip(plus, minus)])
     n_out = len(cols[0]) if cols else len(_tensors(func(*inputs)))
     return [xp.stack([c[k] for c in cols]) if cols else None for k in range(n_out)]
@@ -49,7 +49,7 @@ def _analytical_jacobians(outputs, inputs, index):
                     if g.shape != x.shape:
                         raise GradcheckError(f"gradient for input {index} has shape {list(g.shape)}, "
                                              f"expected {list(x.shape)}")
-                    rows[:, j] = g.data.astype(np.float64).ravel()
+                    rows[:, j] = g.array.astype(np.float64).ravel()
         jacs.append(rows)
     return jacs
 

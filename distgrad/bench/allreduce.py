@@ -121,10 +121,10 @@ def sweep(params: dict, progress=lambda label: None) -> list[dict]:
         for nbytes in params["sizes"]:
             count = max(1, nbytes // dtype.itemsize)
             tensor = dg.zeros(count, dtype=getattr(dg, dtype_name), device=device)
-            fill_periodic(tensor.data, pattern_period(rank, world, dtype))
+            fill_periodic(tensor.array, pattern_period(rank, world, dtype))
             dist.all_reduce(tensor)
-            error = max_error(tensor.data, expected_period(world, dtype))
-            tensor.data[...] = 0
+            error = max_error(tensor.array, expected_period(world, dtype))
+            tensor.array[...] = 0
             raw = np.zeros(count, dtype) if with_mpi4py else None
             calls = {"distgrad": lambda: dist.all_reduce(tensor)}
             if with_mpi4py:

@@ -24,7 +24,7 @@ def _stack_tensors(batch: list) -> Tensor:
         if t.device != first.device:
             raise RuntimeError(f"stack expects all tensors on one device, but got {first.device} at entry 0 "
                                f"and {t.device} at entry {i}")
-    return Tensor(first._xp.stack([t.data for t in batch]))
+    return Tensor(first._xp.stack([t.array for t in batch]))
 
 
 def _stack_arrays(batch: list) -> Tensor:
@@ -95,7 +95,7 @@ def default_convert(data):
 def batch_to_device(batch, device: backend.Device):
     """``batch`` with every Tensor in it copied to ``device`` (those already there are kept)."""
     if isinstance(batch, Tensor):
-        return batch if batch.device == device else Tensor(backend.to_device(batch.data, device))
+        return batch if batch.device == device else Tensor(backend.to_device(batch.array, device))
     if isinstance(batch, collections.abc.Mapping):
         return {key: batch_to_device(value, device) for key, value in batch.items()}
     if _is_namedtuple(batch):

@@ -127,7 +127,7 @@ class DataLoader:
 
 def _index_array(indices) -> np.ndarray:
     if isinstance(indices, Tensor):
-        indices = indices.data
+        indices = indices.array
     return np.asarray(backend.to_device(indices, backend.CPU), dtype=np.intp)
 
 
@@ -143,7 +143,7 @@ def _tensor_gather(dataset) -> Callable | None:
         dataset = dataset.dataset
     if not isinstance(dataset, TensorDataset) or type(dataset).__getitem__ is not TensorDataset.__getitem__:
         return None
-    arrays = [t.data for t in dataset.tensors]
+    arrays = [t.array for t in dataset.tensors]
 
     def gather(indices):
         idx = np.asarray(indices, dtype=np.intp)

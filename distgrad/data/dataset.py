@@ -54,7 +54,7 @@ class TensorDataset(Dataset):
         self.tensors = tensors
 
     def __getitem__(self, index):
-        return tuple(Tensor(backend.array_module(t.data).asarray(t.data[index])) for t in self.tensors)
+        return tuple(Tensor(backend.array_module(t.array).asarray(t.array[index])) for t in self.tensors)
 
     def __len__(self) -> int:
         return self.tensors[0].shape[0]

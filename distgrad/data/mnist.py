@@ -91,8 +91,8 @@ class MNIST(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int):
-        image = Tensor((self.data.data[index].astype(np.float32) / 255.0)[None])
-        target = int(self.targets.data[index])
+        image = Tensor((self.data.array[index].astype(np.float32) / 255.0)[None])
+        target = int(self.targets.array[index])
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:
@@ -105,14 +105,14 @@ class MNIST(Dataset):
         Pixels are scaled to [0, 1], then with ``normalize`` standardised with the class's ``mean``
         and ``std`` (as ``ToTensor()`` then ``Normalize((mean,), (std,))``). ``device``: where they go.
         """
-        images = self.data.data[:, None].astype(np.float32)
+        images = self.data.array[:, None].astype(np.float32)
         images /= np.float32(255)
         if normalize:
             images -= np.float32(self.mean)
             images /= np.float32(self.std)
         device = backend.CPU if device is None else backend.Device(device)
         return (Tensor(backend.to_device(images, device)),
-                Tensor(backend.to_device(self.targets.data.copy(), device)))
+                Tensor(backend.to_device(self.targets.array.copy(), device)))
 
     def __repr__(self) -> str:
         return (f"Dataset {type(self).__name__}\n    Number of datapoints: {len(self)}\n"

@@ -87,8 +87,8 @@ class GradBucket:
         return self._is_last
 
     def nbytes(self) -> int:
-        return int(self._buffer.data.nbytes)
+        return int(self._buffer.array.nbytes)
 
     def __repr__(self) -> str:
         return (f"GradBucket(index={self._index}, parameters={len(self._params)}, "
-                f"{self.dtype.name}[{self._buffer.data.size}] on {self.device})")
+                f"{self.dtype.name}[{self._buffer.array.size}] on {self.device})")

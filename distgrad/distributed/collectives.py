@@ -46,11 +46,11 @@ def _array(tensor, name: str, op_name: str, written: bool = True):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"Invalid function argument. Expected parameter `{name}` of type distgrad.Tensor "
                         f"but got {type(tensor)} instead.")
-    if not tensor.data.flags.c_contiguous:
+    if not tensor.array.flags.c_contiguous:
         raise RuntimeError(f"{op_name}: Tensors must be contiguous")
     if written:
         tensor._version[0] += 1
-    return tensor.data
+    return tensor.array
 
 
 def _arrays(tensors, name: str, op_name: str, like, count: int, written: bool = True) -> list:

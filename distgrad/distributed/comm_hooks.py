@@ -58,11 +58,11 @@ def fp16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
     Half the bytes of float32; gradients beyond float16's range (65504) overflow, as in PyTorch.
     """
     buffer = bucket.buffer()
-    compressed = Tensor((buffer.data / _world_size(process_group)).astype(np.float16))
+    compressed = Tensor((buffer.array / _world_size(process_group)).astype(np.float16))
     work = collectives.all_reduce(compressed, op=ReduceOp.SUM, group=process_group, async_op=True)
 
     def decompress() -> Tensor:
-        buffer.data[...] = compressed.data
+        buffer.array[...] = compressed.array
         return buffer
     return CommFuture(work, then=decompress)
 
@@ -78,15 +78,15 @@ def bf16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
     buffer = bucket.buffer()
     size = _world_size(process_group)
     xp = buffer._xp
-    mine = Tensor(float_to_bf16_bits(buffer.data / size).view(np.uint8))
-    gathered = [Tensor(xp.empty_like(mine.data)) for _ in range(size)]
+    mine = Tensor(float_to_bf16_bits(buffer.array / size).view(np.uint8))
+    gathered = [Tensor(xp.empty_like(mine.array)) for _ in range(size)]
     work = collectives.all_gather(gathered, mine, group=process_group, async_op=True)
 
     def decompress() -> Tensor:
-        total = bf16_bits_to_float(gathered[0].data.view(np.uint16))
+        total = bf16_bits_to_float(gathered[0].array.view(np.uint16))
         for g in gathered[1:]:
-            total += bf16_bits_to_float(g.data.view(np.uint16))
-        buffer.data[...] = total
+            total += bf16_bits_to_float(g.array.view(np.uint16))
+        buffer.array[...] = total
         return buffer
     return CommFuture(work, then=decompress)
 

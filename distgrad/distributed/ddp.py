@@ -158,11 +158,11 @@ def _broadcast_coalesced(tensors: list, src: int, process_group) -> None:
         by_kind.setdefault((t.dtype, t.device), []).append(t)
     for members in by_kind.values():
         xp = members[0]._xp
-        flat = Tensor(xp.concatenate([t.data.reshape(-1) for t in members]))
+        flat = Tensor(xp.concatenate([t.array.reshape(-1) for t in members]))
         collectives.broadcast(flat, src, group=process_group)
         offset = 0
         for t in members:
-            t.data[...] = flat.data[offset:offset + t.numel()].reshape(t.shape)
+            t.array[...] = flat.array[offset:offset + t.numel()].reshape(t.shape)
             t._version[0] += 1
             offset += t.numel()
 

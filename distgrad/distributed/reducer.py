@@ -105,7 +105,7 @@ class Reducer:
         self._build_buckets(order[0])
         if self.gradient_as_bucket_view:  # gradients that live in the old buckets move to the new ones
             for p, (_, old_view), (_, view) in zip(self.params, old_slots, self._slot):
-                if p.grad is not None and p.grad.data is old_view:
+                if p.grad is not None and p.grad.array is old_view:
                     view[...] = old_view
                     p.grad = Tensor(view)
         self._rebuild_order, self.has_rebuilt_buckets = None, True
@@ -150,8 +150,8 @@ class Reducer:
         grad = self.params[i].grad
         if grad is None:
             view.fill(0)
-        elif grad.data is not view:
-            view[...] = grad.data
+        elif grad.array is not view:
+            view[...] = grad.array
             if self.gradient_as_bucket_view:
                 self.params[i].grad = Tensor(view)
         self._ready[i] = True
@@ -191,8 +191,8 @@ class Reducer:
         globally_used = self._globally_used() if self.find_unused_parameters else None
         for bucket in self.buckets:
             reduced = bucket.future.wait()
-            if reduced.data is not bucket.buffer().data:
-                bucket.buffer().data[...] = reduced.data
+            if reduced.array is not bucket.buffer().array:
+                bucket.buffer().array[...] = reduced.array
             bucket.future = None
         self._write_back(globally_used)
         self._locally_used[:] = False
@@ -209,7 +209,7 @@ class Reducer:
         """Which parameters got a gradient on some rank since the last sync (the others keep their grad)."""
         used = Tensor(self._locally_used.astype(np.int32))
         collectives.all_reduce(used, op=ReduceOp.SUM, group=self.process_group)
-        return used.data > 0
+        return used.array > 0
 
     def _write_back(self, globally_used) -> None:
         for i, p in enumerate(self.params):
@@ -217,10 +217,10 @@ class Reducer:
                 continue
             view = self._slot[i][1]
             if self.gradient_as_bucket_view:
-                if p.grad is None or p.grad.data is not view:
+                if p.grad is None or p.grad.array is not view:
                     p.grad = Tensor(view)
             elif p.grad is None:
                 p.grad = Tensor(view.copy())
             else:
-                p.grad.data[...] = view
+                p.grad.array[...] = view
                 p.grad._version[0] += 1

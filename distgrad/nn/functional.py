@@ -33,7 +33,7 @@ def _in_place(input: Tensor, op: str, compute) -> Tensor:
         return record_inplace(input, op, compute)
     check_writable(input, op)
     with no_grad():
-        input._xp.copyto(input.data, compute(input).data)
+        input._xp.copyto(input.array, compute(input).array)
     input._version[0] += 1
     return input
 

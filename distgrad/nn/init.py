@@ -1,7 +1,7 @@
 """Weight initialisation, in place, with PyTorch's names, fans and gains.
 
 Each function draws from ``generator`` (default: ``distgrad.random.default_generator``) on the
-tensor's device, writes into ``tensor.data`` and bumps its version counter. Nothing is recorded
+tensor's device, writes into ``tensor.array`` and bumps its version counter. Nothing is recorded
 by autograd. Every function returns ``tensor``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_"
 
 # --- helpers ---------------------------------------------------------------------------------------
 def _write(tensor: Tensor, values) -> Tensor:
-    tensor.data[...] = values
+    tensor.array[...] = values
     tensor._version[0] += 1
     return tensor
 

@@ -274,7 +274,7 @@ class Module:
                 param.grad = None
             else:
                 param.grad.detach_()
-                param.grad.data[...] = 0
+                param.grad.array[...] = 0
                 param.grad._version[0] += 1
 
     # --- hooks -----------------------------------------------------------------------------------
@@ -293,9 +293,9 @@ class Module:
         The Parameter and buffer objects keep their identity, so optimizers holding them stay valid.
         """
         for tensor in itertools.chain(self.parameters(), self.buffers()):
-            tensor.data = fn(tensor.data)
+            tensor.array = fn(tensor.array)
             if tensor.grad is not None:
-                tensor.grad.data = fn(tensor.grad.data)
+                tensor.grad.array = fn(tensor.grad.array)
         return self
 
     def to(self, *args, **kwargs) -> "Module":
@@ -377,7 +377,7 @@ class Module:
             raise RuntimeError(f"Error(s) in loading state_dict for {self._get_name()}:\n\t" + "\n\t".join(errors))
         for key, target in own.items():
             if key in state_dict:
-                target.data[...] = backend.to_device(state_dict[key].data, target.device)
+                target.array[...] = backend.to_device(state_dict[key].array, target.device)
                 target._version[0] += 1
         return _IncompatibleKeys(missing, unexpected)
 

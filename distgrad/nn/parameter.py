@@ -17,7 +17,7 @@ class Parameter(Tensor):
             data = Tensor(np.empty(0, dtype=np.float32))
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter expects a Tensor as data, got {type(data).__name__}")
-        super().__init__(data.data)
+        super().__init__(data.array)
         self._version = data._version
         self.requires_grad_(requires_grad)
 
@@ -27,9 +27,9 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        result = type(self)(Tensor(self.data.copy()), self.requires_grad)
+        result = type(self)(Tensor(self.array.copy()), self.requires_grad)
         memo[id(self)] = result
         return result
 
     def __reduce_ex__(self, protocol):
-        return type(self), (Tensor(self.data), self.requires_grad)
+        return type(self), (Tensor(self.array), self.requires_grad)

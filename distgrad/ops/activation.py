@@ -32,7 +32,7 @@ class Softmax(Function):
     def forward(ctx, x, dim):
         xp = x._xp
         axis = dim if x.ndim else None
-        e = xp.exp(_shifted(x.data, axis))
+        e = xp.exp(_shifted(x.array, axis))
         e /= e.sum(axis=axis, keepdims=True)
         out = Tensor(e)
         ctx.dim = dim
@@ -51,7 +51,7 @@ class LogSoftmax(Function):
     def forward(ctx, x, dim):
         xp = x._xp
         axis = dim if x.ndim else None
-        shifted = _shifted(x.data, axis)
+        shifted = _shifted(x.array, axis)
         shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         ctx.dim = dim
         ctx.save_for_backward(x)

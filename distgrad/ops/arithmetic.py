@@ -12,7 +12,7 @@ class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        return a.data + b.data
+        return a.array + b.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -23,7 +23,7 @@ class Add(Function):
 class AddScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
-        return a.data + s
+        return a.array + s
 
     @staticmethod
     def backward(ctx, grad):
@@ -34,7 +34,7 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        return a.data - b.data
+        return a.array - b.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -49,7 +49,7 @@ class RSubScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        return s - a.data
+        return s - a.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -60,7 +60,7 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a.data * b.data
+        return a.array * b.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -76,7 +76,7 @@ class MulScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        return a.data * s
+        return a.array * s
 
     @staticmethod
     def backward(ctx, grad):
@@ -87,7 +87,7 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a.data / b.data
+        return a.array / b.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -103,7 +103,7 @@ class DivScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        return a.data / s
+        return a.array / s
 
     @staticmethod
     def backward(ctx, grad):
@@ -117,7 +117,7 @@ class RDivScalar(Function):
     def forward(ctx, a, s):
         ctx.s = s
         ctx.save_for_backward(a)
-        return s / a.data
+        return s / a.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -130,7 +130,7 @@ class Neg(Function):
 
     @staticmethod
     def forward(ctx, a):
-        return -a.data
+        return -a.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -140,7 +140,7 @@ class Neg(Function):
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        out = Tensor(a.data ** b.data)
+        out = Tensor(a.array ** b.array)
         ctx.save_for_backward(a, b, out)
         return out
 
@@ -157,7 +157,7 @@ class PowScalar(Function):
     def forward(ctx, a, p):
         ctx.p = p
         ctx.save_for_backward(a)
-        return a.data ** p
+        return a.array ** p
 
     @staticmethod
     def backward(ctx, grad):
@@ -173,7 +173,7 @@ class RPowScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        out = Tensor(s ** a.data)
+        out = Tensor(s ** a.array)
         ctx.s = s
         ctx.save_for_backward(out)
         return out

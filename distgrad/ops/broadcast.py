@@ -25,7 +25,7 @@ class SumTo(Function):
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
         axes = _reduced_axes(a.shape, shape)
-        return a.data.sum(axis=axes, keepdims=True).reshape(shape)
+        return a.array.sum(axis=axes, keepdims=True).reshape(shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -39,7 +39,7 @@ class BroadcastTo(Function):
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
         try:
-            return a._xp.broadcast_to(a.data, shape)
+            return a._xp.broadcast_to(a.array, shape)
         except ValueError:
             raise RuntimeError(f"The expanded size of the tensor must match the existing size: cannot "
                                f"broadcast shape {list(a.shape)} to {list(shape)}") from None

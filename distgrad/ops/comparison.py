@@ -17,12 +17,12 @@ __all__ = [
 
 
 def _data(value):
-    return value.data if isinstance(value, Tensor) else value
+    return value.array if isinstance(value, Tensor) else value
 
 
 def _bool_op(name: str, ufunc_name: str):
     def compare(input, other):
-        return Tensor(getattr(input._xp, ufunc_name)(input.data, _data(other)))
+        return Tensor(getattr(input._xp, ufunc_name)(input.array, _data(other)))
     compare.__name__ = name
     compare.__doc__ = f"Elementwise ``{ufunc_name}`` as a bool tensor (broadcasts; ``other`` may be a number)."
     return compare
@@ -49,7 +49,7 @@ logical_xor = _bool_op("logical_xor", "logical_xor")
 
 
 def logical_not(input):
-    return Tensor(input._xp.logical_not(input.data))
+    return Tensor(input._xp.logical_not(input.array))
 
 
 def _require_integral(op: str, *values) -> None:
@@ -62,7 +62,7 @@ def _require_integral(op: str, *values) -> None:
 def _bitwise(name: str):
     def bitwise(input, other):
         _require_integral(name, input, other)
-        return Tensor(getattr(input._xp, name)(input.data, _data(other)))
+        return Tensor(getattr(input._xp, name)(input.array, _data(other)))
     bitwise.__name__ = name
     bitwise.__doc__ = f"``{name}`` of integer or bool tensors (logical on bools)."
     return bitwise
@@ -75,12 +75,12 @@ bitwise_xor = _bitwise("bitwise_xor")
 
 def bitwise_not(input):
     _require_integral("bitwise_not", input)
-    return Tensor(input._xp.invert(input.data))
+    return Tensor(input._xp.invert(input.array))
 
 
-def isnan(input): return Tensor(input._xp.isnan(input.data))
-def isinf(input): return Tensor(input._xp.isinf(input.data))
-def isfinite(input): return Tensor(input._xp.isfinite(input.data))
+def isnan(input): return Tensor(input._xp.isnan(input.array))
+def isinf(input): return Tensor(input._xp.isinf(input.array))
+def isfinite(input): return Tensor(input._xp.isfinite(input.array))
 
 
 bind_methods(

@@ -164,7 +164,7 @@ def conv_weight_grad(x, gy, w_shape: tuple, geo: ConvGeometry, cols=None):
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b, geo, out_hw):
-        y, cols = conv_forward(x.data, w.data, None if b is None else b.data, geo, out_hw)
+        y, cols = conv_forward(x.array, w.array, None if b is None else b.array, geo, out_hw)
         ctx.geo = geo
         weight_needs_grad = getattr(ctx, "needs_input_grad", (False, False))[1]
         # the columns are kept for the weight gradient: recomputing them costs a copy as big as they are
@@ -191,9 +191,9 @@ class ConvTranspose2d(Function):
     def forward(ctx, y, w, b, geo, x_shape):
         ctx.geo = geo
         ctx.save_for_backward(y, w)
-        x = conv_input_grad(y.data, w.data, x_shape, geo)
+        x = conv_input_grad(y.array, w.array, x_shape, geo)
         if b is not None:
-            x = x + b.data[:, None, None]
+            x = x + b.array[:, None, None]
         return x
 
     @staticmethod
@@ -213,7 +213,7 @@ class ConvWeightGrad(Function):
     def forward(ctx, x, gy, geo, w_shape, cols):
         ctx.geo = geo
         ctx.save_for_backward(x, gy)
-        return conv_weight_grad(x.data, gy.data, w_shape, geo, None if cols is None else cols.data)
+        return conv_weight_grad(x.array, gy.array, w_shape, geo, None if cols is None else cols.array)
 
     @staticmethod
     def backward(ctx, grad):

@@ -21,7 +21,7 @@ class ToCopy(Function):
     @staticmethod
     def forward(ctx, x, dtype, device):
         ctx.in_dtype, ctx.in_device = x.dtype, x.device
-        data = x.data
+        data = x.array
         if device != x.device:
             data = backend.to_device(data, device)
             return data.astype(dtype, copy=False)

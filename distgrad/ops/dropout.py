@@ -21,7 +21,7 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, input, mask):
         ctx.save_for_backward(mask)
-        return input.data * mask.data
+        return input.array * mask.array
 
     @staticmethod
     def backward(ctx, grad):
@@ -56,6 +56,6 @@ def _dropout_in_place(input: Tensor, mask: Tensor) -> Tensor:
     if needs_recording(input):  # input takes over the new node, as PyTorch's in-place ops do
         return record_inplace(input, "dropout_", lambda alias: Dropout.apply(alias, mask))
     check_writable(input, "dropout_")
-    input.data *= mask.data
+    input.array *= mask.array
     input._version[0] += 1
     return input

@@ -35,7 +35,7 @@ class _Pointwise(Function):
 
     @classmethod
     def forward(cls, ctx, x, *options):
-        data = x.data
+        data = x.array
         if cls.promotes_integers and data.dtype.kind not in "fc":
             data = data.astype(get_default_dtype())
         y = Tensor(cls.f(x._xp, data, *options))
@@ -48,7 +48,7 @@ class _Pointwise(Function):
     def backward(cls, ctx, grad):
         saved = ctx.saved_tensors if cls.saves != "nothing" else ()
         if not isinstance(grad, Tensor):  # the arithmetic fast path: arrays in, arrays out
-            saved = tuple(t.data for t in saved)
+            saved = tuple(t.array for t in saved)
         return (cls.chain(grad, *saved, *ctx.options),) + (None,) * len(ctx.options)
 
 
@@ -59,7 +59,7 @@ def _pointwise(name, f, chain, saves="input", promotes_integers=True, arithmetic
 
 
 def _zero_grad(grad, *options):
-    return Tensor(grad._xp.zeros_like(grad.data))
+    return Tensor(grad._xp.zeros_like(grad.array))
 
 
 def _on_floats(fn):
@@ -262,8 +262,8 @@ def _arrays(tensor: Tensor, *values) -> list:
         elif isinstance(v, int) and not isinstance(v, bool) and dtype.kind == "b":
             dtype = int64
     xp = tensor._xp
-    return [tensor.data.astype(dtype, copy=False)] + [
-        v.data if isinstance(v, Tensor) else None if v is None else xp.asarray(v, dtype) for v in values]
+    return [tensor.array.astype(dtype, copy=False)] + [
+        v.array if isinstance(v, Tensor) else None if v is None else xp.asarray(v, dtype) for v in values]
 
 
 class Clamp(Function):
@@ -330,7 +330,7 @@ class _Extremum(Function):
     @classmethod
     def forward(cls, ctx, a, b):
         ctx.save_for_backward(a, b)
-        return cls.pick(a._xp, a.data, b.data)
+        return cls.pick(a._xp, a.array, b.array)
 
     @classmethod
     def backward(cls, ctx, grad):
@@ -379,7 +379,7 @@ class Where(Function):
         ctx.save_for_backward(condition)
         ctx.shapes = tuple(t.shape if isinstance(t, Tensor) else () for t in (a, b))
         a_array, b_array = _arrays(a, b) if isinstance(a, Tensor) else _arrays(b, a)[::-1]
-        return condition._xp.where(condition.data, a_array, b_array)
+        return condition._xp.where(condition.array, a_array, b_array)
 
     @staticmethod
     def backward(ctx, grad):
@@ -399,7 +399,7 @@ def where(condition, input=None, other=None):
         raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
                            f"{condition.dtype.name}")
     if input is None and other is None:
-        return tuple(Tensor(i) for i in condition._xp.nonzero(condition.data))
+        return tuple(Tensor(i) for i in condition._xp.nonzero(condition.array))
     if not isinstance(input, Tensor) and not isinstance(other, Tensor):
         floats = isinstance(input, float) or isinstance(other, float)
         input = Tensor(condition._xp.asarray(input, dtype=get_default_dtype() if floats else None))

@@ -17,8 +17,8 @@ class Embedding(Function):
 
     @staticmethod
     def forward(ctx, weight, indices, padding_idx):
-        ctx.num_embeddings, ctx.indices, ctx.padding_idx = weight.shape[0], indices.data, padding_idx
-        return weight.data[indices.data]
+        ctx.num_embeddings, ctx.indices, ctx.padding_idx = weight.shape[0], indices.array, padding_idx
+        return weight.array[indices.array]
 
     @staticmethod
     def backward(ctx, grad):
@@ -33,7 +33,7 @@ class EmbeddingGradient(Function):
         ctx.indices, ctx.padding_idx = indices, padding_idx
         xp = grad._xp
         out = xp.zeros((num_embeddings,) + grad.shape[indices.ndim:], grad.dtype)
-        backend.scatter_add(out, indices, grad.data)
+        backend.scatter_add(out, indices, grad.array)
         if padding_idx is not None:
             out[padding_idx] = 0
         return out
@@ -62,7 +62,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
             raise AssertionError(f"Padding_idx must be within num_embeddings (got {padding_idx} for "
                                  f"{num_embeddings} embeddings)")
         padding_idx %= num_embeddings
-    indices = input.data
+    indices = input.array
     if indices.size and bool(((indices < 0) | (indices >= num_embeddings)).any()):
         raise IndexError(f"index out of range in self (indices must be in [0, {num_embeddings}), "
                          f"got values in [{int(indices.min())}, {int(indices.max())}])")

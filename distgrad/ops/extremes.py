@@ -32,14 +32,14 @@ class _Extreme(Function):
     @classmethod
     def forward(cls, ctx, a, axes, keepdim):
         ctx.axes = axes
-        out = Tensor(getattr(a.data, cls.pick)(axis=axes, keepdims=keepdim))
+        out = Tensor(getattr(a.array, cls.pick)(axis=axes, keepdims=keepdim))
         ctx.save_for_backward(a, out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        ties = x.data == expand_back(out, x.shape, ctx.axes).data
+        ties = x.array == expand_back(out, x.shape, ctx.axes).array
         with np.errstate(invalid="ignore"):
             share = ties / ties.sum(axis=ctx.axes, keepdims=True)
         return expand_back(grad, x.shape, ctx.axes) * constant_like(x, share), None, None
@@ -91,10 +91,10 @@ class _ExtremeAlongDim(Function):
         xp = a._xp
         ctx.indices = None
         if a.ndim == 0:
-            return a.data.copy(), xp.zeros((), np.int64)
-        indices = xp.expand_dims(getattr(a.data, cls.pick)(axis=axis), axis).astype(np.int64, copy=False)
+            return a.array.copy(), xp.zeros((), np.int64)
+        indices = xp.expand_dims(getattr(a.array, cls.pick)(axis=axis), axis).astype(np.int64, copy=False)
         ctx.axis, ctx.size, ctx.indices = axis, a.shape[axis], indices
-        values = xp.take_along_axis(a.data, indices, axis)
+        values = xp.take_along_axis(a.array, indices, axis)
         if not keepdim:
             values, indices = values.squeeze(axis), indices.squeeze(axis)
         return values, indices.copy()  # a copy: writes to the output leave backward's indices alone
@@ -149,13 +149,13 @@ def _arg_extreme(op: str, input: Tensor, dim, keepdim: bool) -> Tensor:
     pick = getattr(xp, op)
     if dim is None:
         _check_nonempty(op, input, None)
-        index = pick(input.data.reshape(-1)).astype(np.int64)
+        index = pick(input.array.reshape(-1)).astype(np.int64)
         return Tensor(index.reshape((1,) * input.ndim) if keepdim else xp.asarray(index))
     axis = wrap_dim(dim, input.ndim)
     if input.ndim == 0:
         return Tensor(xp.zeros((), np.int64))
     _check_nonempty(op, input, (axis,))
-    return Tensor(pick(input.data, axis=axis, keepdims=keepdim).astype(np.int64, copy=False))
+    return Tensor(pick(input.array, axis=axis, keepdims=keepdim).astype(np.int64, copy=False))
 
 
 def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:

@@ -26,7 +26,7 @@ __all__ = ["index_select", "gather", "scatter_add", "masked_fill", "take", "nonz
 # --- keys ----------------------------------------------------------------------------------------
 def _index_array(x: Tensor, k, op: str = "index"):
     """An index (Tensor, list, NumPy/CuPy array) as an integer or boolean array on ``x``'s device."""
-    arr = k.data if isinstance(k, Tensor) else k
+    arr = k.array if isinstance(k, Tensor) else k
     if isinstance(arr, list):
         arr = np.asarray([e.item() if isinstance(e, Tensor) else e for e in arr])
         if arr.size == 0:
@@ -112,7 +112,7 @@ class BasicIndex(Function):
     @staticmethod
     def forward(ctx, x, key):
         ctx.in_shape, ctx.key = x.shape, key
-        return _select(x.data, key)
+        return _select(x.array, key)
 
     @classmethod
     def backward(cls, ctx, grad):
@@ -133,9 +133,9 @@ class IndexBackward(Function):
         ctx.key, ctx.basic = key, basic
         out = grad._xp.zeros(shape, grad.dtype)
         if basic:  # a basic key never repeats an element
-            out[key] = grad.data
+            out[key] = grad.array
         else:
-            backend.scatter_add(out, key, grad.data)
+            backend.scatter_add(out, key, grad.array)
         return out
 
     @staticmethod
@@ -201,8 +201,8 @@ class ScatterAdd(Function):
     @staticmethod
     def forward(ctx, x, src, key, block):
         ctx.key, ctx.block, ctx.src_shape = key, block, src.shape
-        out = x.data.copy()
-        backend.scatter_add(out, key, src.data[block])
+        out = x.array.copy()
+        backend.scatter_add(out, key, src.array[block])
         return out
 
     @staticmethod
@@ -237,7 +237,7 @@ def scatter_add_(self: Tensor, dim: int, index, src: Tensor) -> Tensor:
     key, block = _scatter_args(self, dim, index, src)
     if needs_recording(self, src):
         return record_inplace(self, "scatter_add_", lambda alias: ScatterAdd.apply(alias, src, key, block))
-    return update_in_place(self, "scatter_add_", lambda xp, a: backend.scatter_add(a, key, src.data[block]), src)
+    return update_in_place(self, "scatter_add_", lambda xp, a: backend.scatter_add(a, key, src.array[block]), src)
 
 
 def take(input: Tensor, index) -> Tensor:
@@ -262,8 +262,8 @@ class MaskedFill(Function):
     @staticmethod
     def forward(ctx, x, mask, value):
         ctx.mask = mask
-        v = value.data if isinstance(value, Tensor) else value
-        return x._xp.where(mask, v, x.data).astype(x.dtype, copy=False)
+        v = value.array if isinstance(value, Tensor) else value
+        return x._xp.where(mask, v, x.array).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -299,7 +299,7 @@ def masked_fill_(self: Tensor, mask, value) -> Tensor:
     m, value = _mask_and_value("masked_fill_", self, mask, value)
     if needs_recording(self, value):
         return record_inplace(self, "masked_fill_", lambda alias: MaskedFill.apply(alias, m, value))
-    v = backend.to_device(value.data, self.device) if isinstance(value, Tensor) else value
+    v = backend.to_device(value.array, self.device) if isinstance(value, Tensor) else value
     return update_in_place(self, "masked_fill_", lambda xp, a: xp.copyto(a, v, casting="unsafe", where=m))
 
 
@@ -307,13 +307,13 @@ def nonzero(input: Tensor, *, as_tuple: bool = False):
     """The indices of non-zero entries: an ``(n, ndim)`` int64 tensor, or one 1-d tensor per dimension."""
     xp = input._xp
     if as_tuple:
-        return tuple(Tensor(i.astype(np.int64, copy=False)) for i in xp.nonzero(xp.atleast_1d(input.data)))
-    return Tensor(xp.argwhere(input.data).astype(np.int64, copy=False))
+        return tuple(Tensor(i.astype(np.int64, copy=False)) for i in xp.nonzero(xp.atleast_1d(input.array)))
+    return Tensor(xp.argwhere(input.array).astype(np.int64, copy=False))
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 ``(*tensor.shape, num_classes)`` with a 1 at each class index; ``-1`` means ``tensor.max() + 1``."""
-    idx = tensor.data
+    idx = tensor.array
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"one_hot is only applicable to index tensor of integer dtype, got {idx.dtype.name}")
     if idx.size == 0 and num_classes == -1:
@@ -338,8 +338,8 @@ class IndexPut(Function):
     def forward(ctx, x, value, key, basic):
         ctx.key, ctx.basic = key, basic
         ctx.value_shape = value.shape if isinstance(value, Tensor) else None
-        out = x.data.copy()
-        out[key] = value.data if isinstance(value, Tensor) else value
+        out = x.array.copy()
+        out[key] = value.array if isinstance(value, Tensor) else value
         return out
 
     @staticmethod
@@ -359,11 +359,11 @@ def setitem(x: Tensor, key, value) -> None:
         return
     check_writable(x, "index_put_")
     if isinstance(value, Tensor):
-        value = value.data
+        value = value.array
     if backend.is_device_array(value) or x.is_cuda:
         value = backend.to_device(value, x.device)
     try:
-        x.data[key] = value
+        x.array[key] = value
     except IndexError as exc:
         raise _index_error(exc) from None
     x._version[0] += 1

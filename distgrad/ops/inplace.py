@@ -1,12 +1,12 @@
 """In-place ops: ``add_ sub_ mul_ div_ pow_ clamp_ zero_ fill_ copy_ uniform_ normal_ exp_ ...`` and ``+= -= *= /=``.
 
-Each writes into ``self.data`` (the array object stays the same, so views and DDP bucket views see
+Each writes into ``self.array`` (the array object stays the same, so views and DDP bucket views see
 the write), bumps the version counter shared with views, and returns ``self``.
 
 Two paths. With grad mode off, or when no operand requires grad, it is one array update with
-``out=self.data``: the optimizer's path, with no Tensor temporaries. Otherwise the op is recorded:
+``out=self.array``: the optimizer's path, with no Tensor temporaries. Otherwise the op is recorded:
 the out-of-place op runs on an alias of ``self`` holding a copy of its data (so tensors saved for
-backward stay valid), the result is written into ``self.data``, and ``self`` takes the result's
+backward stay valid), the result is written into ``self.array``, and ``self`` takes the result's
 history (``grad_fn``). Tensors saved earlier whose data changed make backward raise the engine's
 "modified by an inplace operation" error, through the version counter.
 
@@ -58,11 +58,11 @@ def record_inplace(self: Tensor, op: str, compute) -> Tensor:
                            "tensor that is part of the autograd graph is not supported by distgrad, since the "
                            "history of the view's base cannot be rewritten; use the out-of-place op instead")
     check_writable(self, op)
-    alias = Tensor(self.data.copy())
+    alias = Tensor(self.array.copy())
     alias.requires_grad, alias.grad_fn, alias.output_nr = self.requires_grad, node, self.output_nr
     out = compute(alias)
     try:
-        self._xp.copyto(self.data, out.data, casting="same_kind")
+        self._xp.copyto(self.array, out.array, casting="same_kind")
     except (TypeError, ValueError) as exc:
         raise_update_error(self, op, exc, out)
     self._version[0] += 1
@@ -72,8 +72,8 @@ def record_inplace(self: Tensor, op: str, compute) -> Tensor:
 
 def check_writable(t: Tensor, op: str) -> None:
     """Raises when elements of ``t`` share memory (a broadcast view), which a write would corrupt."""
-    strides = t.data.strides
-    if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, t.data.shape)):
+    strides = t.array.strides
+    if 0 in strides and any(s == 0 and n > 1 for s, n in zip(strides, t.array.shape)):
         raise RuntimeError(f"{op}: unsupported operation: more than one element of the written-to tensor "
                            f"(shape {list(t.shape)}, a broadcast view) refers to a single memory location. "
                            "Please clone() the tensor before performing the operation.")
@@ -106,7 +106,7 @@ def raise_update_error(self: Tensor, op: str, exc: Exception, *operands):
 
 
 def _array(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def _scaled(arr, value):
@@ -114,10 +114,10 @@ def _scaled(arr, value):
 
 
 def update_in_place(self: Tensor, op: str, update, *operands) -> Tensor:
-    """The plain path: runs ``update(xp, self.data)``, which writes with ``out=``, and bumps the version."""
+    """The plain path: runs ``update(xp, self.array)``, which writes with ``out=``, and bumps the version."""
     check_writable(self, op)
     try:
-        update(self._xp, self.data)
+        update(self._xp, self.array)
     except (TypeError, ValueError) as exc:
         raise_update_error(self, op, exc, *operands)
     self._version[0] += 1
@@ -234,13 +234,13 @@ class Overwrite(Function):
     @staticmethod
     def forward(ctx, x, src):
         ctx.src_shape = src.shape
-        out = x._xp.empty_like(x.data)
-        out[...] = src.data
+        out = x._xp.empty_like(x.array)
+        out[...] = src.array
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        gx = Tensor(grad._xp.zeros_like(grad.data)) if ctx.needs_input_grad[0] else None
+        gx = Tensor(grad._xp.zeros_like(grad.array)) if ctx.needs_input_grad[0] else None
         gsrc = sum_to(grad, ctx.src_shape) if ctx.needs_input_grad[1] else None
         return gx, gsrc
 
@@ -266,7 +266,7 @@ def fill_(self: Tensor, value) -> Tensor:
         if value.ndim != 0:
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} "
                                "dimensions.")
-        return _overwrite(self, "fill_", lambda: backend.to_device(value.data, self.device), value)
+        return _overwrite(self, "fill_", lambda: backend.to_device(value.array, self.device), value)
     return _overwrite(self, "fill_", lambda: value)
 
 
@@ -282,7 +282,7 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
     if not fits:
         raise RuntimeError(f"copy_: the source of shape {list(src.shape)} cannot be broadcast to the destination "
                            f"of shape {list(self.shape)}")
-    return _overwrite(self, "copy_", lambda: backend.to_device(src.data, self.device), src)
+    return _overwrite(self, "copy_", lambda: backend.to_device(src.array, self.device), src)
 
 
 def _draw(self: Tensor, op: str, draw) -> Tensor:

@@ -23,7 +23,7 @@ class Cat(Function):
     @staticmethod
     def forward(ctx, *tensors, dim):
         ctx.dim, ctx.sizes = dim, tuple(t.shape[dim] for t in tensors)
-        return tensors[0]._xp.concatenate([t.data for t in tensors], axis=dim)
+        return tensors[0]._xp.concatenate([t.array for t in tensors], axis=dim)
 
     @staticmethod
     def backward(ctx, grad):
@@ -69,7 +69,7 @@ class Stack(Function):
     @staticmethod
     def forward(ctx, *tensors, dim):
         ctx.dim = dim
-        return tensors[0]._xp.stack([t.data for t in tensors], axis=dim)
+        return tensors[0]._xp.stack([t.array for t in tensors], axis=dim)
 
     @staticmethod
     def backward(ctx, grad):
@@ -98,7 +98,7 @@ class Split(Function):
     def forward(ctx, a, dim, sizes):
         ctx.dim = dim
         starts = (0,) + tuple(itertools.accumulate(sizes))
-        return tuple(_view_of(a, a.data[index_along(dim, slice(s, s + n))]) for s, n in zip(starts, sizes))
+        return tuple(_view_of(a, a.array[index_along(dim, slice(s, s + n))]) for s, n in zip(starts, sizes))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -111,7 +111,7 @@ class Unbind(Function):
     @staticmethod
     def forward(ctx, a, dim):
         ctx.dim = dim
-        return tuple(_view_of(a, a.data[index_along(dim, i)]) for i in range(a.shape[dim]))
+        return tuple(_view_of(a, a.array[index_along(dim, i)]) for i in range(a.shape[dim]))
 
     @staticmethod
     def backward(ctx, *grads):

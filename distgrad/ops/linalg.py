@@ -82,7 +82,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a._xp.matmul(a.data, b.data)
+        return a._xp.matmul(a.array, b.array)
 
     @staticmethod
     def backward(ctx, grad):
@@ -102,7 +102,7 @@ class Dot(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a._xp.dot(a.data, b.data)
+        return a._xp.dot(a.array, b.array)
 
     @staticmethod
     def backward(ctx, grad):
@@ -184,9 +184,9 @@ class Linear(Function):
     def forward(ctx, input, weight, bias):
         ctx.save_for_backward(input, weight)
         ctx.bias_shape = None if bias is None else bias.shape
-        out = input._xp.matmul(input.data, weight.data.T)
+        out = input._xp.matmul(input.array, weight.array.T)
         if bias is not None:
-            out += bias.data
+            out += bias.array
         return out
 
     @staticmethod

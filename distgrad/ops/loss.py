@@ -80,7 +80,7 @@ def _check_weight(weight, num_classes: int):
     if weight.shape != (num_classes,):
         raise RuntimeError(f"weight tensor should be defined either for all {num_classes} classes or no classes "
                            f"but got weight tensor of shape: {list(weight.shape)}")
-    return weight.data
+    return weight.array
 
 
 def _index_target_weights(input: Tensor, target: Tensor, weight, ignore_index: int, class_dim: int):
@@ -89,7 +89,7 @@ def _index_target_weights(input: Tensor, target: Tensor, weight, ignore_index: i
     _check_index_target(input, target)
     num_classes = input.shape[class_dim]
     xp = input._xp
-    t = target.data
+    t = target.array
     kept = t != ignore_index
     out_of_range = kept & ((t < 0) | (t >= num_classes))
     if bool(out_of_range.any()):
@@ -132,7 +132,7 @@ class CrossEntropy(Function):
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
         xp = input._xp
         class_dim = _class_dim(input, "cross_entropy")
-        shifted = input.data - input.data.max(axis=class_dim, keepdims=True)
+        shifted = input.array - input.array.max(axis=class_dim, keepdims=True)
         probs = xp.exp(shifted)
         total = probs.sum(axis=class_dim, keepdims=True)
         probs /= total
@@ -144,7 +144,7 @@ class CrossEntropy(Function):
         w = _check_weight(weight, input.shape[class_dim])
         ctx.class_weights = None if w is None else _class_view(w.astype(input.dtype), input.ndim, class_dim)
         if ctx.probability_target:
-            per_sample = -(_smoothed(target.data, ctx, input.shape) * log_probs).sum(axis=class_dim)
+            per_sample = -(_smoothed(target.array, ctx, input.shape) * log_probs).sum(axis=class_dim)
             denominator = per_sample.size
         else:
             per_sample = _index_target_loss(ctx, input, target, weight, ignore_index, log_probs)
@@ -220,7 +220,7 @@ class NLLLoss(Function):
         ctx.target, ctx.per_target, _ = _index_target_weights(input, target, weight, ignore_index, class_dim)
         ctx.class_dim, ctx.reduction, ctx.input_shape = class_dim, reduction, input.shape
         ctx.denominator = input._xp.asarray(ctx.per_target.sum(), dtype=input.dtype)
-        per_sample = -ctx.per_target * _take_class(input.data, ctx.target, class_dim)
+        per_sample = -ctx.per_target * _take_class(input.array, ctx.target, class_dim)
         with _quiet_nan():
             return reduce_array(per_sample, reduction, ctx.denominator)
 

@@ -38,10 +38,10 @@ class Normalize(Function):
     def forward(ctx, input, weight, bias, stats_shape, eps, running_stats=None):
         xhat, rstd, mean, var = _standardize(input, stats_shape, eps)
         if running_stats is not None:
-            _update_running_stats(*running_stats, mean.data, var.data, input.numel() // mean.numel())
-        out = xhat.data * weight.data if weight is not None else xhat.data.copy()
+            _update_running_stats(*running_stats, mean.array, var.array, input.numel() // mean.numel())
+        out = xhat.array * weight.array if weight is not None else xhat.array.copy()
         if bias is not None:
-            out += bias.data
+            out += bias.array
         ctx.stats_shape, ctx.eps = stats_shape, eps
         ctx.bias_shape = None if bias is None else bias.shape
         ctx.save_for_backward(input, weight, mean, rstd)  # xhat is rebuilt in backward: less memory held
@@ -74,8 +74,8 @@ def _update_running_stats(running_mean, running_var, momentum, mean, var, count)
     for running, batch in ((running_mean, mean), (running_var, var * (count / max(count - 1, 1)))):
         if running is None:
             continue
-        running.data *= 1 - momentum
-        running.data += momentum * batch.reshape(running.shape).astype(running.dtype, copy=False)
+        running.array *= 1 - momentum
+        running.array += momentum * batch.reshape(running.shape).astype(running.dtype, copy=False)
         running._version[0] += 1
 
 
@@ -130,8 +130,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         raise RuntimeError("running_mean must be defined in evaluation mode")
     shape = (num_features,) + (1,) * (input.ndim - 2)
     xp = input._xp
-    rstd = Tensor((1 / xp.sqrt(running_var.data + eps)).reshape(shape).astype(input.dtype, copy=False))
-    out = (input - Tensor(running_mean.data.reshape(shape).astype(input.dtype, copy=False))) * rstd
+    rstd = Tensor((1 / xp.sqrt(running_var.array + eps)).reshape(shape).astype(input.dtype, copy=False))
+    out = (input - Tensor(running_mean.array.reshape(shape).astype(input.dtype, copy=False))) * rstd
     if weight_view is not None:
         out = out * weight_view
     return out + bias_view if bias_view is not None else out

@@ -86,12 +86,12 @@ class BinaryCrossEntropyWithLogits(Function):
     @staticmethod
     def forward(ctx, input, target, weight, pos_weight, reduction):
         xp = input._xp
-        x, y = input.data, target.data
+        x, y = input.array, target.array
         softplus_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)
-        log_weight = 1 if pos_weight is None else 1 + (pos_weight.data - 1) * y
+        log_weight = 1 if pos_weight is None else 1 + (pos_weight.array - 1) * y
         loss = (1 - y) * x + log_weight * softplus_neg
         if weight is not None:
-            loss = loss * weight.data
+            loss = loss * weight.array
         ctx.reduction, ctx.numel = reduction, loss.size
         ctx.softplus_neg = softplus_neg if pos_weight is not None else None
         ctx.save_for_backward(input, target, weight, pos_weight)
@@ -128,13 +128,13 @@ class BinaryCrossEntropy(Function):
     @staticmethod
     def forward(ctx, input, target, weight, reduction):
         xp = input._xp
-        x, y = input.data, target.data
+        x, y = input.array, target.array
         if bool(((x < 0) | (x > 1)).any()):
             raise RuntimeError("all elements of input should be between 0 and 1")
         with np.errstate(divide="ignore"):
             loss = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log1p(-x), -100))
         if weight is not None:
-            loss = loss * weight.data
+            loss = loss * weight.array
         ctx.reduction, ctx.numel = reduction, loss.size
         ctx.save_for_backward(input, target, weight)
         return reduce_array(loss, reduction)

@@ -144,8 +144,8 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, geo, return_indices):
         xp = x._xp
-        layout = PlaneLayout.of(x.data)
-        padded = _pad(layout.planes(x.data), geo, _lowest(x.dtype, xp))
+        layout = PlaneLayout.of(x.array)
+        padded = _pad(layout.planes(x.array), geo, _lowest(x.dtype, xp))
         best = argmax = None
         for offset, index in geo.window_slices():
             window = padded[index]
@@ -175,7 +175,7 @@ class ScatterToArgmax(Function):
     @staticmethod
     def forward(ctx, g, argmax, geo, layout):
         ctx.argmax, ctx.geo, ctx.layout = argmax, geo, layout
-        g_planes = layout.planes(g.data)
+        g_planes = layout.planes(g.array)
         spread = _spread(lambda offset: _select(argmax == offset, g_planes), argmax.shape, g.dtype, g._xp, geo)
         return layout.unplanes(spread)
 
@@ -190,7 +190,7 @@ class GatherAtArgmax(Function):
     @staticmethod
     def forward(ctx, x, argmax, geo, layout):
         ctx.argmax, ctx.geo, ctx.layout = argmax, geo, layout
-        padded = _pad(layout.planes(x.data), geo, 0)
+        padded = _pad(layout.planes(x.array), geo, 0)
         out = x._xp.zeros(argmax.shape, x.dtype)
         for offset, index in geo.window_slices():
             out += _select(argmax == offset, padded[index])
@@ -232,8 +232,8 @@ class AvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, geo, divisor):
         ctx.geo, ctx.divisor = geo, divisor
-        layout = PlaneLayout.of(x.data)
-        padded = _pad(layout.planes(x.data), geo, 0)
+        layout = PlaneLayout.of(x.array)
+        padded = _pad(layout.planes(x.array), geo, 0)
         total = x._xp.zeros(padded.shape[:1] + geo.out_hw + padded.shape[3:], x.dtype)
         for _, index in geo.window_slices():
             total += padded[index]
@@ -251,8 +251,8 @@ class SpreadOverWindows(Function):
     @staticmethod
     def forward(ctx, g, geo, divisor):
         ctx.geo, ctx.divisor = geo, divisor
-        layout = PlaneLayout.of(g.data)
-        share = layout.planes(g.data) / divisor
+        layout = PlaneLayout.of(g.array)
+        share = layout.planes(g.array) / divisor
         return layout.unplanes(_spread(lambda offset: share, share.shape, g.dtype, g._xp, geo))
 
     @staticmethod

@@ -73,7 +73,7 @@ class Sum(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         ctx.in_shape, ctx.axes = a.shape, axes
-        out = a.data.sum(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype))
+        out = a.array.sum(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype))
         return out.astype(np.float16, copy=False) if a.dtype == np.float16 else out
 
     @staticmethod
@@ -90,7 +90,7 @@ class Mean(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         ctx.in_shape, ctx.axes = a.shape, axes
-        total = a.data.sum(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype))
+        total = a.array.sum(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype))
         with np.errstate(invalid="ignore"):  # the mean of nothing is nan, as in torch
             return (total / _count(a.shape, axes)).astype(a.dtype, copy=False)
 
@@ -111,7 +111,7 @@ def _degrees_of_freedom(shape: tuple, axes: tuple, correction) -> float:
 
 
 def _var_array(a: Tensor, axes: tuple, keepdim: bool, correction):
-    data = a.data.astype(_accumulator(a.dtype) or a.dtype, copy=False)
+    data = a.array.astype(_accumulator(a.dtype) or a.dtype, copy=False)
     with np.errstate(invalid="ignore", divide="ignore"):  # no degrees of freedom: inf or nan, as in torch
         centered = data - data.sum(axis=axes, keepdims=True) / _count(a.shape, axes)
         return (centered * centered).sum(axis=axes, keepdims=keepdim) / _degrees_of_freedom(a.shape, axes, correction)
@@ -149,7 +149,7 @@ class Std(Function):
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
         # d sqrt(v) = dv / (2 sqrt(v)); a zero std has a zero gradient, as in torch: divide by 1 there
-        safe_std = out + constant_like(out, out.data == 0)
+        safe_std = out + constant_like(out, out.array == 0)
         grad = expand_back(grad / (safe_std * 2), x.shape, ctx.axes)
         return _var_grad(grad, x, ctx.axes, ctx.correction), None, None, None
 
@@ -183,7 +183,7 @@ class Prod(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         ctx.axes = axes
-        out = Tensor(a.data.prod(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype)).astype(
+        out = Tensor(a.array.prod(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype)).astype(
             np.int64 if a.dtype.kind in "biu" else a.dtype, copy=False))
         ctx.save_for_backward(a, out)
         return out
@@ -192,7 +192,7 @@ class Prod(Function):
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
         grad = expand_back(grad, x.shape, ctx.axes)
-        zeros = x.data == 0
+        zeros = x.array == 0
         if not zeros.any():
             return grad * expand_back(out, x.shape, ctx.axes) / x, None, None
         return grad * _product_of_others(x, zeros, ctx.axes), None, None
@@ -229,7 +229,7 @@ class LogSumExp(Function):
         ctx.axes = axes
         floating = a.dtype.kind == "f"  # integers give the default float dtype, as in torch
         compute = np.float32 if a.dtype == np.float16 else a.dtype if floating else dtypes.get_default_dtype()
-        data = a.data.astype(compute, copy=False)
+        data = a.array.astype(compute, copy=False)
         if data.size:  # subtract the max so that exp cannot overflow; infinite maxima subtract nothing
             peak = data.max(axis=axes, keepdims=True)
             peak = xp.where(xp.isfinite(peak), peak, 0)
@@ -260,7 +260,7 @@ class Norm(Function):
     def forward(ctx, a, p, axes, keepdim):
         xp = a._xp
         ctx.p, ctx.axes = p, axes
-        data = a.data.astype(_accumulator(a.dtype) or a.dtype, copy=False)
+        data = a.array.astype(_accumulator(a.dtype) or a.dtype, copy=False)
         size = xp.abs(data)
         if p == math.inf or p == -math.inf:
             out = (size.max if p > 0 else size.min)(axis=axes, keepdims=keepdim)
@@ -282,18 +282,18 @@ class Norm(Function):
         p, axes = ctx.p, ctx.axes
         grad = expand_back(grad, x.shape, axes)
         norm = expand_back(out, x.shape, axes)
-        sign = constant_like(x, x._xp.sign(x.data))
+        sign = constant_like(x, x._xp.sign(x.array))
         if p == 0:
             return grad * 0, None, None, None
         if p == 1:
             return grad * sign, None, None, None
         if p == math.inf or p == -math.inf:
-            ties = x._xp.abs(x.data) == norm.data
+            ties = x._xp.abs(x.array) == norm.array
             with np.errstate(invalid="ignore"):
                 share = ties / ties.sum(axis=axes, keepdims=True)
             return grad * sign * constant_like(x, share), None, None, None
         # A zero norm has a zero gradient, as in torch: divide by 1 there instead of by 0.
-        safe_norm = norm + constant_like(x, norm.data == 0)
+        safe_norm = norm + constant_like(x, norm.array == 0)
         if p == 2:
             return grad * x / safe_norm, None, None, None
         return grad * sign * (x * sign) ** (p - 1) / safe_norm ** (p - 1), None, None, None
@@ -317,12 +317,12 @@ def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
 # --- all, any, cumsum ------------------------------------------------------------------------------------
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """True where every entry over ``dim`` is nonzero (a bool tensor, outside the graph)."""
-    return Tensor(input._xp.asarray(input.data.all(axis=reduced_axes(dim, input.ndim), keepdims=keepdim)))
+    return Tensor(input._xp.asarray(input.array.all(axis=reduced_axes(dim, input.ndim), keepdims=keepdim)))
 
 
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """True where some entry over ``dim`` is nonzero (a bool tensor, outside the graph)."""
-    return Tensor(input._xp.asarray(input.data.any(axis=reduced_axes(dim, input.ndim), keepdims=keepdim)))
+    return Tensor(input._xp.asarray(input.array.any(axis=reduced_axes(dim, input.ndim), keepdims=keepdim)))
 
 
 class Cumsum(Function):
@@ -330,8 +330,8 @@ class Cumsum(Function):
     def forward(ctx, a, axis):
         ctx.axis = axis
         if a.ndim == 0:
-            return a.data.astype(_accumulator(a.dtype) if a.dtype.kind in "biu" else a.dtype)
-        out = a.data.cumsum(axis=axis, dtype=_accumulator(a.dtype))
+            return a.array.astype(_accumulator(a.dtype) if a.dtype.kind in "biu" else a.dtype)
+        out = a.array.cumsum(axis=axis, dtype=_accumulator(a.dtype))
         return out.astype(a.dtype if a.dtype == np.float16 else out.dtype, copy=False)
 
     @staticmethod

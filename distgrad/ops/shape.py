@@ -73,7 +73,7 @@ class View(Function):
     @staticmethod
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
-        return a.data.reshape(shape)
+        return a.array.reshape(shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -89,13 +89,13 @@ class ReshapeCopy(View):
 def reshape(input: Tensor, *shape) -> Tensor:
     """``input`` with a new shape (one size may be -1): a view when the strides allow, else a copy."""
     shape = _infer_shape(_sizes(shape), input.numel())
-    return (View if _can_view(input.shape, input.data.strides, shape) else ReshapeCopy).apply(input, shape)
+    return (View if _can_view(input.shape, input.array.strides, shape) else ReshapeCopy).apply(input, shape)
 
 
 def view(input: Tensor, *shape) -> Tensor:
     """Like ``reshape`` but never copies: raises when the strides do not allow a view."""
     shape = _infer_shape(_sizes(shape), input.numel())
-    if not _can_view(input.shape, input.data.strides, shape):
+    if not _can_view(input.shape, input.array.strides, shape):
         raise RuntimeError("view size is not compatible with input tensor's size and stride (at least one "
                            "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
     return View.apply(input, shape)
@@ -145,7 +145,7 @@ class Permute(Function):
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
-        return a.data.transpose(dims)
+        return a.array.transpose(dims)
 
     @staticmethod
     def backward(ctx, grad):
@@ -226,7 +226,7 @@ class ConstantPad(Function):
     @staticmethod
     def forward(ctx, a, widths, value):
         ctx.widths = widths
-        cropped = a.data[tuple(slice(max(-b, 0), n - max(-e, 0)) for n, (b, e) in zip(a.shape, widths))]
+        cropped = a.array[tuple(slice(max(-b, 0), n - max(-e, 0)) for n, (b, e) in zip(a.shape, widths))]
         grow = tuple((max(b, 0), max(e, 0)) for b, e in widths)
         return a._xp.pad(cropped, grow, constant_values=value)
 
@@ -249,7 +249,7 @@ class Narrow(Function):
     @staticmethod
     def forward(ctx, a, dim, start, length):
         ctx.dim, ctx.before, ctx.after = dim, start, a.shape[dim] - start - length
-        return a.data[index_along(dim, slice(start, start + length))]
+        return a.array[index_along(dim, slice(start, start + length))]
 
     @staticmethod
     def backward(ctx, grad):
@@ -274,7 +274,7 @@ class Select(Function):
     @staticmethod
     def forward(ctx, a, dim, index):
         ctx.dim, ctx.index, ctx.size = dim, index, a.shape[dim]
-        return a.data[index_along(dim, index)]
+        return a.array[index_along(dim, index)]
 
     @staticmethod
     def backward(ctx, grad):
@@ -295,7 +295,7 @@ def select(input: Tensor, dim: int, index: int) -> Tensor:
 class Clone(Function):
     @staticmethod
     def forward(ctx, a):
-        return a._xp.array(a.data, copy=True, order="C")
+        return a._xp.array(a.array, copy=True, order="C")
 
     @staticmethod
     def backward(ctx, grad):
@@ -309,14 +309,14 @@ def clone(input: Tensor) -> Tensor:
 
 def contiguous(input: Tensor) -> Tensor:
     """``input`` itself when it is C-contiguous, else a contiguous copy."""
-    return input if input.data.flags.c_contiguous else Clone.apply(input)
+    return input if input.array.flags.c_contiguous else Clone.apply(input)
 
 
 class Flip(Function):
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
-        return a._xp.flip(a.data, dims).copy()  # a copy, as in torch: writes to it leave the input alone
+        return a._xp.flip(a.array, dims).copy()  # a copy, as in torch: writes to it leave the input alone
 
     @staticmethod
     def backward(ctx, grad):
@@ -337,7 +337,7 @@ class Roll(Function):
     @staticmethod
     def forward(ctx, a, shifts, dims):
         ctx.shifts, ctx.dims = shifts, dims
-        return a._xp.roll(a.data, shifts, dims)
+        return a._xp.roll(a.array, shifts, dims)
 
     @staticmethod
     def backward(ctx, grad):
@@ -361,7 +361,7 @@ class Repeat(Function):
     @staticmethod
     def forward(ctx, a, repeats):
         ctx.in_shape, ctx.repeats = a.shape, repeats
-        return a._xp.tile(a.data, repeats)
+        return a._xp.tile(a.array, repeats)
 
     @staticmethod
     def backward(ctx, grad):
@@ -394,6 +394,6 @@ bind_methods(
     unsqueeze=unsqueeze, movedim=movedim, moveaxis=moveaxis, narrow=narrow, select=select, clone=clone,
     contiguous=contiguous, roll=roll, repeat=repeat,
     permute=lambda x, *dims: permute(x, _sizes(dims)), flip=lambda x, *dims: flip(x, _sizes(dims)),
-    tile=tile, is_contiguous=lambda x: bool(x.data.flags.c_contiguous),
+    tile=tile, is_contiguous=lambda x: bool(x.array.flags.c_contiguous),
     T=property(lambda x: Permute.apply(x, tuple(reversed(range(x.ndim))))), mT=property(_matrix_transpose),
 )

@@ -27,7 +27,7 @@ class Adagrad(Optimizer):
                                       initial_accumulator_value=initial_accumulator_value, maximize=maximize))
         for group in self.param_groups:  # like PyTorch, the state exists before the first step
             for p in group["params"]:
-                self._init_state(p.data, self.state[p], group)
+                self._init_state(p.array, self.state[p], group)
 
     @staticmethod
     def _init_state(param, state, group):
@@ -42,7 +42,7 @@ class Adagrad(Optimizer):
         g = effective_grad(param, grad, group["weight_decay"], group["maximize"])
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
 
-        state_sum = state["sum"].data
+        state_sum = state["sum"].array
         scratch = xp.multiply(g, g)  # the one temporary array of the step, reused below
         state_sum += scratch
         denom = xp.sqrt(state_sum, out=scratch)

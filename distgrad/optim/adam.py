@@ -50,7 +50,7 @@ class Adam(Optimizer):
         else:
             g = effective_grad(param, grad, weight_decay, group["maximize"])
 
-        exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+        exp_avg, exp_avg_sq = state["exp_avg"].array, state["exp_avg_sq"].array
         scratch = xp.subtract(g, exp_avg)  # the one temporary array of the step, reused below
         scratch *= 1 - beta1
         exp_avg += scratch
@@ -61,7 +61,7 @@ class Adam(Optimizer):
 
         second_moment = exp_avg_sq
         if group["amsgrad"]:
-            second_moment = state["max_exp_avg_sq"].data
+            second_moment = state["max_exp_avg_sq"].array
             xp.maximum(second_moment, exp_avg_sq, out=second_moment)
         denom = xp.sqrt(second_moment, out=scratch)
         denom /= (1 - beta2 ** step) ** 0.5

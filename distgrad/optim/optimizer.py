@@ -91,7 +91,7 @@ class Optimizer:
                 else:
                     grad.grad_fn = None
                     grad.requires_grad = False
-                    grad.data.fill(0)
+                    grad.array.fill(0)
                     grad._version[0] += 1
 
     def step(self, closure=None):
@@ -108,7 +108,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                self._update(p.data, p.grad.data, self.state[p], group)
+                self._update(p.array, p.grad.array, self.state[p], group)
                 p._version[0] += 1
         return loss
 
@@ -172,7 +172,7 @@ def _state_value_for(param: Tensor, name: str, value):
         return int(value.item()) if isinstance(value, Tensor) else value
     if not isinstance(value, Tensor):
         return value
-    data = backend.to_device(value.data, param.device)
+    data = backend.to_device(value.array, param.device)
     dtype = param.dtype if value.dtype.kind == "f" and param.dtype.kind == "f" else value.dtype
     return Tensor(data.astype(dtype, copy=True))
 

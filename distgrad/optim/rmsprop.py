@@ -40,13 +40,13 @@ class RMSprop(Optimizer):
         alpha, momentum = group["alpha"], group["momentum"]
         g = effective_grad(param, grad, group["weight_decay"], group["maximize"])
 
-        square_avg = state["square_avg"].data
+        square_avg = state["square_avg"].array
         scratch = xp.multiply(g, g)  # the one temporary array of the step, reused below
         scratch *= 1 - alpha
         square_avg *= alpha
         square_avg += scratch
         if group["centered"]:
-            grad_avg = state["grad_avg"].data
+            grad_avg = state["grad_avg"].array
             xp.subtract(g, grad_avg, out=scratch)
             scratch *= 1 - alpha
             grad_avg += scratch
@@ -59,7 +59,7 @@ class RMSprop(Optimizer):
 
         normalized = xp.divide(g, denom, out=scratch)
         if momentum > 0:
-            buf = state["momentum_buffer"].data
+            buf = state["momentum_buffer"].array
             buf *= momentum
             buf += normalized
             normalized = xp.multiply(buf, group["lr"], out=scratch)

@@ -36,10 +36,10 @@ class SGD(Optimizer):
             if buf_tensor is None:
                 buf_tensor = state["momentum_buffer"] = Tensor(g.copy())
             else:
-                buf = buf_tensor.data
+                buf = buf_tensor.array
                 buf *= momentum
                 buf += g if dampening == 0 else (1 - dampening) * g
-            direction, is_temporary = buf_tensor.data, False
+            direction, is_temporary = buf_tensor.array, False
             if group["nesterov"]:
                 direction = backend.array_module(param).multiply(direction, momentum)
                 direction += g

@@ -68,9 +68,9 @@ def many_buckets_match_one_process_and_are_rebuilt_in_ready_order(r, n):
 
 def gradient_as_bucket_view_matches_and_gradients_live_in_the_buckets(r, n):
     ddp = _matches_one_process(r, n, dg.float64, 1e-12, gradient_as_bucket_view=True, bucket_cap_mb=0.001)
-    buffers = [bucket.buffer().data for bucket in ddp.reducer.buckets]
+    buffers = [bucket.buffer().array for bucket in ddp.reducer.buckets]
     for name, p in ddp.module.named_parameters():
-        assert any(np.shares_memory(p.grad.data, buf) for buf in buffers), f"{name}.grad is not a bucket view"
+        assert any(np.shares_memory(p.grad.array, buf) for buf in buffers), f"{name}.grad is not a bucket view"
 
 
 def no_sync_accumulates_locally_then_averages_the_sum(r, n):
@@ -84,16 +84,16 @@ def no_sync_accumulates_locally_then_averages_the_sum(r, n):
             loss_of(ddp, shard(x, r, B), shard(y, r, B)).backward()
             loss_of(local, shard(x, r, B), shard(y, r, B)).backward()
     for p, q in zip(ddp.module.parameters(), local.parameters()):  # nothing was averaged yet
-        np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(p.grad.array, q.grad.array, rtol=0, atol=1e-15)
     loss_of(ddp, shard(xs[2], r, B), shard(ys[2], r, B)).backward()
     for p, q in zip(ddp.module.parameters(), reference.parameters()):
-        np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(p.grad.array, q.grad.array, rtol=0, atol=1e-12)
 
 
 def _local_gradients(head: str, x, y) -> dict:
     model = Heads()
     loss_of(lambda t: model(t, head), x, y).backward()
-    return {name: p.grad.data for name, p in model.named_parameters() if p.grad is not None}
+    return {name: p.grad.array for name, p in model.named_parameters() if p.grad is not None}
 
 
 def find_unused_parameters_reduces_zeros_for_unused_and_leaves_globally_unused_alone(r, n):
@@ -111,7 +111,7 @@ def find_unused_parameters_reduces_zeros_for_unused_and_leaves_globally_unused_a
             if name not in expected:  # head_never, and head_b in a world of one
                 assert p.grad is None, f"{name} is unused on every rank, yet got a gradient"
             else:
-                np.testing.assert_allclose(p.grad.data, expected[name], rtol=0, atol=1e-13, err_msg=name)
+                np.testing.assert_allclose(p.grad.array, expected[name], rtol=0, atol=1e-13, err_msg=name)
 
 
 def an_unused_parameter_without_find_unused_parameters_raises_naming_it(r, n):
@@ -149,7 +149,7 @@ def forward_copies_rank_0_buffers_unless_broadcast_buffers_is_false(r, n):
     for broadcast, expected in ((True, 0.0), (False, float(r))):
         model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
         ddp = DDP(model, broadcast_buffers=broadcast)
-        model[1].running_mean.data[...] = r  # ranks drift apart, e.g. through different batches
+        model[1].running_mean.array[...] = r  # ranks drift apart, e.g. through different batches
         ddp.eval()
         ddp(dg.ones(2, 3))
         np.testing.assert_array_equal(model[1].running_mean.numpy(), [expected, expected])
@@ -178,7 +178,7 @@ def _one_step_gradients(r, n, hook=None) -> list:
         ddp.register_comm_hook(None, hook)
     xs, ys = global_batches(1, n, B, dtype=np.float32)
     loss_of(ddp, shard(xs[0], r, B), shard(ys[0], r, B)).backward()
-    return [p.grad.data for p in ddp.module.parameters()]
+    return [p.grad.array for p in ddp.module.parameters()]
 
 
 def compression_hooks_give_gradients_close_to_float32(r, n):

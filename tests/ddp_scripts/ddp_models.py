@@ -52,7 +52,7 @@ def train(model, xs, ys, wrapper=None) -> None:
 
 def max_difference(a: nn.Module, b: nn.Module) -> float:
     """The largest absolute difference between the two models' parameters."""
-    return max(float(np.abs(p.data - q.data).max()) for p, q in zip(a.parameters(), b.parameters()))
+    return max(float(np.abs(p.array - q.array).max()) for p, q in zip(a.parameters(), b.parameters()))
 
 
 class Heads(nn.Module):

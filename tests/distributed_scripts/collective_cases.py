@@ -31,7 +31,7 @@ def full(value, dtype, n=3):
 
 
 def expect(tensor, expected):
-    got = backend.to_device(tensor.data, backend.CPU)
+    got = backend.to_device(tensor.array, backend.CPU)
     np.testing.assert_array_equal(got, np.asarray(expected, dtype=got.dtype))
 
 

@@ -48,7 +48,7 @@ class Embedding(Module):
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight.array[self.padding_idx] = 0
             self.weight._version[0] += 1
 
     def forward(self, input: Tensor) -> Tensor:
@@ -59,10 +59,10 @@ class Embedding(Module):
     def _renorm_looked_up_rows(self, input: Tensor) -> None:
         """Scales the rows ``input`` refers to so their ``norm_type``-norm is at most ``max_norm``."""
         xp = self.weight._xp
-        rows = xp.unique(input.data)
-        norms = xp.linalg.norm(self.weight.data[rows], ord=self.norm_type, axis=1, keepdims=True)
+        rows = xp.unique(input.array)
+        norms = xp.linalg.norm(self.weight.array[rows], ord=self.norm_type, axis=1, keepdims=True)
         scale = xp.where(norms > self.max_norm, self.max_norm / (norms + 1e-7), 1.0)
-        self.weight.data[rows] *= scale.astype(self.weight.dtype)
+        self.weight.array[rows] *= scale.astype(self.weight.dtype)
         self.weight._version[0] += 1
 
     def extra_repr(self) -> str:

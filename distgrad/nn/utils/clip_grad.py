@@ -40,7 +40,7 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
     if not tensors:
         return Tensor(np.zeros((), dtypes.get_default_dtype()))
     first = tensors[0]
-    norms = [backend.to_device(_vector_norm(t.data, norm_type), first.device) for t in tensors]
+    norms = [backend.to_device(_vector_norm(t.array, norm_type), first.device) for t in tensors]
     xp = first._xp
     total = _vector_norm(xp.stack(norms), norm_type).astype(first.dtype)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
@@ -57,7 +57,7 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor) -> No
         return
     coef = min(float(max_norm) / (float(total_norm.item()) + 1e-6), 1.0)
     for g in grads:
-        g.data *= g.data.dtype.type(coef)
+        g.array *= g.array.dtype.type(coef)
         g._version[0] += 1
 
 
@@ -78,5 +78,5 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
     clip_value = float(clip_value)
     for g in _grads(parameters):
         xp = g._xp
-        xp.clip(g.data, -clip_value, clip_value, out=g.data)
+        xp.clip(g.array, -clip_value, clip_value, out=g.array)
         g._version[0] += 1

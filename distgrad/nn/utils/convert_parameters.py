@@ -32,5 +32,5 @@ def vector_to_parameters(vec: Tensor, parameters) -> None:
     for param in parameters:
         device = _check_same_device(param, device)
         n = param.numel()
-        param.data = vec.data[pointer:pointer + n].reshape(param.shape)
+        param.array = vec.array[pointer:pointer + n].reshape(param.shape)
         pointer += n
