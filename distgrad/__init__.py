@@ -1,17 +1,61 @@
-"""distgrad: PyTorch-style tensors and autograd on NumPy and CuPy, trained across GPUs with MPI/NCCL."""
-from distgrad import ops  # noqa: F401  (binds Tensor methods)
-from distgrad.autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
-from distgrad.backend import Device as device  # noqa: F401
-from distgrad.creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full,  # noqa: F401
-                               full_like, linspace, ones, ones_like, rand, rand_like, randint, randint_like,
-                               randn, randn_like, randperm, tensor, zeros, zeros_like)
-from distgrad.dtypes import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half,  # noqa: F401
-                             int, int8, int32, int64, long, set_default_dtype, uint8)
-from distgrad.ops import *  # noqa: F401,F403
-from distgrad.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state  # noqa: F401
-from distgrad.serialization import load, save  # noqa: F401
-from distgrad.tensor import Tensor  # noqa: F401
-from distgrad.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck  # noqa: F401
-from distgrad import autograd, cuda, data, distributed, nn, optim, viz  # noqa: F401
+"""distgrad: PyTorch-style tensors and autograd on NumPy and CuPy, trained across GPUs with MPI/NCCL.
+
+The top-level names (``dg.tensor``, ``dg.float32``, ``dg.nn``, ...) load on first use: the launcher
+installs as ``distgrad.launch`` and must start without NumPy or the engine. The names themselves are
+listed in ``distgrad/namespace.py``; subpackages load when first touched.
+"""
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
+
+# Submodules reachable as attributes (``dg.nn``) and through ``from distgrad import backend``.
+_SUBMODULES = frozenset({
+    "autograd", "backend", "bench", "creation", "cuda", "data", "distributed", "dtypes", "envvars", "launch",
+    "namespace", "nn", "ops", "optim", "random", "serialization", "viz",
+})
+_namespace_loaded = False
+_namespace_loading = False
+
+
+def _load_namespace() -> None:
+    global _namespace_loaded, _namespace_loading
+    _namespace_loading = True
+    try:
+        namespace = importlib.import_module("distgrad.namespace")
+    finally:
+        _namespace_loading = False
+    globals().update({name: getattr(namespace, name) for name in namespace.__all__})
+    _namespace_loaded = True
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    # While the namespace is loading, a missing name is a submodule being imported, not an API name.
+    if name.startswith("__") or _namespace_loading or _namespace_loaded:
+        raise AttributeError(f"module 'distgrad' has no attribute '{name}'")
+    _load_namespace()
+    try:
+        return globals()[name]
+    except KeyError:
+        raise AttributeError(f"module 'distgrad' has no attribute '{name}'") from None
+
+
+def __dir__():
+    if not _namespace_loaded:
+        _load_namespace()
+    return sorted(set(globals()) | _SUBMODULES)
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name, value):
+        # Importing the submodule distgrad/tensor.py sets the attribute ``distgrad.tensor`` to it;
+        # ``dg.tensor`` is the function that makes tensors, as in PyTorch, so the module stays out.
+        if name == "tensor" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -116,11 +116,6 @@ def cuda_device_context(device: Device):
     return cupy_module().cuda.Device(device.index)
 
 
-def owns_memory(a) -> bool:
-    """True when ``a`` is not a view of another array (safe to hand out without copying)."""
-    return a.base is None
-
-
 def synchronize(device: Device | None = None) -> None:
     """Wait for all queued GPU work (a no-op on the CPU)."""
     if _cupy is not None and (device is None or device.type == "cuda"):
@@ -133,11 +128,6 @@ def from_dlpack(capsule_owner):
     if int(dev_type) == 1:  # kDLCPU
         return np.from_dlpack(capsule_owner)
     return cupy_module().from_dlpack(capsule_owner)
-
-
-def random_state(device: Device):
-    """The module whose ``random`` draws arrays on ``device``."""
-    return module_for(device)
 
 
 def scatter_add(target, indices, values) -> None:

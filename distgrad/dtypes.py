@@ -39,10 +39,6 @@ def to_dtype(dtype) -> np.dtype | None:
         raise TypeError(f"unknown dtype {dtype!r}") from None
 
 
-def is_floating(dtype) -> bool:
-    return np.dtype(dtype).kind == "f"
-
-
 def name(dtype) -> str:
     """``'float32'`` etc., as shown in reprs and error messages."""
     return np.dtype(dtype).name

@@ -1,13 +1,14 @@
 """``Tensor``: an array (NumPy or CuPy) with the autograd fields ``grad``, ``requires_grad``, ``grad_fn``.
 
-Ops are defined in ``distgrad/ops/``, each family binding its own methods and operators here.
+This module sits below the engine and the ops and imports neither: the autograd methods
+(``backward``, hooks, ``retain_grad``) are bound by ``distgrad/autograd/tensor_methods.py``, and each
+op family in ``distgrad/ops/`` binds its own methods and operators.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from distgrad import backend
-from distgrad.autograd.hooks import add_hook
 
 
 class Tensor:
@@ -153,73 +154,6 @@ class Tensor:
                                "var_no_grad = var.detach().")
         self.requires_grad = requires_grad
         return self
-
-    def _grad_accumulator(self):
-        if self._accumulator is None:
-            from distgrad.autograd.function import AccumulateGrad
-            self._accumulator = AccumulateGrad(self)
-        return self._accumulator
-
-    def register_hook(self, hook):
-        """``hook(grad) -> Tensor | None`` runs when this tensor's gradient is computed; it may replace it."""
-        if not self.requires_grad:
-            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
-        if self.grad_fn is not None:
-            return self.grad_fn.register_prehook(hook, self.output_nr)
-        if self._hooks is None:
-            self._hooks = {}
-        return add_hook(self._hooks, hook)
-
-    def register_post_accumulate_grad_hook(self, hook):
-        """``hook(tensor)`` runs once this leaf's ``.grad`` is final for the backward pass."""
-        if self.grad_fn is not None:
-            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
-        if not self.requires_grad:
-            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
-        if self._post_accumulate_grad_hooks is None:
-            self._post_accumulate_grad_hooks = {}
-        return add_hook(self._post_accumulate_grad_hooks, hook)
-
-    def retain_grad(self) -> None:
-        """Keeps the gradient of this non-leaf tensor in ``.grad`` after backward."""
-        if self.grad_fn is None:
-            if not self.requires_grad:
-                raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
-            return
-        import weakref
-        ref = weakref.ref(self)
-
-        def keep(grad):
-            t = ref()
-            if t is not None:
-                copy = Tensor(grad.array.copy())
-                t.grad = copy if t.grad is None else t.grad + copy
-        self.grad_fn.register_prehook(keep, self.output_nr)
-
-    def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> None:
-        """Accumulates d(self)/d(leaf) into every leaf's ``.grad`` (or only those in ``inputs``)."""
-        from distgrad.autograd.engine import run_backward
-
-        if gradient is None:
-            if self.array.size != 1:
-                raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            gradient = Tensor(self._xp.ones_like(self.array))
-        elif not isinstance(gradient, Tensor):
-            raise TypeError(f"gradient must be a Tensor, got {type(gradient).__name__}")
-        elif gradient.shape != self.shape:
-            raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of {list(gradient.shape)} "
-                               f"and output[0] has a shape of {list(self.shape)}.")
-        if retain_graph is None:
-            retain_graph = create_graph
-        if isinstance(inputs, Tensor):
-            inputs = [inputs]
-        if inputs is not None and len(inputs) == 0:
-            raise RuntimeError("'inputs' argument to backward() cannot be empty.")
-        captured = run_backward([self], [gradient], retain_graph, create_graph, inputs=inputs)
-        if inputs is not None:
-            for t, g in zip(inputs, captured):
-                if t.grad_fn is not None and g is not None:
-                    t.grad = g if t.grad is None else t.grad + g
 
     # --- printing --------------------------------------------------------------------------------
     def __repr__(self) -> str:

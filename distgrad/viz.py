@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from distgrad.autograd.function import AccumulateGrad
+from distgrad.autograd.node import AccumulateGrad
 
 
 def _shape(t) -> str:

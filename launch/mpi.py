@@ -7,9 +7,10 @@ import shutil
 import subprocess
 import sys
 
-from distgrad.distributed.world import EXPECTED_WORLD_SIZE_ENV  # checked by init_process_group
+from distgrad import envvars
 
-MPIEXEC_ENV = "DISTGRAD_MPIEXEC"
+EXPECTED_WORLD_SIZE_ENV = envvars.EXPECTED_WORLD_SIZE  # checked by init_process_group
+MPIEXEC_ENV = envvars.MPIEXEC
 
 
 def find_mpiexec() -> str:

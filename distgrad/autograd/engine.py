@@ -1,10 +1,19 @@
 """The tape engine: runs recorded nodes backward in reverse recording order.
 
-From the roots, a depth-first walk counts how many edges lead into each node. A node is ready when
-every node that feeds it has run; ready nodes wait in a heap ordered by sequence number, highest
-(most recently recorded) first. A leaf's ``AccumulateGrad`` has an infinite sequence number, so it
-runs the moment it is ready: its ``.grad`` is final, and its post-accumulate hooks fire, while the
-rest of backward is still running. That is the moment data-parallel training starts communicating.
+``run_backward`` takes four steps:
+
+1. **Plan**: from the roots, a depth-first walk counts how many edges lead into each node. With
+   ``inputs`` given (``autograd.grad``), only the nodes on a path to them are marked to run.
+2. **Seed**: the roots' gradients go into their nodes' input buffers.
+3. **Execute**: a node is ready when every node that feeds it has run; ready nodes wait in a heap
+   ordered by sequence number, highest (most recently recorded) first. Each ready node runs its
+   backward and adds what it returns into the buffers of the nodes it points to. A leaf's
+   ``AccumulateGrad`` has an infinite sequence number, so it runs the moment it is ready: its
+   ``.grad`` is final, and its post-accumulate hooks fire, while the rest of backward is still
+   running. That is the moment data-parallel training starts communicating.
+4. **Finish**: callbacks queued during the pass (``queue_callback``) run in order.
+
+The engine knows nodes (``node.py``) and the small tensor protocol described there, not ``Tensor``.
 """
 from __future__ import annotations
 
@@ -12,8 +21,8 @@ import heapq
 import threading
 
 from distgrad.autograd import anomaly_mode
-from distgrad.autograd.function import AccumulateGrad
 from distgrad.autograd.grad_mode import state as _grad_state
+from distgrad.autograd.node import AccumulateGrad, gradient_edge, increment_version
 
 _local = threading.local()
 
@@ -27,6 +36,7 @@ def queue_callback(fn) -> None:
 
 
 class _GraphTask:
+    """The state of one backward pass."""
     __slots__ = ("callbacks", "stored_arrays", "create_graph")
 
     def __init__(self, create_graph: bool):
@@ -35,12 +45,25 @@ class _GraphTask:
         self.create_graph = create_graph
 
 
-def root_edge(t):
-    if t.grad_fn is not None:
-        return t.grad_fn, t.output_nr
-    if t.requires_grad:
-        return t._grad_accumulator(), 0
-    return None
+class _Plan:
+    """Step 1: how many edges lead into each node, and (for ``inputs``) which nodes must run."""
+    __slots__ = ("deps", "targets", "executable", "captured")
+
+    def __init__(self, root_nodes, inputs):
+        self.deps, parents = _count_dependencies(root_nodes, want_parents=inputs is not None)
+        self.targets = self.executable = self.captured = None
+        if inputs is not None:
+            self.targets = {}
+            for i, t in enumerate(inputs):
+                edge = gradient_edge(t)
+                if edge is None:
+                    raise RuntimeError(f"input {i} of autograd.grad does not require grad")
+                self.targets.setdefault(edge[0], []).append((edge[1], i))
+            self.executable = _strict_ancestors(self.targets, parents)
+            self.captured = [None] * len(inputs)
+
+    def should_run(self, node) -> bool:
+        return self.executable is None or node in self.executable or node in self.targets
 
 
 def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inputs=None,
@@ -52,99 +75,102 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
     """
     edges = []
     for i, t in enumerate(roots):
-        edge = root_edge(t)
+        edge = gradient_edge(t)
         if edge is None:
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
         edges.append(edge)
-
-    deps, parents = _count_dependencies([e[0] for e in edges], want_parents=inputs is not None)
-    targets = executable = None
-    captured = None
-    if inputs is not None:
-        targets = {}
-        for i, t in enumerate(inputs):
-            edge = root_edge(t)
-            if edge is None:
-                raise RuntimeError(f"input {i} of autograd.grad does not require grad")
-            targets.setdefault(edge[0], []).append((edge[1], i))
-        executable = _strict_ancestors(targets, parents)
-        captured = [None] * len(inputs)
-
+    plan = _Plan([e[0] for e in edges], inputs)
     task = _GraphTask(create_graph)
-    for g in root_grads:
-        task.stored_arrays.add(id(g.array))
-    buffers = {}
-    for (node, nr), g in zip(edges, root_grads):
-        _add_to_buffer(buffers, node, nr, g)
-    heap = []
-    for node in buffers:
-        if deps.get(node, 0) == 0:
-            heap.append((-node.seq, id(node), node))
-    heapq.heapify(heap)
+    buffers = _seed(edges, root_grads, task)
 
     prev_task = getattr(_local, "task", None)
     _local.task = task
     prev_grad = _grad_state.enabled
     _grad_state.enabled = create_graph
-    push, pop = heapq.heappush, heapq.heappop
-    ready = None  # the one ready node when nothing else is: a chain of ops skips the heap
     try:
-        while heap or ready is not None:
-            if ready is not None:
-                node, ready = ready, None
-            else:
-                node = pop(heap)[2]
-            grads = buffers.pop(node)
-            if node.pre_hooks:
-                _run_pre_hooks(node.pre_hooks, grads)
-            if targets is not None and node in targets:
-                for nr, i in targets[node]:
-                    captured[i] = grads[nr]
-            if node.__class__ is AccumulateGrad:
-                if accumulate and grads[0] is not None:
-                    _accumulate(node.variable, grads[0], task)
-                continue
-            if executable is not None and node not in executable:
-                continue
-            if grads[0] is not None or any(g is not None for g in grads):
-                try:
-                    outs = node.run_backward(grads)
-                except Exception as exc:
-                    _add_forward_trace(node, exc)
-                    raise
-                if anomaly_mode.enabled:
-                    _check_finite(node, outs)
-                if not retain_graph:
-                    node._saved = None
-            else:
-                outs = (None,) * len(node.next_functions)
-            for edge, g in zip(node.next_functions, outs):
-                if edge is None:
-                    continue
-                nxt, nr = edge
-                buf = buffers.get(nxt)
-                if buf is None:
-                    buf = buffers[nxt] = [None] * nxt.num_outputs
-                if g is not None:
-                    old = buf[nr]
-                    buf[nr] = g if old is None else old + g
-                left = deps[nxt] - 1
-                deps[nxt] = left
-                if left == 0 and (executable is None or nxt in executable or nxt in targets):
-                    if ready is None and not heap:
-                        ready = nxt
-                    else:
-                        if ready is not None:
-                            push(heap, (-ready.seq, id(ready), ready))
-                            ready = None
-                        push(heap, (-nxt.seq, id(nxt), nxt))
-        _grad_state.enabled = prev_grad
+        _execute(plan, task, buffers, retain_graph, accumulate)
+        _grad_state.enabled = prev_grad  # callbacks run in the caller's grad mode
         while task.callbacks:
             task.callbacks.pop(0)()
     finally:
         _grad_state.enabled = prev_grad
         _local.task = prev_task
-    return captured
+    return plan.captured
+
+
+def _seed(edges, root_grads, task) -> dict:
+    """Step 2: the roots' gradients in their nodes' input buffers."""
+    buffers = {}
+    for (node, nr), g in zip(edges, root_grads):
+        task.stored_arrays.add(id(g.array))
+        buf = buffers.get(node)
+        if buf is None:
+            buf = buffers[node] = [None] * node.num_outputs
+        buf[nr] = g if buf[nr] is None else buf[nr] + g
+    return buffers
+
+
+def _execute(plan, task, buffers, retain_graph: bool, accumulate: bool) -> None:
+    """Step 3: runs ready nodes, most recently recorded first, until none is left."""
+    deps, targets, executable = plan.deps, plan.targets, plan.executable
+    heap = [(-node.seq, id(node), node) for node in buffers if deps.get(node, 0) == 0]
+    heapq.heapify(heap)
+    push, pop = heapq.heappush, heapq.heappop
+    ready = None  # the one ready node when nothing else is: a chain of ops skips the heap
+    while heap or ready is not None:
+        if ready is not None:
+            node, ready = ready, None
+        else:
+            node = pop(heap)[2]
+        grads = buffers.pop(node)
+        if node.pre_hooks:
+            _run_pre_hooks(node.pre_hooks, grads)
+        if targets is not None and node in targets:
+            for nr, i in targets[node]:
+                plan.captured[i] = grads[nr]
+        if node.__class__ is AccumulateGrad:
+            if accumulate and grads[0] is not None:
+                _accumulate(node.variable, grads[0], task)
+            continue
+        if executable is not None and node not in executable:
+            continue
+        outs = _run_node(node, grads, retain_graph)
+        for edge, g in zip(node.next_functions, outs):
+            if edge is None:
+                continue
+            nxt, nr = edge
+            buf = buffers.get(nxt)
+            if buf is None:
+                buf = buffers[nxt] = [None] * nxt.num_outputs
+            if g is not None:
+                old = buf[nr]
+                buf[nr] = g if old is None else old + g
+            left = deps[nxt] - 1
+            deps[nxt] = left
+            if left == 0 and (executable is None or plan.should_run(nxt)):
+                if ready is None and not heap:
+                    ready = nxt
+                else:
+                    if ready is not None:
+                        push(heap, (-ready.seq, id(ready), ready))
+                        ready = None
+                    push(heap, (-nxt.seq, id(nxt), nxt))
+
+
+def _run_node(node, grads, retain_graph: bool):
+    """One node's backward: its gradients per input (all None when no gradient reached it)."""
+    if grads[0] is None and all(g is None for g in grads):
+        return (None,) * len(node.next_functions)
+    try:
+        outs = node.run_backward(grads)
+    except Exception as exc:
+        _add_forward_trace(node, exc)
+        raise
+    if anomaly_mode.enabled:
+        _check_finite(node, outs)
+    if not retain_graph:
+        node._saved = None
+    return outs
 
 
 def _count_dependencies(start, want_parents: bool):
@@ -176,13 +202,6 @@ def _strict_ancestors(targets, parents):
                 found.add(p)
                 stack.append(p)
     return found
-
-
-def _add_to_buffer(buffers, node, nr, g):
-    buf = buffers.get(node)
-    if buf is None:
-        buf = buffers[node] = [None] * node.num_outputs
-    buf[nr] = g if buf[nr] is None else buf[nr] + g
 
 
 def _run_pre_hooks(pre_hooks, grads):
@@ -218,6 +237,8 @@ def _check_finite(node, outs):
 
 
 def _accumulate(var, g, task):
+    """A leaf's gradient: through its hooks, into ``.grad`` (a fresh array the first time), then
+    the post-accumulate hooks."""
     hooks = var._hooks
     if hooks:
         for fn in tuple(hooks.values()):
@@ -233,6 +254,7 @@ def _accumulate(var, g, task):
             var.grad = g
         else:
             data = g.array
+            # The array may be shared (another leaf's grad, a view, a root gradient): copy it then.
             if id(data) in task.stored_arrays or data.base is not None or data.dtype != var.dtype:
                 data = data.astype(var.dtype, copy=True)
             task.stored_arrays.add(id(data))
@@ -241,7 +263,7 @@ def _accumulate(var, g, task):
         var.grad = var.grad + g
     else:
         var.grad.array += g.array
-        var.grad._version[0] += 1
+        increment_version(var.grad)
     post = var._post_accumulate_grad_hooks
     if post:
         for fn in tuple(post.values()):

@@ -13,7 +13,7 @@ import numpy as _np
 
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
-from distgrad.autograd.hooks import add_hook
+from distgrad.autograd.node import Node, grad_accumulator
 from distgrad.tensor import Tensor
 
 _sequence = itertools.count()
@@ -24,26 +24,6 @@ FREED_GRAPH_MESSAGE = (
     ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
     "graph a second time or if you need to access saved tensors after calling backward."
 )
-
-
-class Node:
-    """What the engine needs of a node: a sequence number, edges to the next nodes, hooks."""
-
-    seq: int
-    next_functions: tuple  # per input: (node, output_nr) or None when it needs no gradient
-    num_outputs = 1
-    pre_hooks = None  # {output_nr: {handle id: fn}}, made on the first register_prehook
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
-    def register_prehook(self, fn, output_nr: int = 0):
-        """``fn(grad) -> grad | None`` runs before this node sees the gradient of output ``output_nr``."""
-        if self.pre_hooks is None:
-            self.pre_hooks = {}
-        hooks = self.pre_hooks.setdefault(output_nr, {})
-        return add_hook(hooks, fn)
 
 
 class Function(Node):
@@ -106,23 +86,10 @@ class Function(Node):
     def apply(cls, *args, **kwargs):
         """Runs ``forward`` and, when an input requires grad and grad mode is on, records the node."""
         ctx = cls.__new__(cls)
-        grad_on = _grad_state.enabled
-        if grad_on:
-            needs = []
-            edges = []
-            for a in args:
-                if isinstance(a, Tensor) and a.requires_grad:
-                    needs.append(True)
-                    edges.append((a.grad_fn or a._grad_accumulator(), a.output_nr))
-                else:
-                    needs.append(False)
-                    edges.append(None)
-            record = True in needs
-            ctx.needs_input_grad = tuple(needs)
-            _grad_state.enabled = False
-        else:
-            record = False
         ctx._saved = ()
+        grad_on = _grad_state.enabled
+        edges = ctx._note_inputs(args) if grad_on else None
+        _grad_state.enabled = False
         try:
             out = cls.forward(ctx, *args, **kwargs)
         except Exception as exc:
@@ -131,39 +98,54 @@ class Function(Node):
         finally:
             _grad_state.enabled = grad_on
 
-        if out.__class__ is not tuple:
-            out = Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args)
-            if cls.is_view:
-                out._version = args[0]._version
-            if record and out.array.dtype.kind in "fc" and "_non_differentiable" not in ctx.__dict__:
-                out.requires_grad = True
-                out.grad_fn = ctx
-                ctx.seq = next(_sequence)
-                ctx.next_functions = tuple(edges)
-                if ctx._saved:
-                    ctx._keep_saved((out,))
-                if anomaly_mode.enabled:
-                    ctx.forward_trace = "".join(traceback.format_stack()[:-1])
-            return out
-        outs = tuple(_as_output(o, args) for o in out)
+        single = out.__class__ is not tuple
+        if single:
+            outs = (Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args),)
+        else:
+            outs = tuple(_as_output(o, args) for o in out)
         if cls.is_view:
             outs[0]._version = args[0]._version
-        if record:
-            nondiff = ctx.__dict__.get("_non_differentiable", ())
-            for nr, o in enumerate(outs):
-                if o.array.dtype.kind in "fc" and id(o) not in nondiff:
-                    o.requires_grad = True
-                    o.grad_fn = ctx
-                    o.output_nr = nr
-            ctx.num_outputs = len(outs)
-            ctx._output_meta = tuple((o.shape, o.dtype, o._xp) for o in outs)
-            ctx.seq = next(_sequence)
-            ctx.next_functions = tuple(edges)
-            if ctx._saved:
-                ctx._keep_saved(outs)
-            if anomaly_mode.enabled:
-                ctx.forward_trace = "".join(traceback.format_stack()[:-1])
-        return outs
+        if edges is not None:
+            ctx._record(outs, edges, single)
+        return outs[0] if single else outs
+
+    def _note_inputs(self, args):
+        """Sets ``needs_input_grad``; the edges to the inputs' nodes when any input needs a gradient."""
+        needs = []
+        edges = []
+        for a in args:
+            if isinstance(a, Tensor) and a.requires_grad:
+                needs.append(True)
+                edges.append((a.grad_fn or grad_accumulator(a), a.output_nr))
+            else:
+                needs.append(False)
+                edges.append(None)
+        self.needs_input_grad = tuple(needs)
+        return tuple(edges) if True in needs else None
+
+    def _record(self, outs, edges, single: bool) -> None:
+        """Makes this ctx the node of its differentiable outputs on the tape."""
+        nondiff = self.__dict__.get("_non_differentiable", ())
+        if single and nondiff:
+            return  # a single output marked non-differentiable: nothing to record
+        recorded = False
+        for nr, o in enumerate(outs):
+            if o.array.dtype.kind in "fc" and id(o) not in nondiff:
+                o.requires_grad = True
+                o.grad_fn = self
+                o.output_nr = nr
+                recorded = True
+        if not recorded and single:
+            return
+        if not single:
+            self.num_outputs = len(outs)
+            self._output_meta = tuple((o.shape, o.dtype, o._xp) for o in outs)
+        self.seq = next(_sequence)
+        self.next_functions = edges
+        if self._saved:
+            self._keep_saved(outs)
+        if anomaly_mode.enabled:
+            self.forward_trace = "".join(traceback.format_stack()[:-2])
 
     def _keep_saved(self, outputs) -> None:
         """Notes each saved tensor's version; outputs are kept without their grad_fn (no cycle)."""
@@ -247,20 +229,6 @@ class _SavedOutput:
         t.grad_fn = node
         t.output_nr = self.output_nr
         return t
-
-
-class AccumulateGrad(Node):
-    """The node of a leaf that requires grad: sums incoming gradients into ``leaf.grad``."""
-
-    seq = float("inf")  # runs as soon as it is ready, so a leaf's grad is final as early as possible
-    next_functions = ()
-
-    def __init__(self, variable):
-        self.variable = variable
-
-    @property
-    def name(self) -> str:
-        return "AccumulateGrad"
 
 
 def _raise_device_mismatch(cls, args, exc):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from distgrad.autograd.grad import grad
 from distgrad.autograd.grad_mode import enable_grad
+from distgrad.tensor import Tensor
 
 
 def _as_tuple(x):
-    from distgrad.tensor import Tensor
     return (x,) if isinstance(x, Tensor) else tuple(x), isinstance(x, Tensor)
 
 
@@ -16,13 +16,22 @@ def _prepare(inputs, create_graph: bool):
 
 
 def _zeros_for(t):
-    from distgrad.tensor import Tensor
     return Tensor(t._xp.zeros_like(t.array))
 
 
 def _grads(outputs, inputs, grad_outputs, create_graph):
     gs = grad(outputs, inputs, grad_outputs, retain_graph=True, create_graph=create_graph, allow_unused=True)
     return tuple(_zeros_for(x) if g is None else g for x, g in zip(inputs, gs))
+
+
+def _stack(rows):
+    """The rows stacked along a new first axis, recorded when they require grad (written with
+    indexed assignment, so that the engine needs nothing of ``distgrad.ops``)."""
+    first = rows[0]
+    out = Tensor(first._xp.zeros((len(rows),) + first.shape, first.dtype))
+    for i, row in enumerate(rows):
+        out[i] = row
+    return out
 
 
 def vjp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
@@ -59,7 +68,6 @@ def jvp(func, inputs, v=None, create_graph: bool = False, strict: bool = False):
 
 def jacobian(func, inputs, create_graph: bool = False, strict: bool = False, vectorize: bool = False):
     """d func / d inputs, shaped ``output.shape + input.shape`` (nested tuples for several of either)."""
-    from distgrad.ops.joining import stack
     inputs, single_in = _as_tuple(inputs)
     with enable_grad():
         xs = _prepare(inputs, create_graph)
@@ -73,7 +81,7 @@ def jacobian(func, inputs, create_graph: bool = False, strict: bool = False, vec
                 for k, g in enumerate(gs):
                     rows[k].append(g)
             table.append(tuple(
-                (stack(r).reshape(out.shape + x.shape) if r else _zeros_for(x).reshape((0,) + x.shape)
+                (_stack(r).reshape(out.shape + x.shape) if r else _zeros_for(x).reshape((0,) + x.shape)
                  if out.numel() == 0 else None)
                 for r, x in zip(rows, xs)))
     if single_out and single_in:

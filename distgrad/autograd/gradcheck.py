@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad.autograd.grad import grad as autograd_grad
+from distgrad.tensor import Tensor
 
 
 class GradcheckError(RuntimeError):
@@ -11,7 +12,6 @@ class GradcheckError(RuntimeError):
 
 
 def _tensors(x) -> tuple:
-    from distgrad.tensor import Tensor
     return (x,) if isinstance(x, Tensor) else tuple(x)
 
 
@@ -34,7 +34,6 @@ def _numerical_jacobians(func, inputs, index, eps):
 
 
 def _analytical_jacobians(outputs, inputs, index):
-    from distgrad.tensor import Tensor
     x = inputs[index]
     xp = x._xp
     jacs = []
@@ -91,7 +90,6 @@ def gradcheck(func, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float =
 def gradgradcheck(func, inputs, grad_outputs=None, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
                   raise_exception: bool = True) -> bool:
     """``gradcheck`` of the first derivatives themselves (backward written with differentiable ops)."""
-    from distgrad.tensor import Tensor
     inputs = _tensors(inputs)
     outputs = _tensors(func(*inputs))
     if grad_outputs is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+from distgrad import envvars
 from distgrad.bench import ddp, scale
 from distgrad.bench.allreduce import message_sizes
 from distgrad.bench.costmodel import PRESETS, Link, StepCompute
@@ -78,7 +79,7 @@ def run_autograd(args, results: dict) -> dict:
 
 
 def run_mnist(args, results: dict) -> dict:
-    data_dir = args.data_dir or os.environ.get("DISTGRAD_DATA")
+    data_dir = args.data_dir or os.environ.get(envvars.DATA_ROOT)
     rows = []
     with _progress(args, len(args.ranks), "mnist") as bar:
         for world in args.ranks:

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from distgrad import backend
+from distgrad import backend, envvars
 from distgrad.data.dataset import Dataset
 from distgrad.data.download import DownloadError, download
 from distgrad.data.idx import read_idx
@@ -18,7 +18,7 @@ IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 def data_root(root: str | None = None) -> str:
     """Where datasets live: ``root``, else ``$DISTGRAD_DATA``, else ``~/.cache/distgrad``."""
-    return os.path.expanduser(root or os.environ.get("DISTGRAD_DATA") or os.path.join("~", ".cache", "distgrad"))
+    return os.path.expanduser(root or os.environ.get(envvars.DATA_ROOT) or os.path.join("~", ".cache", "distgrad"))
 
 
 class MNIST(Dataset):

@@ -9,7 +9,8 @@ from distgrad.distributed.object_collectives import all_gather_object, broadcast
 from distgrad.distributed.process_group import ProcessGroup  # noqa: F401
 from distgrad.distributed.reduce_op import ReduceOp  # noqa: F401
 from distgrad.distributed.work import Work  # noqa: F401
-from distgrad.distributed.world import (GroupMember, destroy_process_group, get_backend,  # noqa: F401
+from distgrad.distributed.teardown import destroy_process_group  # noqa: F401
+from distgrad.distributed.world import (GroupMember, get_backend,  # noqa: F401
                                         get_local_rank, get_local_world_size, get_rank, get_world_size,
                                         init_process_group, is_initialized, launched_by_mpi, new_group)
 from distgrad.distributed.ddp import DistributedDataParallel  # noqa: F401

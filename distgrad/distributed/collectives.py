@@ -12,6 +12,7 @@ from distgrad import backend
 from distgrad.distributed import debug, world
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 __all__ = ["all_gather", "all_reduce", "barrier", "broadcast", "gather", "reduce", "reduce_scatter", "scatter"]
 
@@ -49,7 +50,7 @@ def _array(tensor, name: str, op_name: str, written: bool = True):
     if not tensor.array.flags.c_contiguous:
         raise RuntimeError(f"{op_name}: Tensors must be contiguous")
     if written:
-        tensor._version[0] += 1
+        increment_version(tensor)
     return tensor.array
 
 

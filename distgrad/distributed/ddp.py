@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 
 from distgrad import backend
-from distgrad.autograd.function import AccumulateGrad
+from distgrad.autograd.node import AccumulateGrad
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.distributed import collectives, object_collectives, world
 from distgrad.distributed.reducer import Reducer
 from distgrad.nn.module import Module
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 __all__ = ["DistributedDataParallel"]
 
@@ -163,7 +164,7 @@ def _broadcast_coalesced(tensors: list, src: int, process_group) -> None:
         offset = 0
         for t in members:
             t.array[...] = flat.array[offset:offset + t.numel()].reshape(t.shape)
-            t._version[0] += 1
+            increment_version(t)
             offset += t.numel()
 
 

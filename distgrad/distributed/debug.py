@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from distgrad import backend
+from distgrad import backend, envvars
 
-DEBUG_ENV = "DISTGRAD_DISTRIBUTED_DEBUG"
+DEBUG_ENV = envvars.DISTRIBUTED_DEBUG
 
 
 def detail_enabled() -> bool:

@@ -9,7 +9,9 @@ import ctypes
 import ctypes.util
 import os
 
-CUDA_AWARE_ENV = "DISTGRAD_MPI_CUDA_AWARE"
+from distgrad import envvars
+
+CUDA_AWARE_ENV = envvars.MPI_CUDA_AWARE
 
 
 def mpi():

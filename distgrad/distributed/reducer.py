@@ -20,6 +20,7 @@ from distgrad.distributed.buckets import GradBucket, assign_buckets
 from distgrad.distributed.comm_hooks import allreduce_hook
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 UNUSED_PARAMETERS_HELP = (
     "This error indicates that your module has parameters that were not used in producing loss. You can "
@@ -223,4 +224,4 @@ class Reducer:
                 p.grad = Tensor(view.copy())
             else:
                 p.grad.array[...] = view
-                p.grad._version[0] += 1
+                increment_version(p.grad)

@@ -5,18 +5,18 @@ without a launcher, mpi4py makes a singleton world of size 1.
 """
 from __future__ import annotations
 
-import atexit
 import datetime
 import os
 import warnings
 
+from distgrad import envvars
 from distgrad.backend import cuda_device_count, cupy_module
 from distgrad.distributed import debug, failure, mpi_env
 from distgrad.distributed.nccl_comm import nccl_available
 from distgrad.distributed.process_group import ProcessGroup
 from distgrad.distributed.watchdog import Watchdog
 
-EXPECTED_WORLD_SIZE_ENV = "DISTGRAD_EXPECTED_WORLD_SIZE"  # set by distgrad-launch
+EXPECTED_WORLD_SIZE_ENV = envvars.EXPECTED_WORLD_SIZE  # set by distgrad-launch
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)  # PyTorch's default_pg_timeout
 NOT_INITIALIZED = ("Default process group has not been initialized, please make sure to call "
                    "init_process_group.")
@@ -208,31 +208,16 @@ def new_group(ranks=None, timeout=None, backend=None):
     return group
 
 
-def destroy_process_group(group=None) -> None:
-    """Frees ``group``, or every group and the default one when None. Call it on every rank of it."""
-    from distgrad.distributed.collectives import run_collective
-
-    pg = resolve_group(group)
-    if pg is None:
-        return
-    doomed = [pg] if group is not None else _world.groups + [pg]
-    for g in doomed:
-        run_collective(g, "destroy_process_group", (), lambda comm: comm.barrier(False), async_op=False)
-        _world.watchdog.remove_group(g)
-        if g.nccl is not None:
-            failure.remove_abort_callback(g.nccl.abort)
-        g.destroy()
+def forget_group(group) -> None:
+    """Drops a destroyed group from the world; the default group (None) resets the whole world."""
     if group is None:
         _world.watchdog.stop()
         failure.uninstall_excepthook()
         _world.__init__()
     else:
-        _world.groups.remove(pg)
+        _world.groups.remove(group)
 
 
-@atexit.register
-def _destroy_at_exit() -> None:
-    # Runs before mpi4py's MPI_Finalize (registered earlier, so run later): windows and
-    # communicators are freed while MPI still runs.
-    if _world.default is not None:
-        destroy_process_group()
+def all_groups() -> list:
+    """Every group made with ``new_group``, then the default one (the order they are freed in)."""
+    return _world.groups + [_world.default] if _world.default is not None else list(_world.groups)

@@ -17,6 +17,7 @@ from distgrad.ops.conv import conv2d, conv_transpose2d  # noqa: F401
 from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: F401
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 __all__ = [
     "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax", "softmin",
@@ -34,7 +35,7 @@ def _in_place(input: Tensor, op: str, compute) -> Tensor:
     check_writable(input, op)
     with no_grad():
         input._xp.copyto(input.array, compute(input).array)
-    input._version[0] += 1
+    increment_version(input)
     return input
 
 

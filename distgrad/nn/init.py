@@ -13,6 +13,7 @@ import numpy as np
 
 from distgrad.random import default_generator
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
@@ -21,7 +22,7 @@ __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_"
 # --- helpers ---------------------------------------------------------------------------------------
 def _write(tensor: Tensor, values) -> Tensor:
     tensor.array[...] = values
-    tensor._version[0] += 1
+    increment_version(tensor)
     return tensor
 
 

@@ -14,6 +14,7 @@ from distgrad import backend, dtypes
 from distgrad.autograd.hooks import add_hook
 from distgrad.nn.parameter import Parameter
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
@@ -275,7 +276,7 @@ class Module:
             else:
                 param.grad.detach_()
                 param.grad.array[...] = 0
-                param.grad._version[0] += 1
+                increment_version(param.grad)
 
     # --- hooks -----------------------------------------------------------------------------------
     def register_forward_pre_hook(self, hook):
@@ -378,7 +379,7 @@ class Module:
         for key, target in own.items():
             if key in state_dict:
                 target.array[...] = backend.to_device(state_dict[key].array, target.device)
-                target._version[0] += 1
+                increment_version(target)
         return _IncompatibleKeys(missing, unexpected)
 
     # --- printing --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from distgrad import random
 from distgrad.autograd.function import Function
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 __all__ = ["dropout"]
 
@@ -57,5 +58,5 @@ def _dropout_in_place(input: Tensor, mask: Tensor) -> Tensor:
         return record_inplace(input, "dropout_", lambda alias: Dropout.apply(alias, mask))
     check_writable(input, "dropout_")
     input.array *= mask.array
-    input._version[0] += 1
+    increment_version(input)
     return input

@@ -19,6 +19,7 @@ from distgrad.ops.broadcast import broadcast_to, sum_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace, update_in_place
 from distgrad.tensor import Tensor, bind_methods
+from distgrad.autograd.node import increment_version
 
 __all__ = ["index_select", "gather", "scatter_add", "masked_fill", "take", "nonzero", "one_hot"]
 
@@ -366,7 +367,7 @@ def setitem(x: Tensor, key, value) -> None:
         x.array[key] = value
     except IndexError as exc:
         raise _index_error(exc) from None
-    x._version[0] += 1
+    increment_version(x)
 
 
 bind_methods(

@@ -19,13 +19,15 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad import backend
-from distgrad.autograd.function import AccumulateGrad, Function
+from distgrad.autograd.function import Function
+from distgrad.autograd.node import AccumulateGrad
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.ops.arithmetic import add, sub
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
 from distgrad.random import default_generator
 from distgrad.tensor import Tensor, bind_methods
+from distgrad.autograd.node import increment_version
 
 __all__ = []  # in-place ops are Tensor methods only, as in PyTorch
 
@@ -65,7 +67,7 @@ def record_inplace(self: Tensor, op: str, compute) -> Tensor:
         self._xp.copyto(self.array, out.array, casting="same_kind")
     except (TypeError, ValueError) as exc:
         raise_update_error(self, op, exc, out)
-    self._version[0] += 1
+    increment_version(self)
     self.grad_fn, self.output_nr, self.requires_grad = out.grad_fn, out.output_nr, out.requires_grad
     return self
 
@@ -120,7 +122,7 @@ def update_in_place(self: Tensor, op: str, update, *operands) -> Tensor:
         update(self._xp, self.array)
     except (TypeError, ValueError) as exc:
         raise_update_error(self, op, exc, *operands)
-    self._version[0] += 1
+    increment_version(self)
     return self
 
 

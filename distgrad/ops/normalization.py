@@ -13,6 +13,7 @@ from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 __all__ = ["layer_norm", "batch_norm", "group_norm"]
 
@@ -76,7 +77,7 @@ def _update_running_stats(running_mean, running_var, momentum, mean, var, count)
             continue
         running.array *= 1 - momentum
         running.array += momentum * batch.reshape(running.shape).astype(running.dtype, copy=False)
-        running._version[0] += 1
+        increment_version(running)
 
 
 def _check_size(name: str, t: Tensor | None, num_features: int) -> None:

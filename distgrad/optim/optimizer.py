@@ -14,6 +14,7 @@ from itertools import chain
 from distgrad import backend
 from distgrad.autograd.grad_mode import enable_grad
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 
 class _RequiredParameter:
@@ -92,7 +93,7 @@ class Optimizer:
                     grad.grad_fn = None
                     grad.requires_grad = False
                     grad.array.fill(0)
-                    grad._version[0] += 1
+                    increment_version(grad)
 
     def step(self, closure=None):
         """Updates every parameter that has a ``.grad``; returns ``closure()``'s loss when given one.
@@ -109,7 +110,7 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 self._update(p.array, p.grad.array, self.state[p], group)
-                p._version[0] += 1
+                increment_version(p)
         return loss
 
     def _update(self, param, grad, state: dict, group: dict) -> None:

@@ -7,6 +7,7 @@ from distgrad.nn import init
 from distgrad.nn.module import Module
 from distgrad.nn.parameter import Parameter
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 
 class Embedding(Module):
@@ -49,7 +50,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             self.weight.array[self.padding_idx] = 0
-            self.weight._version[0] += 1
+            increment_version(self.weight)
 
     def forward(self, input: Tensor) -> Tensor:
         if self.max_norm is not None:
@@ -63,7 +64,7 @@ class Embedding(Module):
         norms = xp.linalg.norm(self.weight.array[rows], ord=self.norm_type, axis=1, keepdims=True)
         scale = xp.where(norms > self.max_norm, self.max_norm / (norms + 1e-7), 1.0)
         self.weight.array[rows] *= scale.astype(self.weight.dtype)
-        self.weight._version[0] += 1
+        increment_version(self.weight)
 
     def extra_repr(self) -> str:
         s = f"{self.num_embeddings}, {self.embedding_dim}"

@@ -9,6 +9,7 @@ from distgrad.nn import init
 from distgrad.nn.module import Module
 from distgrad.nn.parameter import Parameter
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 
 class _BatchNorm(Module):
@@ -67,7 +68,7 @@ class _BatchNorm(Module):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.array += 1
-            self.num_batches_tracked._version[0] += 1
+            increment_version(self.num_batches_tracked)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked.item())
         # Batch statistics in training, and in eval too when there are no running statistics.

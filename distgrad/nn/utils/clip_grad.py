@@ -7,6 +7,7 @@ import numpy as np
 
 from distgrad import backend, dtypes
 from distgrad.tensor import Tensor
+from distgrad.autograd.node import increment_version
 
 __all__ = ["get_total_norm", "clip_grads_with_norm_", "clip_grad_norm_", "clip_grad_value_"]
 
@@ -58,7 +59,7 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor) -> No
     coef = min(float(max_norm) / (float(total_norm.item()) + 1e-6), 1.0)
     for g in grads:
         g.array *= g.array.dtype.type(coef)
-        g._version[0] += 1
+        increment_version(g)
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
@@ -79,4 +80,4 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
     for g in _grads(parameters):
         xp = g._xp
         xp.clip(g.array, -clip_value, clip_value, out=g.array)
-        g._version[0] += 1
+        increment_version(g)

@@ -1,0 +1,34 @@
+"""Everything ``import distgrad as dg`` offers at the top level (PyTorch's ``torch.*`` names).
+
+``distgrad/__init__.py`` loads this module on the first use of one of these names, so that code
+which needs none of them (the launcher) starts without NumPy or the engine. Add new public names
+here, and to ``__all__``'s sources: a family of ops is re-exported through ``distgrad.ops.__all__``.
+"""
+from distgrad import ops  # noqa: F401  (importing the op families binds Tensor's methods)
+from distgrad.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from distgrad.autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from distgrad.backend import Device as device
+from distgrad.creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like,
+                               linspace, ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
+                               randperm, tensor, zeros, zeros_like)
+from distgrad.dtypes import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half, int,
+                             int8, int32, int64, long, set_default_dtype, uint8)
+from distgrad.ops import *  # noqa: F401,F403
+from distgrad.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from distgrad.serialization import load, save
+from distgrad.tensor import Tensor
+
+__all__ = [
+    "GradcheckError", "gradcheck", "gradgradcheck",
+    "enable_grad", "inference_mode", "is_grad_enabled", "no_grad", "set_grad_enabled",
+    "device",
+    "arange", "as_tensor", "empty", "empty_like", "eye", "from_dlpack", "from_numpy", "full", "full_like",
+    "linspace", "ones", "ones_like", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like",
+    "randperm", "tensor", "zeros", "zeros_like",
+    "bool", "double", "float", "float16", "float32", "float64", "get_default_dtype", "half", "int",
+    "int8", "int32", "int64", "long", "set_default_dtype", "uint8",
+    "Generator", "get_rng_state", "initial_seed", "manual_seed", "seed", "set_rng_state",
+    "load", "save",
+    "Tensor",
+    *ops.__all__,
+]
