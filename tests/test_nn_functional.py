@@ -6,7 +6,7 @@ import pytest
 
 import distgrad as dg
 import distgrad.nn.functional as F
-from distgrad import backend
+from helpers import host
 
 # PyTorch arguments that distgrad leaves out on purpose (see the module docstring)
 LEFT_OUT = {"size_average", "reduce", "_stacklevel", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"}
@@ -22,10 +22,6 @@ BUILTIN_PARAMETERS = {
     "max_pool2d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
     "max_pool1d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
 }
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
 
 
 def test_every_exported_name_is_a_function():

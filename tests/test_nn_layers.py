@@ -8,15 +8,12 @@ import pytest
 import distgrad
 from distgrad import nn
 from distgrad.autograd import gradcheck
+from helpers import host
 
 
 @pytest.fixture(autouse=True)
 def seeded():
     distgrad.manual_seed(0)
-
-
-def host(t):
-    return distgrad.backend.to_device(t.array, distgrad.backend.CPU)
 
 
 def compare_with_torch(ours, theirs, *shapes, device="cpu", dtype=np.float32, rtol=1e-4, atol=1e-5):

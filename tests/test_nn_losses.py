@@ -4,10 +4,7 @@ import pytest
 
 import distgrad
 from distgrad import nn
-
-
-def host(t):
-    return distgrad.backend.to_device(t.array, distgrad.backend.CPU)
+from helpers import host
 
 
 def compare_loss(ours, theirs, input_array, target_array, device, rtol=1e-5, atol=1e-6):

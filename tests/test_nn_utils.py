@@ -7,6 +7,7 @@ import pytest
 import distgrad
 from distgrad import nn
 from distgrad.nn.utils import clip_grad_norm_, clip_grad_value_, parameters_to_vector, vector_to_parameters
+from helpers import host
 
 
 def params_with_grads(device="cpu", seed=0, scale=1.0):
@@ -17,10 +18,6 @@ def params_with_grads(device="cpu", seed=0, scale=1.0):
         p.grad = distgrad.tensor((scale * rng.standard_normal(shape)).astype(np.float32), device=device)
         params.append(p)
     return params
-
-
-def host(t):
-    return distgrad.backend.to_device(t.array, distgrad.backend.CPU)
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])

@@ -6,18 +6,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
 from distgrad.ops.activation import log_softmax, softmax, softmin
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
-
-
-def leaf(shape, device, seed=0, scale=1.0):
-    data = np.random.default_rng(seed).standard_normal(shape) * scale
-    return dg.tensor(data, dtype=dg.float64, device=device, requires_grad=True)
+from helpers import host, random_leaf
 
 
 def reference_softmax(x, axis):
@@ -27,7 +18,7 @@ def reference_softmax(x, axis):
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_softmax_matches_the_definition_along_each_dim(device, dim):
-    x = leaf((3, 4, 2), device)
+    x = random_leaf((3, 4, 2), device)
     np.testing.assert_allclose(host(softmax(x, dim)), reference_softmax(host(x), dim), rtol=1e-12)
     np.testing.assert_allclose(host(log_softmax(x, dim)), np.log(reference_softmax(host(x), dim)), rtol=1e-12)
 
@@ -39,7 +30,7 @@ def test_large_logits_neither_overflow_nor_lose_the_log(device):
 
 
 def test_softmin_is_softmax_of_the_negation(device):
-    x = leaf((2, 5), device)
+    x = random_leaf((2, 5), device)
     np.testing.assert_allclose(host(softmin(x, 1)), reference_softmax(-host(x), 1), rtol=1e-12)
 
 
@@ -73,7 +64,7 @@ def test_softmax_sums_to_one_and_log_softmax_is_its_log(x, data):
 @pytest.mark.parametrize("op", [softmax, log_softmax, softmin])
 @pytest.mark.parametrize("dim", [0, 1, 2])
 def test_gradcheck(device, op, dim):
-    x = leaf((2, 3, 4), device)
+    x = random_leaf((2, 3, 4), device)
     assert gradcheck(lambda t: op(t, dim), [x])
 
 
@@ -89,7 +80,7 @@ def test_gradcheck_on_a_non_contiguous_input(device, op):
 @pytest.mark.parametrize("op", [softmax, log_softmax])
 @pytest.mark.parametrize("dim", [0, -1])
 def test_gradgradcheck(device, op, dim):
-    x = leaf((3, 4), device)
+    x = random_leaf((3, 4), device)
     assert gradgradcheck(lambda t: op(t, dim), [x])
 
 

@@ -5,18 +5,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd.gradcheck import gradcheck, gradgradcheck
 from distgrad.ops.conv import conv2d, conv_transpose2d
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
-
-
-def leaf(shape, device, seed=0):
-    values = np.random.default_rng(seed).standard_normal(shape)
-    return dg.tensor(values, dtype=dg.float64, device=device, requires_grad=True)
+from helpers import host, random_leaf
 
 
 # (input shape, weight shape, keyword arguments): small cases covering every argument
@@ -36,9 +27,9 @@ CONV_CASES = [
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
 def test_conv2d_gradcheck(x_shape, w_shape, kwargs, bias, device):
-    inputs = [leaf(x_shape, device, 1), leaf(w_shape, device, 2)]
+    inputs = [random_leaf(x_shape, device, 1), random_leaf(w_shape, device, 2)]
     if bias:
-        inputs.append(leaf(w_shape[:1], device, 3))
+        inputs.append(random_leaf(w_shape[:1], device, 3))
     assert gradcheck(lambda x, w, b=None: conv2d(x, w, b, **kwargs), inputs)
 
 
@@ -46,7 +37,7 @@ def test_conv2d_gradcheck(x_shape, w_shape, kwargs, bias, device):
 def test_conv2d_input_gradient_built_in_many_slabs_is_the_same(x_shape, w_shape, kwargs, device, monkeypatch):
     import distgrad.ops.conv as conv_module
     monkeypatch.setattr(conv_module, "SLAB_BYTES", 1)  # one output row per slab
-    assert gradcheck(lambda x, w: conv2d(x, w, **kwargs), [leaf(x_shape, device, 1), leaf(w_shape, device, 2)])
+    assert gradcheck(lambda x, w: conv2d(x, w, **kwargs), [random_leaf(x_shape, device, 1), random_leaf(w_shape, device, 2)])
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
@@ -54,7 +45,7 @@ def test_conv2d_input_gradient_built_in_many_slabs_is_the_same(x_shape, w_shape,
     ((1, 4, 4, 5), (2, 2, 3, 2), {"groups": 2, "dilation": (1, 2)}),
 ])
 def test_conv2d_double_backward(x_shape, w_shape, kwargs, device):
-    inputs = (leaf(x_shape, device, 1), leaf(w_shape, device, 2), leaf(w_shape[:1], device, 3))
+    inputs = (random_leaf(x_shape, device, 1), random_leaf(w_shape, device, 2), random_leaf(w_shape[:1], device, 3))
     assert gradgradcheck(lambda x, w, b: conv2d(x, w, b, **kwargs), inputs)
 
 
@@ -71,12 +62,12 @@ TRANSPOSE_CASES = [
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", TRANSPOSE_CASES)
 def test_conv_transpose2d_gradcheck(x_shape, w_shape, kwargs, device):
     out_channels = w_shape[1] * kwargs.get("groups", 1)
-    inputs = (leaf(x_shape, device, 1), leaf(w_shape, device, 2), leaf((out_channels,), device, 3))
+    inputs = (random_leaf(x_shape, device, 1), random_leaf(w_shape, device, 2), random_leaf((out_channels,), device, 3))
     assert gradcheck(lambda x, w, b: conv_transpose2d(x, w, b, **kwargs), inputs)
 
 
 def test_conv_transpose2d_double_backward(device):
-    inputs = (leaf((1, 2, 3, 3), device, 1), leaf((2, 2, 2, 2), device, 2))
+    inputs = (random_leaf((1, 2, 3, 3), device, 1), random_leaf((2, 2, 2, 2), device, 2))
     assert gradgradcheck(lambda x, w: conv_transpose2d(x, w, stride=2, padding=1, output_padding=1), inputs)
 
 
@@ -153,7 +144,7 @@ def test_conv2d_keeps_float32_and_gives_nchw_shapes(device):
 
 
 def test_conv2d_output_reshapes_like_a_contiguous_tensor(device):
-    x, w = leaf((2, 3, 4, 4), device, 1), leaf((5, 3, 3, 3), device, 2)
+    x, w = random_leaf((2, 3, 4, 4), device, 1), random_leaf((5, 3, 3, 3), device, 2)
     y = conv2d(x, w)
     flat = host(y.reshape(2, -1))
     np.testing.assert_array_equal(flat, host(y).reshape(2, -1))
@@ -167,7 +158,7 @@ def test_conv2d_skips_gradients_nobody_needs(device):
 
 
 def test_conv2d_of_an_empty_batch(device):
-    x, w = leaf((0, 3, 5, 5), device, 1), leaf((4, 3, 3, 3), device, 2)
+    x, w = random_leaf((0, 3, 5, 5), device, 1), random_leaf((4, 3, 3, 3), device, 2)
     y = conv2d(x, w)
     assert y.shape == (0, 4, 3, 3)
     y.sum().backward()

@@ -5,14 +5,11 @@ import pytest
 import distgrad as dg
 from distgrad import backend
 from distgrad.autograd import gradcheck
+from helpers import host
 
 CUDA = backend.cuda_is_available()
 
 VALUES = np.array([[1.5, -2.25, 3.0], [0.0, 7.75, -1.0]])
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
 
 
 def test_to_a_dtype_casts_and_the_same_dtype_returns_self(device):

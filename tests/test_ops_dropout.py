@@ -3,13 +3,9 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck
 from distgrad.ops.dropout import dropout
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
+from helpers import host
 
 
 def test_kept_entries_are_scaled_and_the_rest_zeroed(device):

@@ -9,15 +9,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd.gradcheck import gradcheck, gradgradcheck
+from helpers import host
 
 fixture_settings = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 _erf = np.vectorize(math.erf)
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(values, device, dtype=dg.float64):

@@ -3,13 +3,9 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
 from distgrad.ops.embedding import embedding
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
+from helpers import host
 
 
 def table(device, rows=5, dim=3):

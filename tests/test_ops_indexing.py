@@ -3,16 +3,12 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
+from helpers import host
 
 RNG = np.random.default_rng(0)
 BASE = RNG.standard_normal((3, 4))
 MASK = BASE > 0
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
 
 
 def leaf(arr, device, requires_grad=True):

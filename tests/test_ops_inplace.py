@@ -3,17 +3,13 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
+from helpers import host
 
 RNG = np.random.default_rng(1)
 A = RNG.uniform(0.5, 2.0, (2, 3))
 B = RNG.uniform(0.5, 2.0, (2, 3))
 ROW = RNG.uniform(0.5, 2.0, 3)
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
 
 
 def tensor(arr, device, requires_grad=False):

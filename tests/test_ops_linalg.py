@@ -6,17 +6,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd.gradcheck import gradcheck, gradgradcheck
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
-
-
-def leaf(shape, device, seed=0):
-    values = np.random.default_rng(seed).standard_normal(shape)
-    return dg.tensor(values, dtype=dg.float64, device=device, requires_grad=True)
+from helpers import host, random_leaf
 
 
 def transposed(shape, device, seed=0):
@@ -40,7 +31,7 @@ MATMUL_SHAPES = [
 
 @pytest.mark.parametrize("sa, sb", MATMUL_SHAPES)
 def test_matmul_matches_numpy_and_gradcheck(sa, sb, device):
-    a, b = leaf(sa, device, 1), leaf(sb, device, 2)
+    a, b = random_leaf(sa, device, 1), random_leaf(sb, device, 2)
     out = a @ b
     np.testing.assert_allclose(host(out), np.matmul(host(a), host(b)), rtol=1e-12)
     assert gradcheck(dg.matmul, (a, b))
@@ -49,7 +40,7 @@ def test_matmul_matches_numpy_and_gradcheck(sa, sb, device):
 @pytest.mark.parametrize("sa, sb", [((2, 3), (3, 4)), ((3,), (3, 2)), ((2, 3), (3,)), ((3,), (3,)),
                                     ((2, 1, 2, 3), (3, 3, 2)), ((2, 2, 3), (3, 2))])
 def test_matmul_double_backward(sa, sb, device):
-    assert gradgradcheck(dg.matmul, (leaf(sa, device, 1), leaf(sb, device, 2)))
+    assert gradgradcheck(dg.matmul, (random_leaf(sa, device, 1), random_leaf(sb, device, 2)))
 
 
 def test_matmul_of_non_contiguous_operands(device):
@@ -64,7 +55,7 @@ def test_matmul_of_non_contiguous_operands(device):
        m=st.integers(1, 3), k=st.integers(1, 3), n=st.integers(1, 3), seed=st.integers(0, 2 ** 16))
 def test_matmul_broadcasts_batch_dimensions(device, batch, m, k, n, seed):
     sa, sb = batch.input_shapes
-    a, b = leaf(sa + (m, k), device, seed), leaf(sb + (k, n), device, seed + 1)
+    a, b = random_leaf(sa + (m, k), device, seed), random_leaf(sb + (k, n), device, seed + 1)
     out = dg.matmul(a, b)
     assert out.shape == batch.result_shape + (m, n)
     np.testing.assert_allclose(host(out), np.matmul(host(a), host(b)), rtol=1e-12)
@@ -72,16 +63,16 @@ def test_matmul_broadcasts_batch_dimensions(device, batch, m, k, n, seed):
 
 
 def test_mm_bmm_dot_outer(device):
-    a, b = leaf((2, 3), device, 1), leaf((3, 4), device, 2)
+    a, b = random_leaf((2, 3), device, 1), random_leaf((3, 4), device, 2)
     np.testing.assert_allclose(host(dg.mm(a, b)), host(a) @ host(b), rtol=1e-12)
     assert gradcheck(dg.mm, (a, b))
-    p, q = leaf((2, 2, 3), device, 3), leaf((2, 3, 2), device, 4)
+    p, q = random_leaf((2, 2, 3), device, 3), random_leaf((2, 3, 2), device, 4)
     np.testing.assert_allclose(host(p.bmm(q)), host(p) @ host(q), rtol=1e-12)
     assert gradcheck(dg.bmm, (p, q)) and gradgradcheck(dg.bmm, (p, q))
-    u, v = leaf((3,), device, 5), leaf((3,), device, 6)
+    u, v = random_leaf((3,), device, 5), random_leaf((3,), device, 6)
     assert dg.dot(u, v).shape == () and np.isclose(host(u.dot(v)), host(u) @ host(v))
     assert gradcheck(dg.dot, (u, v))
-    w = leaf((2,), device, 7)
+    w = random_leaf((2,), device, 7)
     np.testing.assert_allclose(host(u.outer(w)), np.outer(host(u), host(w)), rtol=1e-12)
     assert gradcheck(dg.outer, (u, w)) and gradgradcheck(dg.outer, (u, w))
 
@@ -148,8 +139,8 @@ def test_dtype_mismatches_are_errors():
 @pytest.mark.parametrize("input_shape", [(3,), (2, 3), (2, 4, 3)])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_linear_matches_numpy_and_gradcheck(input_shape, with_bias, device):
-    x, w = leaf(input_shape, device, 1), leaf((5, 3), device, 2)
-    b = leaf((5,), device, 3) if with_bias else None
+    x, w = random_leaf(input_shape, device, 1), random_leaf((5, 3), device, 2)
+    b = random_leaf((5,), device, 3) if with_bias else None
     expected = host(x) @ host(w).T + (host(b) if with_bias else 0)
     np.testing.assert_allclose(host(dg.linear(x, w, b)), expected, rtol=1e-12)
     assert gradcheck(dg.linear, (x, w, b))
@@ -157,11 +148,11 @@ def test_linear_matches_numpy_and_gradcheck(input_shape, with_bias, device):
 
 @pytest.mark.parametrize("input_shape", [(3,), (2, 4, 3)])
 def test_linear_double_backward(input_shape, device):
-    assert gradgradcheck(dg.linear, (leaf(input_shape, device, 1), leaf((2, 3), device, 2), leaf((2,), device, 3)))
+    assert gradgradcheck(dg.linear, (random_leaf(input_shape, device, 1), random_leaf((2, 3), device, 2), random_leaf((2,), device, 3)))
 
 
 def test_linear_is_one_node_and_takes_a_transposed_weight(device):
-    x, w, b = transposed((4, 3), device, 1), transposed((2, 3), device, 2), leaf((2,), device, 3)
+    x, w, b = transposed((4, 3), device, 1), transposed((2, 3), device, 2), random_leaf((2,), device, 3)
     out = dg.linear(x, w, b)
     assert out.grad_fn.name == "LinearBackward"
     assert [edge[0].name for edge in out.grad_fn.next_functions] == ["AccumulateGrad"] * 3

@@ -5,15 +5,11 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
 from distgrad.ops.loss import cross_entropy, nll_loss
+from helpers import host
 
 REDUCTIONS = ["none", "mean", "sum"]
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
 
 
 def logits(shape, device="cpu", seed=0):

@@ -3,13 +3,9 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
 from distgrad.ops.normalization import batch_norm, group_norm, layer_norm
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
+from helpers import host
 
 
 def leaf(shape, device="cpu", seed=0, offset=0.0):

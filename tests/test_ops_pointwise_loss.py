@@ -8,16 +8,12 @@ from hypothesis import given, settings
 from hypothesis.extra import numpy as hnp
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
 from distgrad.ops.pointwise_loss import (binary_cross_entropy, binary_cross_entropy_with_logits, l1_loss, mse_loss,
                                          smooth_l1_loss)
+from helpers import host
 
 REDUCTIONS = ["none", "mean", "sum"]
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
 
 
 # --- regression losses ------------------------------------------------------------------------------

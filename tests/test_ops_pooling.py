@@ -3,19 +3,9 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd.gradcheck import gradcheck, gradgradcheck
 from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
-
-
-def host(t):
-    return backend.to_device(t.array, backend.CPU)
-
-
-def leaf(shape, device, seed=0):
-    # distinct values: finite differences across a tie in max pooling would be meaningless
-    values = np.random.default_rng(seed).permutation(int(np.prod(shape))).reshape(shape) / 7.0
-    return dg.tensor(values, dtype=dg.float64, device=device, requires_grad=True)
+from helpers import host, random_leaf
 
 
 MAX_CASES = [
@@ -43,21 +33,21 @@ ADAPTIVE_CASES = [((1, 2, 6, 4), (3, 2)), ((1, 2, 7, 5), (3, 4)), ((2, 5, 5), 1)
 
 @pytest.mark.parametrize("shape, kwargs", MAX_CASES)
 def test_max_pool2d_gradcheck(shape, kwargs, device):
-    assert gradcheck(lambda x: max_pool2d(x, **kwargs), (leaf(shape, device),))
+    assert gradcheck(lambda x: max_pool2d(x, **kwargs), (random_leaf(shape, device),))
 
 
 @pytest.mark.parametrize("shape, kwargs", AVG_CASES)
 def test_avg_pool2d_gradcheck(shape, kwargs, device):
-    assert gradcheck(lambda x: avg_pool2d(x, **kwargs), (leaf(shape, device),))
+    assert gradcheck(lambda x: avg_pool2d(x, **kwargs), (random_leaf(shape, device),))
 
 
 @pytest.mark.parametrize("shape, output_size", ADAPTIVE_CASES)
 def test_adaptive_avg_pool2d_gradcheck(shape, output_size, device):
-    assert gradcheck(lambda x: adaptive_avg_pool2d(x, output_size), (leaf(shape, device),))
+    assert gradcheck(lambda x: adaptive_avg_pool2d(x, output_size), (random_leaf(shape, device),))
 
 
 def test_pool1d_gradcheck(device):
-    x = leaf((2, 2, 7), device)
+    x = random_leaf((2, 2, 7), device)
     assert gradcheck(lambda t: max_pool1d(t, 3, stride=2, padding=1), (x,))
     assert gradcheck(lambda t: avg_pool1d(t, 3, stride=2, padding=1, ceil_mode=True), (x,))
 
@@ -68,7 +58,7 @@ def test_pool1d_gradcheck(device):
     lambda x: adaptive_avg_pool2d(x, (2, 3)),
 ], ids=["max", "avg", "adaptive"])
 def test_pooling_double_backward(pool, device):
-    x = leaf((1, 2, 5, 4), device)
+    x = random_leaf((1, 2, 5, 4), device)
     # a smooth function of the pooled values, so that the second derivative is not zero everywhere
     assert gradgradcheck(lambda t: pool(t) * pool(t), (x,))
 
@@ -165,7 +155,7 @@ def test_pooling_keeps_float32(device):
 
 
 def test_adaptive_avg_pool2d_with_equal_windows_is_an_average_pooling(device):
-    x = leaf((1, 2, 8, 6), device)
+    x = random_leaf((1, 2, 8, 6), device)
     np.testing.assert_allclose(host(adaptive_avg_pool2d(x, (4, 3))), host(avg_pool2d(x, 2)), rtol=1e-12)
 
 

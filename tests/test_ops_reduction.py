@@ -8,23 +8,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
+from helpers import host, leaf_keeping_layout
 
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def leaf(device, array) -> dg.Tensor:
-    """A float64 leaf on ``device`` that requires grad, holding ``array`` with its dims in the same
-    order in memory (a transposed array stays transposed; CuPy alone would copy it C-contiguous)."""
-    array = np.asarray(array, dtype=np.float64)
-    order = np.argsort([-s for s in array.strides], kind="stable")
-    data = backend.to_device(np.ascontiguousarray(array.transpose(order)), dg.device(device))
-    return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
-
-
-def host(t: dg.Tensor) -> np.ndarray:
-    return backend.to_device(t.array, backend.CPU)
 
 
 @st.composite
@@ -71,15 +58,15 @@ def test_reduction_matches_numpy_and_finite_differences(device, name, case, seed
     array = np.random.default_rng(seed).uniform(0.5, 2.0, shape) * np.random.default_rng(seed).choice([-1, 1], shape)
     reduced = np.atleast_1d(numpy_axes(dim) if numpy_axes(dim) is not None else range(len(shape)))
     assume(name not in ("var", "std") or math.prod(shape[a] for a in reduced) > 1)  # one entry: 0/0
-    out = ours(leaf(device, array), dim, keepdim)
+    out = ours(leaf_keeping_layout(device, array), dim, keepdim)
     np.testing.assert_allclose(host(out), reference(array, numpy_axes(dim), keepdim), rtol=1e-10, atol=1e-12)
-    assert gradcheck(lambda x: ours(x, dim, keepdim), leaf(device, array))
+    assert gradcheck(lambda x: ours(x, dim, keepdim), leaf_keeping_layout(device, array))
 
 
 @pytest.mark.parametrize("name", sorted(REDUCTIONS))
 def test_reduction_of_a_permuted_tensor_has_the_right_gradient(device, name):
     ours, _ = REDUCTIONS[name]
-    x = leaf(device, np.random.default_rng(1).uniform(0.5, 2.0, (3, 2, 4)).transpose(2, 0, 1))
+    x = leaf_keeping_layout(device, np.random.default_rng(1).uniform(0.5, 2.0, (3, 2, 4)).transpose(2, 0, 1))
     assert not x.is_contiguous()
     assert gradcheck(lambda t: ours(t.permute(1, 2, 0), (0, -1), False), x)
 
@@ -87,13 +74,13 @@ def test_reduction_of_a_permuted_tensor_has_the_right_gradient(device, name):
 @pytest.mark.parametrize("name", ["sum", "mean", "var", "std", "logsumexp", "prod", "norm", "norm3"])
 def test_reduction_is_twice_differentiable(device, name):
     ours, _ = REDUCTIONS[name]
-    x = leaf(device, np.random.default_rng(2).uniform(0.5, 2.0, (2, 3)))
+    x = leaf_keeping_layout(device, np.random.default_rng(2).uniform(0.5, 2.0, (2, 3)))
     assert gradgradcheck(lambda t: ours(t, 1, False), x)
     assert gradgradcheck(lambda t: ours(t, None, True), x)
 
 
 def test_cumsum_gradient_is_a_reversed_cumsum(device):
-    x = leaf(device, np.arange(6.0).reshape(2, 3))
+    x = leaf_keeping_layout(device, np.arange(6.0).reshape(2, 3))
     np.testing.assert_allclose(host(x.cumsum(-1)), [[0, 1, 3], [3, 7, 12]])
     x.cumsum(1).sum().backward()
     np.testing.assert_allclose(host(x.grad), [[3, 2, 1], [3, 2, 1]])
@@ -105,36 +92,36 @@ def test_cumsum_gradient_is_a_reversed_cumsum(device):
 @pytest.mark.parametrize("values", [[2.0, 0.0, 3.0, 4.0], [0.0, 2.0, 0.0, 3.0], [0.0, 0.0, 0.0, 5.0],
                                     [1.5, 2.0, 3.0, 4.0]])
 def test_prod_gradient_is_the_product_of_the_others_even_with_zeros(device, values):
-    x = leaf(device, values)
+    x = leaf_keeping_layout(device, values)
     x.prod().backward()
     others = [math.prod(values[:i] + values[i + 1:]) for i in range(4)]
     np.testing.assert_allclose(host(x.grad), others)
-    assert gradcheck(dg.prod, leaf(device, values))
-    assert gradgradcheck(dg.prod, leaf(device, values))
+    assert gradcheck(dg.prod, leaf_keeping_layout(device, values))
+    assert gradgradcheck(dg.prod, leaf_keeping_layout(device, values))
 
 
 def test_prod_along_a_dim_handles_slices_with_and_without_zeros(device):
     array = np.array([[0.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]])
-    assert gradcheck(lambda t: t.prod(1), leaf(device, array))
-    assert gradgradcheck(lambda t: t.prod(1, keepdim=True), leaf(device, array))
-    assert gradgradcheck(lambda t: t.prod(0), leaf(device, array.T.copy()))
+    assert gradcheck(lambda t: t.prod(1), leaf_keeping_layout(device, array))
+    assert gradgradcheck(lambda t: t.prod(1, keepdim=True), leaf_keeping_layout(device, array))
+    assert gradgradcheck(lambda t: t.prod(0), leaf_keeping_layout(device, array.T.copy()))
 
 
 # --- extremes ---------------------------------------------------------------------------------------------
 def test_amax_and_max_share_the_gradient_evenly_between_ties(device):
-    x = leaf(device, [[1.0, 5.0, 5.0], [2.0, 2.0, 2.0]])
+    x = leaf_keeping_layout(device, [[1.0, 5.0, 5.0], [2.0, 2.0, 2.0]])
     x.amax(1).sum().backward()
     np.testing.assert_allclose(host(x.grad), [[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]])
-    y = leaf(device, [3.0, 1.0, 3.0, 3.0])
+    y = leaf_keeping_layout(device, [3.0, 1.0, 3.0, 3.0])
     y.max().backward()
     np.testing.assert_allclose(host(y.grad), [1 / 3, 0, 1 / 3, 1 / 3])
-    z = leaf(device, [3.0, 1.0, 1.0])
+    z = leaf_keeping_layout(device, [3.0, 1.0, 1.0])
     dg.min(z).backward()
     np.testing.assert_allclose(host(z.grad), [0, 0.5, 0.5])
 
 
 def test_max_along_a_dim_returns_values_and_indices_and_grads_the_index(device):
-    x = leaf(device, [[1.0, 7.0, 7.0], [4.0, 2.0, 3.0]])
+    x = leaf_keeping_layout(device, [[1.0, 7.0, 7.0], [4.0, 2.0, 3.0]])
     result = x.max(dim=1)
     values, indices = result
     assert result.values is values and result.indices is indices
@@ -154,15 +141,15 @@ def test_max_and_min_along_a_dim_match_numpy_and_finite_differences(device, case
     dim = dim[0] if isinstance(dim, tuple) and dim else -1 if dim in (None, ()) else dim
     array = np.random.default_rng(seed).permutation(math.prod(shape)).reshape(shape) / 7.0
     for op, pick in ((dg.max, np.argmax), (dg.min, np.argmin)):
-        values, indices = op(leaf(device, array), dim, keepdim)
+        values, indices = op(leaf_keeping_layout(device, array), dim, keepdim)
         expected = np.expand_dims(pick(array, axis=dim), dim)
         np.testing.assert_array_equal(host(indices), expected if keepdim else expected.squeeze(dim))
         np.testing.assert_allclose(host(values), np.take_along_axis(array, expected, dim).reshape(values.shape))
-        assert gradcheck(lambda t: op(t, dim, keepdim).values, leaf(device, array))
+        assert gradcheck(lambda t: op(t, dim, keepdim).values, leaf_keeping_layout(device, array))
 
 
 def test_max_of_two_tensors_is_the_elementwise_maximum(device):
-    a, b = leaf(device, [1.0, 5.0]), leaf(device, [3.0, 2.0])
+    a, b = leaf_keeping_layout(device, [1.0, 5.0]), leaf_keeping_layout(device, [3.0, 2.0])
     np.testing.assert_allclose(host(dg.max(a, b)), [3, 5])
     np.testing.assert_allclose(host(a.min(b)), [1, 2])
 
@@ -220,16 +207,16 @@ def test_logsumexp_is_stable(device):
     x = dg.tensor([[1000.0, 1000.0], [-math.inf, -math.inf]], dtype=dg.float64, device=device)
     out = host(x.logsumexp(1))
     assert out[0] == pytest.approx(1000 + math.log(2)) and out[1] == -math.inf
-    y = leaf(device, [[1000.0, 1000.0, 999.0]])
+    y = leaf_keeping_layout(device, [[1000.0, 1000.0, 999.0]])
     y.logsumexp(1).sum().backward()
     np.testing.assert_allclose(host(y.grad).sum(), 1.0)
 
 
 def test_norm_and_std_of_constants_have_a_zero_gradient(device):
-    x = leaf(device, [0.0, 0.0])
+    x = leaf_keeping_layout(device, [0.0, 0.0])
     x.norm().backward()
     np.testing.assert_array_equal(host(x.grad), [0, 0])
-    y = leaf(device, [2.0, 2.0])
+    y = leaf_keeping_layout(device, [2.0, 2.0])
     y.std().backward()
     np.testing.assert_array_equal(host(y.grad), [0, 0])
 
@@ -241,8 +228,8 @@ def test_norm_p_variants(device):
     assert host(x.norm(p=1)).item() == 8 and host(x.norm(0)).item() == 3
     np.testing.assert_allclose(host(x.norm(-math.inf, dim=1)), [3, 0])
     assert host(x.norm("fro")).item() == pytest.approx(np.sqrt(26))
-    assert gradcheck(lambda t: t.norm(1, 0), leaf(device, array + 0.5))
-    assert gradcheck(lambda t: t.norm(-math.inf, 1), leaf(device, array + 0.5))
+    assert gradcheck(lambda t: t.norm(1, 0), leaf_keeping_layout(device, array + 0.5))
+    assert gradcheck(lambda t: t.norm(-math.inf, 1), leaf_keeping_layout(device, array + 0.5))
 
 
 # --- against PyTorch --------------------------------------------------------------------------------------
@@ -257,7 +244,7 @@ def test_values_and_gradients_match_torch(device):
         lambda m: m.norm(3, 1), lambda m: m.norm(1, 0), lambda m: m.norm(math.inf, 1), lambda m: m.cumsum(0),
     ]
     for i, case in enumerate(cases):
-        x, t = leaf(device, array), torch.tensor(array, requires_grad=True)
+        x, t = leaf_keeping_layout(device, array), torch.tensor(array, requires_grad=True)
         ours, theirs = case(x), case(t)
         np.testing.assert_allclose(host(ours), theirs.detach().numpy(), rtol=1e-12, err_msg=f"case {i}")
         (ours * dg.tensor(np.arange(ours.numel()).reshape(ours.shape) + 1.0, device=device)).sum().backward()

@@ -7,24 +7,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import distgrad as dg
-from distgrad import backend
 from distgrad.autograd import gradcheck, gradgradcheck
+from helpers import host, leaf_keeping_layout
 
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3)
-
-
-def leaf(device, array) -> dg.Tensor:
-    """A float64 leaf on ``device`` that requires grad, holding ``array`` with its dims in the same
-    order in memory (a transposed array stays transposed; CuPy alone would copy it C-contiguous)."""
-    array = np.asarray(array, dtype=np.float64)
-    order = np.argsort([-s for s in array.strides], kind="stable")
-    data = backend.to_device(np.ascontiguousarray(array.transpose(order)), dg.device(device))
-    return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
-
-
-def host(t: dg.Tensor) -> np.ndarray:
-    return backend.to_device(t.array, backend.CPU)
 
 
 def numbered(shape) -> np.ndarray:
@@ -33,7 +20,7 @@ def numbered(shape) -> np.ndarray:
 
 def transposed_leaf(device, shape) -> dg.Tensor:
     """A leaf of ``shape`` whose memory is laid out in reverse dim order (not contiguous)."""
-    x = leaf(device, numbered(shape[::-1]).T)
+    x = leaf_keeping_layout(device, numbered(shape[::-1]).T)
     assert x.ndim < 2 or not x.is_contiguous()
     return x
 
@@ -41,8 +28,8 @@ def transposed_leaf(device, shape) -> dg.Tensor:
 def check(device, fn, array, reference=None):
     """``fn`` against ``reference`` (the same function on NumPy arrays) and finite differences."""
     if reference is not None:
-        np.testing.assert_allclose(host(fn(leaf(device, array))), reference(array))
-    assert gradcheck(fn, leaf(device, array))
+        np.testing.assert_allclose(host(fn(leaf_keeping_layout(device, array))), reference(array))
+    assert gradcheck(fn, leaf_keeping_layout(device, array))
 
 
 # --- reshaping -------------------------------------------------------------------------------------------
@@ -94,7 +81,7 @@ def test_reshape_flatten_unflatten_have_the_right_gradient(device, shape, data):
 
 
 def test_squeeze_and_unsqueeze(device):
-    x = leaf(device, numbered((1, 3, 1)))
+    x = leaf_keeping_layout(device, numbered((1, 3, 1)))
     assert x.squeeze().shape == (3,) and x.squeeze(0).shape == (3, 1) and x.squeeze((0, -1)).shape == (3,)
     assert x.squeeze(1).shape == (1, 3, 1) and x.unsqueeze(-1).shape == (1, 3, 1, 1)
     assert x.unsqueeze(3).shape == (1, 3, 1, 1) and dg.unsqueeze(x, -4).shape == (1, 1, 3, 1)
@@ -123,7 +110,7 @@ def test_t_T_and_mT(device):
 
 
 def test_reordering_is_twice_differentiable(device):
-    x = leaf(device, numbered((2, 3, 2)))
+    x = leaf_keeping_layout(device, numbered((2, 3, 2)))
     assert gradgradcheck(lambda t: (t.permute(2, 0, 1).reshape(2, 6) ** 2), x)
     assert gradgradcheck(lambda t: (t.transpose(0, -1).flatten(1) ** 2), x)
 
@@ -143,9 +130,9 @@ def test_narrow_select_split_chunk_unbind_have_the_right_gradients(device, shape
     check(device, lambda x: x.narrow(dim, start, length), array, lambda a: a[tuple(index)])
     check(device, lambda x: x.select(dim, start), array, lambda a: np.take(a, start, axis=dim))
     step = data.draw(st.integers(1, size))
-    assert gradcheck(lambda x: x.split(step, dim), leaf(device, array))
-    assert gradcheck(lambda x: dg.chunk(x, step, dim), leaf(device, array))
-    assert gradcheck(lambda x: x.unbind(dim), leaf(device, array))
+    assert gradcheck(lambda x: x.split(step, dim), leaf_keeping_layout(device, array))
+    assert gradcheck(lambda x: dg.chunk(x, step, dim), leaf_keeping_layout(device, array))
+    assert gradcheck(lambda x: x.unbind(dim), leaf_keeping_layout(device, array))
     pieces = dg.split(dg.tensor(array, device=device), [start, size - start], dim)
     assert [p.shape[dim] for p in pieces] == [start, size - start]
 
@@ -160,7 +147,7 @@ def test_split_and_chunk_sizes_follow_torch(device):
 
 
 def test_backward_through_one_piece_leaves_zeros_elsewhere(device):
-    x = leaf(device, numbered((4, 2)))
+    x = leaf_keeping_layout(device, numbered((4, 2)))
     first, rest = x.split([1, 3])
     (first * 2).sum().backward()
     np.testing.assert_array_equal(host(x.grad), [[2, 2], [0, 0], [0, 0], [0, 0]])
@@ -183,7 +170,7 @@ def test_flip_roll_repeat_tile_match_numpy(device, shape, data):
 
 
 def test_clone_and_contiguous(device):
-    x = leaf(device, numbered((2, 3)))
+    x = leaf_keeping_layout(device, numbered((2, 3)))
     assert x.contiguous() is x
     y = x.t().contiguous()
     assert y.is_contiguous() and y.grad_fn is not None
@@ -201,17 +188,17 @@ def test_cat_and_stack_match_numpy(device, shape, data):
     other[dim] = data.draw(st.integers(1, 3))
     a, b = numbered(shape), numbered(other)[..., ::-1] + 1
     expected = np.concatenate([a, b], dim)
-    np.testing.assert_allclose(host(dg.cat([leaf(device, a), leaf(device, b)], dim)), expected)
+    np.testing.assert_allclose(host(dg.cat([leaf_keeping_layout(device, a), leaf_keeping_layout(device, b)], dim)), expected)
     assert gradcheck(lambda x, y: dg.cat((x, y.t() if nd == 2 else y), dim),
-                     (leaf(device, a), leaf(device, b.T if nd == 2 else b)))
+                     (leaf_keeping_layout(device, a), leaf_keeping_layout(device, b.T if nd == 2 else b)))
     new = data.draw(st.integers(-nd - 1, nd))
-    np.testing.assert_allclose(host(dg.stack([leaf(device, a), leaf(device, a + 1)], new)),
+    np.testing.assert_allclose(host(dg.stack([leaf_keeping_layout(device, a), leaf_keeping_layout(device, a + 1)], new)),
                                np.stack([a, a + 1], new))
-    assert gradcheck(lambda x, y: dg.stack([x, y], new), (leaf(device, a), leaf(device, a * 2)))
+    assert gradcheck(lambda x, y: dg.stack([x, y], new), (leaf_keeping_layout(device, a), leaf_keeping_layout(device, a * 2)))
 
 
 def test_cat_aliases_and_double_backward(device):
-    x, y = leaf(device, numbered((2, 2))), leaf(device, numbered((1, 2)))
+    x, y = leaf_keeping_layout(device, numbered((2, 2))), leaf_keeping_layout(device, numbered((1, 2)))
     assert dg.concat([x, y]).shape == dg.concatenate([x, y]).shape == (3, 2)
     assert gradgradcheck(lambda a, b: dg.cat([a, b]) ** 2, (x, y))
     assert gradgradcheck(lambda a: dg.stack([a, a * 2], 1) ** 2, x)
@@ -224,10 +211,10 @@ def test_pad_matches_torch(device, mode):
     rng = np.random.default_rng(3)
     for widths in [(1, 2), (3, 1), (2, 0, 1, 1), (0, 1, 2, 2, 1, 1)]:  # torch's non-constant modes pad
         array = rng.standard_normal((2, 3, 4, 5)[-len(widths) // 2 - 1:])  # batched inputs only
-        ours = dg.pad(leaf(device, array), widths, mode=mode)
+        ours = dg.pad(leaf_keeping_layout(device, array), widths, mode=mode)
         theirs = torch.nn.functional.pad(torch.tensor(array), widths, mode=mode)
         np.testing.assert_allclose(host(ours), theirs.numpy(), err_msg=f"{mode} {widths}")
-        x, t = leaf(device, array), torch.tensor(array, requires_grad=True)
+        x, t = leaf_keeping_layout(device, array), torch.tensor(array, requires_grad=True)
         weights = np.random.default_rng(4).standard_normal(theirs.shape)
         (dg.pad(x, widths, mode=mode) * dg.tensor(weights, device=device)).sum().backward()
         (torch.nn.functional.pad(t, widths, mode=mode) * torch.tensor(weights)).sum().backward()
@@ -242,7 +229,7 @@ def test_pad_is_twice_differentiable(device, mode):
 
 
 def test_constant_pad_fills_value_and_crops_negative_widths(device):
-    x = leaf(device, numbered((2, 3)))
+    x = leaf_keeping_layout(device, numbered((2, 3)))
     out = dg.pad(x, (-1, 1, 1, 0), value=7.0)
     np.testing.assert_allclose(host(out), [[7, 7, 7], [1 / 3, 2 / 3, 7], [4 / 3, 5 / 3, 7]])
     assert gradcheck(lambda t: dg.pad(t, (-1, 2, 0, -1)), x)

@@ -7,6 +7,7 @@ import pytest
 
 import distgrad as dg
 from distgrad import optim
+from helpers import host
 
 RNG = np.random.default_rng(0)
 INITS = [RNG.standard_normal((3, 4)), RNG.standard_normal(5)]
@@ -16,10 +17,6 @@ GRADS = [[RNG.standard_normal(a.shape) for a in INITS] for _ in range(5)]
 def params(*values, dtype=dg.float64, device="cpu"):
     return [dg.tensor(np.asarray(v, dtype=np.float64), dtype=dtype, device=device, requires_grad=True)
             for v in values]
-
-
-def host(t):
-    return dg.backend.to_device(t.array, dg.backend.CPU)
 
 
 def set_grads(ps, grads):
