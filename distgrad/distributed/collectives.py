@@ -9,10 +9,10 @@ from __future__ import annotations
 import warnings
 
 from distgrad import backend
+from distgrad.autograd.node import increment_version
 from distgrad.distributed import debug, world
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 __all__ = ["all_gather", "all_reduce", "barrier", "broadcast", "gather", "reduce", "reduce_scatter", "scatter"]
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 
 from distgrad import backend
-from distgrad.autograd.node import AccumulateGrad
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.autograd.node import AccumulateGrad, increment_version
 from distgrad.distributed import collectives, object_collectives, world
 from distgrad.distributed.reducer import Reducer
 from distgrad.nn.module import Module
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 __all__ = ["DistributedDataParallel"]
 

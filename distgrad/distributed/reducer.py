@@ -15,12 +15,12 @@ import weakref
 import numpy as np
 
 from distgrad.autograd.engine import queue_callback
+from distgrad.autograd.node import increment_version
 from distgrad.distributed import collectives, object_collectives, world
 from distgrad.distributed.buckets import GradBucket, assign_buckets
 from distgrad.distributed.comm_hooks import allreduce_hook
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 UNUSED_PARAMETERS_HELP = (
     "This error indicates that your module has parameters that were not used in producing loss. You can "

@@ -9,15 +9,35 @@ from __future__ import annotations
 
 from distgrad import ops
 from distgrad.autograd.grad_mode import no_grad
-from distgrad.ops import (batch_norm, binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
-                          cross_entropy, dropout, embedding, gelu, group_norm, l1_loss, layer_norm, linear,
-                          log_softmax, mse_loss, nll_loss, one_hot, pad, sigmoid, smooth_l1_loss, softmax, softmin,
-                          softplus, tanh)
-from distgrad.ops.conv import conv2d, conv_transpose2d  # noqa: F401
-from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: F401
-from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
-from distgrad.tensor import Tensor
 from distgrad.autograd.node import increment_version
+from distgrad.ops import (  # noqa: F401
+    batch_norm,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    dropout,
+    embedding,
+    gelu,
+    group_norm,
+    l1_loss,
+    layer_norm,
+    linear,
+    log_softmax,
+    mse_loss,
+    nll_loss,
+    one_hot,
+    pad,
+    sigmoid,
+    smooth_l1_loss,
+    softmax,
+    softmin,
+    softplus,
+    tanh,
+)
+from distgrad.ops.conv import conv2d, conv_transpose2d  # noqa: F401
+from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
+from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: F401
+from distgrad.tensor import Tensor
 
 __all__ = [
     "relu", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "softplus", "softmax", "log_softmax", "softmin",

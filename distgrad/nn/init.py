@@ -11,9 +11,9 @@ import warnings
 
 import numpy as np
 
+from distgrad.autograd.node import increment_version
 from distgrad.random import default_generator
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
            "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]

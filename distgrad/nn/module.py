@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 from distgrad import backend, dtypes
 from distgrad.autograd.hooks import add_hook
+from distgrad.autograd.node import increment_version
 from distgrad.nn.parameter import Parameter
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):

@@ -9,9 +9,9 @@ import numpy as np
 
 from distgrad import random
 from distgrad.autograd.function import Function
+from distgrad.autograd.node import increment_version
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 __all__ = ["dropout"]
 

@@ -15,11 +15,11 @@ import numpy as np
 
 from distgrad import backend
 from distgrad.autograd.function import Function
+from distgrad.autograd.node import increment_version
 from distgrad.ops.broadcast import broadcast_to, sum_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace, update_in_place
 from distgrad.tensor import Tensor, bind_methods
-from distgrad.autograd.node import increment_version
 
 __all__ = ["index_select", "gather", "scatter_add", "masked_fill", "take", "nonzero", "one_hot"]
 

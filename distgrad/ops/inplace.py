@@ -20,14 +20,13 @@ import numpy as np
 
 from distgrad import backend
 from distgrad.autograd.function import Function
-from distgrad.autograd.node import AccumulateGrad
 from distgrad.autograd.grad_mode import state as _grad_state
+from distgrad.autograd.node import AccumulateGrad, increment_version
 from distgrad.ops.arithmetic import add, sub
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
 from distgrad.random import default_generator
 from distgrad.tensor import Tensor, bind_methods
-from distgrad.autograd.node import increment_version
 
 __all__ = []  # in-place ops are Tensor methods only, as in PyTorch
 

@@ -11,9 +11,9 @@ import math
 
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.autograd.node import increment_version
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 __all__ = ["layer_norm", "batch_norm", "group_norm"]
 

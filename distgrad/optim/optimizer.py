@@ -13,8 +13,8 @@ from itertools import chain
 
 from distgrad import backend
 from distgrad.autograd.grad_mode import enable_grad
-from distgrad.tensor import Tensor
 from distgrad.autograd.node import increment_version
+from distgrad.tensor import Tensor
 
 
 class _RequiredParameter:

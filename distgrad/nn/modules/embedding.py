@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from distgrad import creation
+from distgrad.autograd.node import increment_version
 from distgrad.nn import functional as F
 from distgrad.nn import init
 from distgrad.nn.module import Module
 from distgrad.nn.parameter import Parameter
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 
 class Embedding(Module):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad import creation
+from distgrad.autograd.node import increment_version
 from distgrad.nn import functional as F
 from distgrad.nn import init
 from distgrad.nn.module import Module
 from distgrad.nn.parameter import Parameter
 from distgrad.tensor import Tensor
-from distgrad.autograd.node import increment_version
 
 
 class _BatchNorm(Module):

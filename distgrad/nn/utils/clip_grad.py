@@ -6,8 +6,8 @@ import math
 import numpy as np
 
 from distgrad import backend, dtypes
-from distgrad.tensor import Tensor
 from distgrad.autograd.node import increment_version
+from distgrad.tensor import Tensor
 
 __all__ = ["get_total_norm", "clip_grads_with_norm_", "clip_grad_norm_", "clip_grad_value_"]
 
