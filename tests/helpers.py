@@ -1,4 +1,7 @@
 """Helpers shared by the test files (import them with ``from helpers import ...``)."""
+import importlib.util
+import pathlib
+
 import numpy as np
 
 import distgrad as dg
@@ -23,3 +26,13 @@ def leaf_keeping_layout(device, array):
     order = np.argsort([-s for s in array.strides], kind="stable")
     data = backend.to_device(np.ascontiguousarray(array.transpose(order)), dg.device(device))
     return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
+
+
+def load_example(name: str):
+    """``examples/<name>.py`` as a module (the examples are scripts, not a package), so that a test
+    checks the very code a reader of the example runs."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -193,3 +193,22 @@ def effective_grad(param, grad, weight_decay: float, maximize: bool):
     if maximize:
         return -grad
     return grad
+
+
+def start_state(state: dict, param, *names: str) -> None:
+    """A parameter's first state: ``step`` 0 and, under each of ``names``, a zero Tensor shaped like ``param``."""
+    xp = backend.array_module(param)
+    state["step"] = 0
+    for name in names:
+        state[name] = Tensor(xp.zeros_like(param))
+
+
+_HYPERPARAMETER_WORDS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def check_non_negative(**hyperparameters) -> None:
+    """Raises PyTorch's ``ValueError("Invalid <name>: <value>")`` for the first of ``hyperparameters``
+    (in the order given) that is not at least 0."""
+    for name, value in hyperparameters.items():
+        if not 0.0 <= value:
+            raise ValueError(f"Invalid {_HYPERPARAMETER_WORDS.get(name, name + ' value')}: {value}")

@@ -1,19 +1,15 @@
 """``Conv2d``: 2-D cross-correlation over (N, C, H, W) inputs, with PyTorch's arguments."""
 from __future__ import annotations
 
-
-from distgrad import creation
 from distgrad.nn import functional as F
-from distgrad.nn import init
-from distgrad.nn.module import Module
-from distgrad.nn.parameter import Parameter
+from distgrad.nn.modules.weighted import WeightedLayer
 
 
 def _pair(x) -> tuple:
     return tuple(x) if isinstance(x, (tuple, list)) else (x, x)
 
 
-class Conv2d(Module):
+class Conv2d(WeightedLayer):
     """``weight`` has shape (out_channels, in_channels // groups, kH, kW); ``bias`` (out_channels,).
 
     ``padding`` is an int, a pair, ``'valid'`` (none) or ``'same'`` (output as large as the input,
@@ -48,17 +44,7 @@ class Conv2d(Module):
         self.dilation = _pair(dilation)
         self.groups = groups
         self.padding_mode = padding_mode
-        self.weight = Parameter(creation.empty(out_channels, in_channels // groups, *self.kernel_size,
-                                               device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(creation.empty(out_channels, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's default: kaiming_uniform_(a=sqrt(5)) weights, biases uniform on ±1/sqrt(fan_in)."""
-        init.default_layer_init_(self.weight, self.bias)
+        self._add_weight_and_bias((out_channels, in_channels // groups, *self.kernel_size), bias, device, dtype)
 
     def forward(self, input):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

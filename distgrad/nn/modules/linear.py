@@ -1,12 +1,9 @@
 """``Linear`` (y = x Wᵀ + b) and ``Identity``."""
 from __future__ import annotations
 
-
-from distgrad import creation
 from distgrad.nn import functional as F
-from distgrad.nn import init
 from distgrad.nn.module import Module
-from distgrad.nn.parameter import Parameter
+from distgrad.nn.modules.weighted import WeightedLayer
 
 
 class Identity(Module):
@@ -19,23 +16,14 @@ class Identity(Module):
         return input
 
 
-class Linear(Module):
+class Linear(WeightedLayer):
     """``y = x @ weight.T + bias`` with ``weight`` of shape (out_features, in_features)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = Parameter(creation.empty(out_features, in_features, device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(creation.empty(out_features, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's default: kaiming_uniform_(a=sqrt(5)) weights, biases uniform on ±1/sqrt(fan_in)."""
-        init.default_layer_init_(self.weight, self.bias)
+        self._add_weight_and_bias((out_features, in_features), bias, device, dtype)
 
     def forward(self, input):
         return F.linear(input, self.weight, self.bias)
