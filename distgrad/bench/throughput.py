@@ -4,7 +4,7 @@ Per-rank batch 64 of synthetic inputs (a step's time does not depend on the valu
 process, ``steps`` steps after ``warmup`` timed as one free-running loop between two barriers (as in
 training, the ranks are not re-aligned every step). World size 1 is the plain model in one process
 (no DDP, no launcher); world size 2 is DDP on 2 ranks started by ``ranks.run_task``. PyTorch's
-ranks meet through gloo at a port that rank 0 picks and sends to the others over MPI.
+ranks meet through gloo at an address and port that rank 0 picks and sends to the others over MPI.
 Scaling efficiency = throughput(2) / (2 x throughput(1)); every world size runs ``repeats`` times in
 fresh processes (the world sizes taking turns) and the medians are quoted.
 """
@@ -48,15 +48,16 @@ def _join(fw, model):
     import torch.distributed as tdist
     from distgrad.distributed import mpi_env
     comm = mpi_env.mpi().COMM_WORLD
-    port = comm.bcast(_free_port() if comm.Get_rank() == 0 else None)
-    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=comm.Get_rank(),
+    host, port = comm.bcast((socket.gethostname(), _free_port()) if comm.Get_rank() == 0 else None)
+    address = "127.0.0.1" if host == socket.gethostname() else host  # W5 is one machine; srun may spread ranks
+    tdist.init_process_group("gloo", init_method=f"tcp://{address}:{port}", rank=comm.Get_rank(),
                              world_size=comm.Get_size())
     return comm.Get_rank(), tdist.barrier, tdist.destroy_process_group, fw.nn.parallel.DistributedDataParallel(model)
 
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return s.getsockname()[1]
 
 
