@@ -80,7 +80,7 @@ def _check_batches(op: str, batch1: Tensor, batch2: Tensor) -> None:
     for name, b in (("batch1", batch1), ("batch2", batch2)):
         if b.ndim != 3:
             raise RuntimeError(f"{op}: {name} must be a 3D tensor, got {b.ndim}-D")
-    if batch1.shape[0] != batch2.shape[0]:
+    if op == "addbmm" and batch1.shape[0] != batch2.shape[0]:  # baddbmm leaves the sizes to bmm's check
         raise RuntimeError(f"{op}: batch1 and batch2 must have same number of batches, got {batch1.shape[0]} and "
                            f"{batch2.shape[0]}")
 

@@ -192,7 +192,7 @@ def _letter_sizes(terms: list, operands: list) -> dict:
         for c, n in zip(term, t.shape):
             if c in own and own[c] != n:
                 raise RuntimeError(f"einsum(): subscript {c} is repeated for operand {i} but the sizes don't match, "
-                                   f"{own[c]} != {n}")
+                                   f"{n} != {own[c]}")
             own[c] = n
         for c, n in own.items():
             seen = sizes.get(c, 1)

@@ -26,6 +26,17 @@ from distgrad.tensor import Tensor, bind_methods
 __all__ = ["scatter", "index_add", "index_copy", "index_fill"]
 
 
+def _integer_index(op: str, input: Tensor, index):
+    """``index`` as an integer array on ``input``'s device; another dtype raises PyTorch's error."""
+    dtype = getattr(index.array if isinstance(index, Tensor) else index, "dtype", None)
+    if dtype is None or dtype.kind in "iu":
+        idx = _index_array(input, index, f"{op}()")
+        dtype = idx.dtype
+    if dtype.kind not in "iu":
+        raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index, got {dtype.name}")
+    return idx
+
+
 # --- scatter -----------------------------------------------------------------------------------------
 class ScatterMultiply(Function):
     """A copy of ``x`` with the entries at ``key`` multiplied by ``src`` (repeated indices multiply)."""
@@ -73,13 +84,15 @@ def _scatter_args(op: str, input: Tensor, dim: int, index, src, value, reduce):
         raise TypeError(f"{op}(): expected exactly one of 'src' (a Tensor) and 'value' (a number)")
     if reduce not in (None, "add", "multiply"):
         raise RuntimeError(f"{op}(): reduce argument must be either add or multiply, got {reduce!r}.")
-    dim = wrap_dim(dim, input.ndim)
-    idx = _index_array(input, index, f"{op}()")
-    if idx.dtype.kind not in "iu":
-        raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index, got {idx.dtype.name}")
     if src is not None and src.dtype != input.dtype:
         raise RuntimeError(f"{op}(): Expected self.dtype to be equal to src.dtype, got {input.dtype.name} and "
                            f"{src.dtype.name}")
+    if input.ndim == 0:  # a 0-d tensor acts as a 1-element vector, with a 0-d (or 1-element) index and src
+        input = input.reshape(1)
+        src = src if src is None or src.ndim else src.reshape(1)
+        index = index.reshape(1) if isinstance(index, Tensor) and index.ndim == 0 else index
+    dim = wrap_dim(dim, input.ndim)
+    idx = _integer_index(op, input, index)
     key = _gather_key(op, input, dim, idx, src)
     if src is not None and src.shape != idx.shape:
         src = src[tuple(slice(0, n) for n in idx.shape)]
@@ -89,6 +102,8 @@ def _scatter_args(op: str, input: Tensor, dim: int, index, src, value, reduce):
 
 
 def _scatter(input: Tensor, key: tuple, written, reduce) -> Tensor:
+    if input.ndim == 0:
+        return _scatter(input.reshape(1), key, written, reduce).reshape(())
     if reduce == "multiply":
         return ScatterMultiply.apply(input, written, key)
     if reduce == "add":
@@ -99,6 +114,7 @@ def _scatter(input: Tensor, key: tuple, written, reduce) -> Tensor:
 def _write(a, key: tuple, written, reduce) -> None:
     """The plain (unrecorded) in-place write into the array ``a``."""
     values = written.array if isinstance(written, Tensor) else written
+    a = _vector(a)
     if reduce == "multiply":
         multiply_at(a, key, values)
     elif reduce == "add":
@@ -127,9 +143,7 @@ def _index_args(op: str, input: Tensor, dim: int, index, source):
     """The key ``[..., index, ...]`` along ``dim`` after PyTorch's checks; 0-d tensors act as 1-element ones.
     Negative indices count from the end for ``index_fill`` only (``source`` None), as in PyTorch."""
     dim = wrap_dim(dim, input.ndim)
-    idx = _index_array(input, index, f"{op}()")
-    if idx.dtype.kind not in "iu":
-        raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index but got: {idx.dtype.name}")
+    idx = _integer_index(op, input, index)
     if idx.ndim > 1:
         raise IndexError(f"{op}(): Index is supposed to be a vector, but got dim: {idx.ndim} with type: "
                          f"{idx.dtype.name} and size: {list(idx.shape)}")
@@ -140,7 +154,7 @@ def _index_args(op: str, input: Tensor, dim: int, index, source):
             raise RuntimeError(f"{op}(): self ({input.dtype.name}) and source ({source.dtype.name}) must have the "
                                "same scalar type")
         source_shape = source.shape or (1,)
-        if len(source_shape) != len(shape) or any(a != b for d, (a, b) in enumerate(zip(shape, source_shape))
+        if source.ndim != input.ndim or any(a != b for d, (a, b) in enumerate(zip(shape, source_shape))
                                                   if d != dim):
             raise RuntimeError(f"{op}(): source tensor shape must match self tensor shape, excluding the specified "
                                f"dimension. Got self.shape = {list(input.shape)} source.shape = {list(source.shape)}")
