@@ -72,3 +72,12 @@ def assert_matches_torch(fn, values, device, rtol: float = 1e-7, atol: float = 1
             got = np.zeros(a.shape) if a.grad is None else host(a.grad)
             np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
     return out_ours
+
+
+def assert_raises_like_torch(call, message: str, error=RuntimeError) -> None:
+    """``call(module)`` raises ``error`` matching ``message`` with ``module`` distgrad and with torch."""
+    pytest = __import__("pytest")
+    torch = pytest.importorskip("torch")
+    for module in (dg, torch):
+        with pytest.raises(error, match=message):
+            call(module)

@@ -8,7 +8,7 @@ import pytest
 
 import distgrad as dg
 from distgrad.autograd import gradcheck, gradgradcheck
-from helpers import assert_matches_torch, random_leaf
+from helpers import assert_matches_torch, assert_raises_like_torch, random_leaf
 
 PS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, math.inf]
 MODES = ["use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist"]
@@ -58,8 +58,4 @@ def test_gradcheck_and_double_backward(p, device):
      ValueError),
 ])
 def test_errors_read_like_torch(call, message, error):
-    torch = pytest.importorskip("torch")
-    with pytest.raises(error, match=message):
-        call(dg)
-    with pytest.raises(error, match=message):
-        call(torch)
+    assert_raises_like_torch(call, message, error)
