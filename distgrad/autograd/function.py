@@ -113,14 +113,18 @@ class Function(Node):
         """Sets ``needs_input_grad``; the edges to the inputs' nodes when any input needs a gradient."""
         needs = []
         edges = []
+        input_dtypes = []
         for a in args:
             if isinstance(a, Tensor) and a.requires_grad:
                 needs.append(True)
                 edges.append((a.grad_fn or grad_accumulator(a), a.output_nr))
+                input_dtypes.append(a.array.dtype)
             else:
                 needs.append(False)
                 edges.append(None)
+                input_dtypes.append(None)
         self.needs_input_grad = tuple(needs)
+        self._input_dtypes = input_dtypes
         return tuple(edges) if True in needs else None
 
     def _record(self, outs, edges, single: bool) -> None:
@@ -190,7 +194,29 @@ class Function(Node):
                     f"function {self.name} returned an incorrect number of gradients "
                     f"(expected {len(self.next_functions)}, got {len(result)})"
                 )
-        return result
+        return _in_input_dtypes(result, self._input_dtypes)
+
+
+def _in_input_dtypes(grads: tuple, dtypes: list) -> tuple:
+    """Each gradient in its input's dtype, as PyTorch's engine gives it: an op whose operands were
+    promoted (float16 * float32) computes its gradients in the wider dtype."""
+    for i, (g, dtype) in enumerate(zip(grads, dtypes)):
+        if g is not None and dtype is not None and g.array.dtype != dtype:
+            grads = grads[:i] + (CastGradient.apply(g, dtype),) + grads[i + 1:]
+    return grads
+
+
+class CastGradient(Function):
+    """A gradient converted to its input's dtype (differentiable, for ``create_graph=True``)."""
+
+    @staticmethod
+    def forward(ctx, g, dtype):
+        ctx.in_dtype = g.dtype
+        return g.array.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return CastGradient.apply(grad, ctx.in_dtype), None
 
 
 def _as_output(o, args):

@@ -1,18 +1,28 @@
-"""``+ - * / ** neg`` with tensors and Python scalars, reversed operands included."""
+"""``+ - * / // % ** neg`` with tensors and Python scalars, reversed operands included.
+
+Operands meet in PyTorch's result dtype (``promotion.result_type``: ``int64 tensor + 2.5`` is
+float32, ``float32 tensor * 0-d float64 tensor`` float32); true division of integers gives the
+default float dtype. Gradients go back in each input's own dtype (the engine converts them).
+"""
 from __future__ import annotations
 
+import math
+
 from distgrad.autograd.function import Function
+from distgrad.dtypes import bool_
 from distgrad.ops.broadcast import sum_to
+from distgrad.promotion import cast, result_type, true_divide_type
 from distgrad.tensor import Tensor, bind_methods
 
-__all__ = ["add", "sub", "mul", "div", "neg", "pow"]
+__all__ = ["add", "sub", "mul", "div", "neg", "pow", "floor_divide", "remainder"]
 
 
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        return a.array + b.array
+        dtype = result_type(a, b)
+        return cast(a, dtype) + cast(b, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -23,7 +33,8 @@ class Add(Function):
 class AddScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
-        return a.array + s
+        dtype = result_type(a, s)
+        return cast(a, dtype) + cast(s, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -34,7 +45,8 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        return a.array - b.array
+        dtype = result_type(a, b)
+        return cast(a, dtype) - cast(b, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -49,7 +61,8 @@ class RSubScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        return s - a.array
+        dtype = result_type(a, s)
+        return cast(s, dtype) - cast(a, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -60,7 +73,8 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a.array * b.array
+        dtype = result_type(a, b)
+        return cast(a, dtype) * cast(b, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -76,7 +90,8 @@ class MulScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        return a.array * s
+        dtype = result_type(a, s)
+        return cast(a, dtype) * cast(s, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -87,7 +102,8 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a.array / b.array
+        dtype = true_divide_type(result_type(a, b))
+        return cast(a, dtype) / cast(b, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -103,7 +119,8 @@ class DivScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        return a.array / s
+        dtype = true_divide_type(result_type(a, s))
+        return cast(a, dtype) / s
 
     @staticmethod
     def backward(ctx, grad):
@@ -117,7 +134,8 @@ class RDivScalar(Function):
     def forward(ctx, a, s):
         ctx.s = s
         ctx.save_for_backward(a)
-        return s / a.array
+        dtype = true_divide_type(result_type(a, s))
+        return s / cast(a, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -130,6 +148,9 @@ class Neg(Function):
 
     @staticmethod
     def forward(ctx, a):
+        if a.dtype == bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+                               "invert a mask, use the `~` or `logical_not()` operator instead.")
         return -a.array
 
     @staticmethod
@@ -140,7 +161,8 @@ class Neg(Function):
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        out = Tensor(a.array ** b.array)
+        dtype = result_type(a, b)
+        out = Tensor(cast(a, dtype) ** cast(b, dtype))
         ctx.save_for_backward(a, b, out)
         return out
 
@@ -157,7 +179,10 @@ class PowScalar(Function):
     def forward(ctx, a, p):
         ctx.p = p
         ctx.save_for_backward(a)
-        return a.array ** p
+        dtype = result_type(a, p)
+        if dtype.kind in "iu" and p < 0:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+        return cast(a, dtype) ** cast(p, dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -173,7 +198,8 @@ class RPowScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        out = Tensor(s ** a.array)
+        dtype = result_type(a, s)
+        out = Tensor(cast(s, dtype) ** cast(a, dtype))
         ctx.s = s
         ctx.save_for_backward(out)
         return out
@@ -181,8 +207,40 @@ class RPowScalar(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        import math
         return grad * out * math.log(ctx.s), None
+
+
+class FloorDivide(Function):
+    """``floor(a / b)``, rounding toward minus infinity; it has no derivative, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        dtype = result_type(a, b)
+        if dtype == bool_:
+            raise RuntimeError("floor_divide: \"div_floor\" not implemented for 'Bool'")
+        return cast(a, dtype) // cast(b, dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("derivative for floor_divide is not implemented")
+
+
+class Remainder(Function):
+    """``a - b * floor(a / b)``: the sign of the divisor, as Python's ``%``."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(*(x if isinstance(x, Tensor) else None for x in (a, b)))
+        ctx.numbers = a, b
+        dtype = result_type(a, b)
+        return cast(a, dtype) % cast(b, dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = (t if t is not None else n for t, n in zip(ctx.saved_tensors, ctx.numbers))
+        ga = sum_to(grad, a.shape) if ctx.needs_input_grad[0] else None
+        gb = sum_to(-grad * floor_divide(a, b), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
 
 
 def _scalar(x):
@@ -202,7 +260,18 @@ def add(a, b, alpha=1):
     return AddScalar.apply(a, _scalar(b))
 
 
+def _is_bool(x) -> bool:
+    return x.dtype == bool_ if isinstance(x, Tensor) else isinstance(x, bool)
+
+
+def _refuse_bool_subtraction(a, b) -> None:
+    if _is_bool(a) and _is_bool(b):
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+                           "`logical_xor()` operator instead.")
+
+
 def sub(a, b, alpha=1):
+    _refuse_bool_subtraction(a, b)
     if alpha != 1:
         b = b * alpha
     if isinstance(b, Tensor):
@@ -240,10 +309,23 @@ def pow(a, b):
     return PowScalar.apply(a, _scalar(b))
 
 
+def floor_divide(a, b):
+    """``a // b`` elementwise, rounded toward minus infinity (PyTorch's ``floor_divide``)."""
+    return FloorDivide.apply(a, b if isinstance(b, Tensor) else _scalar(b))
+
+
+def remainder(a, b):
+    """``a % b`` elementwise, with the sign of ``b`` (Python's modulus)."""
+    return Remainder.apply(a, b if isinstance(b, Tensor) else _scalar(b))
+
+
 bind_methods(
     add=add, sub=sub, mul=mul, div=div, neg=neg, pow=pow, subtract=sub, multiply=mul, divide=div,
     true_divide=div, negative=neg,
     __add__=add, __radd__=lambda a, b: add(a, b), __sub__=sub, __rsub__=lambda a, b: sub(b, a),
     __mul__=mul, __rmul__=lambda a, b: mul(a, b), __truediv__=div, __rtruediv__=lambda a, b: div(b, a),
     __neg__=neg, __pow__=pow, __rpow__=lambda a, b: pow(b, a), __pos__=lambda a: a,
+    floor_divide=floor_divide, remainder=remainder, __floordiv__=floor_divide,
+    __rfloordiv__=lambda a, b: floor_divide(_scalar(b), a), __mod__=remainder,
+    __rmod__=lambda a, b: remainder(_scalar(b), a),
 )
