@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from distgrad.dtypes import LOW_PRECISION, bfloat16, float32
+
 try:  # CuPy is optional: the CPU build of distgrad needs NumPy alone.
     import cupy as _cupy
 except Exception:  # ImportError, or a CuPy that cannot find its CUDA libraries
@@ -128,6 +130,35 @@ def from_dlpack(capsule_owner):
     if int(dev_type) == 1:  # kDLCPU
         return np.from_dlpack(capsule_owner)
     return cupy_module().from_dlpack(capsule_owner)
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` of two arrays of one dtype; float16 and bfloat16 accumulate in float32 and round once.
+
+    NumPy has no 16-bit matrix product worth the name (float16's is a scalar loop, thousands of times
+    slower than BLAS; ml_dtypes' bfloat16 one returns float32), so on the CPU both compute in float32
+    with BLAS and round on output, as PyTorch's CPU kernels do. CuPy multiplies float16 through cuBLAS
+    with float32 accumulation itself. For bfloat16, CuPy 14.0-14.2 calls cuBLAS GEMM (bf16 in, fp32
+    compute) for products of 1-D and 2-D operands only; its batched path rejects bfloat16 (later CuPy
+    computes it in float32). Here batches against a 2-D right operand are folded into the rows of one
+    GEMM, and other batched bfloat16 products compute in float32.
+    """
+    dtype = a.dtype
+    if dtype not in LOW_PRECISION or is_device_array(a) and dtype != bfloat16:
+        return array_module(a).matmul(a, b, out=out)
+    xp = array_module(a)
+    if not is_device_array(a):
+        result = xp.matmul(a.astype(float32), b.astype(float32)).astype(dtype)
+    elif a.ndim <= 2 and b.ndim <= 2:
+        result = xp.matmul(a, b)
+    elif b.ndim == 2:
+        result = xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+    else:
+        result = xp.matmul(a.astype(float32), b.astype(float32)).astype(dtype)
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def scatter_add(target, indices, values) -> None:

@@ -14,6 +14,7 @@ import numpy as _np
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import Node, grad_accumulator
+from distgrad.dtypes import FLOATING
 from distgrad.tensor import Tensor
 
 _sequence = itertools.count()
@@ -134,7 +135,7 @@ class Function(Node):
             return  # a single output marked non-differentiable: nothing to record
         recorded = False
         for nr, o in enumerate(outs):
-            if o.array.dtype.kind in "fc" and id(o) not in nondiff:
+            if o.array.dtype in FLOATING and id(o) not in nondiff:
                 o.requires_grad = True
                 o.grad_fn = self
                 o.output_nr = nr
