@@ -224,9 +224,11 @@ class _Decoder:
         stored_as = node.get("dtype")
         if stored_as is None:
             return array
-        if stored_as != "bfloat16" or array.dtype != np.uint16:
+        if stored_as != "bfloat16" or array.dtype not in (np.uint16, dtypes.bfloat16):
             raise ValueError(f"array {node['array']} of {array.dtype} cannot be read as dtype {stored_as!r}")
-        return array.view(dtypes.bfloat16)
+        if array.dtype == np.uint16:  # one view, kept, so that an array referenced twice stays one object
+            array = self.arrays[node["array"]] = array.view(dtypes.bfloat16)
+        return array
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, int, float, str)):
