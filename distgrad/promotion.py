@@ -29,6 +29,7 @@ from distgrad.dtypes import FLOATING, bool_, bfloat16, float16, float32, int64
 from distgrad.tensor import Tensor
 
 _promoted = {}  # (dtype, dtype) -> dtype, filled on first use
+_PYTHON_NUMBERS = (bool, int, float)
 
 
 def promote_types(type1, type2) -> np.dtype:
@@ -66,6 +67,11 @@ def can_cast(from_, to) -> bool:
 
 def _number_dtype(x) -> np.dtype:
     """The dtype a Python (or NumPy) number counts as: bool, int64 or the default float."""
+    cls = x.__class__
+    if cls is float:
+        return dtypes.get_default_dtype()
+    if cls is int:
+        return int64
     if isinstance(x, (bool, np.bool_)):
         return bool_
     if isinstance(x, numbers.Integral):
@@ -88,10 +94,15 @@ def _combine(higher, lower):
 
 def result_type(*operands) -> np.dtype:
     """The dtype of an op over ``operands`` (Tensors, Python numbers, or None for absent ones)."""
-    if len(operands) == 2:  # the common case, two tensors of one dtype, without the tiers
+    if len(operands) == 2:  # the common cases without the tiers: one dtype, or a float tensor and a number
         a, b = operands
-        if isinstance(a, Tensor) and isinstance(b, Tensor) and a.array.dtype == b.array.dtype:
-            return a.array.dtype
+        if isinstance(a, Tensor):
+            dtype = a.array.dtype
+            if isinstance(b, Tensor):
+                if b.array.dtype == dtype:
+                    return dtype
+            elif b.__class__ in _PYTHON_NUMBERS and dtype in FLOATING:
+                return dtype
     dims = zeros = numbers_ = None
     for x in operands:
         if x is None:
@@ -106,6 +117,23 @@ def result_type(*operands) -> np.dtype:
             dtype = _number_dtype(x)
             numbers_ = dtype if numbers_ is None else promote_types(numbers_, dtype)
     return _combine(dims, _combine(zeros, numbers_))
+
+
+def promoted(a, b, true_division: bool = False) -> tuple:
+    """``(a, b)`` ready for a binary array op: Tensors' arrays (numbers kept) in their result dtype, or
+    in the default float dtype for the true division of integers. The common cases cost no conversion."""
+    if isinstance(a, Tensor):
+        x = a.array
+        dtype = x.dtype
+        if isinstance(b, Tensor):
+            if b.array.dtype == dtype and (dtype in FLOATING or not true_division):
+                return x, b.array
+        elif b.__class__ in _PYTHON_NUMBERS and dtype in FLOATING:
+            return x, b
+    dtype = result_type(a, b)
+    if true_division:
+        dtype = true_divide_type(dtype)
+    return cast(a, dtype), cast(b, dtype)
 
 
 def true_divide_type(dtype: np.dtype) -> np.dtype:

@@ -129,7 +129,7 @@ class Tensor:
         return int(self.item())
 
     def __dlpack__(self, *args, **kwargs):
-        return self.array.__dlpack__(*args, **kwargs)
+        return backend.to_dlpack(self.array, *args, **kwargs)
 
     def __dlpack_device__(self):
         return self.array.__dlpack_device__()

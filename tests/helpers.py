@@ -23,3 +23,23 @@ def leaf_keeping_layout(device, array):
     order = np.argsort([-s for s in array.strides], kind="stable")
     data = backend.to_device(np.ascontiguousarray(array.transpose(order)), dg.device(device))
     return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
+
+
+def to_torch(t):
+    """The tensor's values as a CPU torch tensor of the same dtype (bfloat16 included), for oracle tests."""
+    import torch
+
+    values = host(t)
+    if values.dtype == dg.bfloat16:  # NumPy cannot hand bfloat16 to torch: pass the bits
+        return torch.from_numpy(values.view(np.uint16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.array(values, copy=True))
+
+
+def from_torch(t) -> np.ndarray:
+    """A torch tensor's values as a NumPy array of the same dtype (bfloat16 through ml_dtypes)."""
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(dg.bfloat16)
+    return t.numpy()

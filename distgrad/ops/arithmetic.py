@@ -11,18 +11,27 @@ import math
 from distgrad.autograd.function import Function
 from distgrad.dtypes import bool_
 from distgrad.ops.broadcast import sum_to
-from distgrad.promotion import cast, result_type, true_divide_type
+from distgrad.ops.conversion import to
+from distgrad.promotion import cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "floor_divide", "remainder"]
+
+
+def _in_dtype(saved: tuple, dtype) -> tuple:
+    """Saved operands in the result dtype, as PyTorch's formulas see them (float16 * float32: float32)."""
+    for t in saved:
+        if t.array.dtype != dtype:
+            return tuple(t if t.dtype == dtype else to(t, dtype=dtype) for t in saved)
+    return saved
 
 
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        dtype = result_type(a, b)
-        return cast(a, dtype) + cast(b, dtype)
+        x, y = promoted(a, b)
+        return x + y
 
     @staticmethod
     def backward(ctx, grad):
@@ -33,8 +42,8 @@ class Add(Function):
 class AddScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
-        dtype = result_type(a, s)
-        return cast(a, dtype) + cast(s, dtype)
+        x, y = promoted(a, s)
+        return x + y
 
     @staticmethod
     def backward(ctx, grad):
@@ -45,8 +54,8 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        dtype = result_type(a, b)
-        return cast(a, dtype) - cast(b, dtype)
+        x, y = promoted(a, b)
+        return x - y
 
     @staticmethod
     def backward(ctx, grad):
@@ -61,8 +70,8 @@ class RSubScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        dtype = result_type(a, s)
-        return cast(s, dtype) - cast(a, dtype)
+        x, y = promoted(a, s)
+        return y - x
 
     @staticmethod
     def backward(ctx, grad):
@@ -73,12 +82,12 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        dtype = result_type(a, b)
-        return cast(a, dtype) * cast(b, dtype)
+        x, y = promoted(a, b)
+        return x * y
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        a, b = _in_dtype(ctx.saved_tensors, grad.dtype)
         ga = sum_to(grad * b, a.shape) if ctx.needs_input_grad[0] else None
         gb = sum_to(grad * a, b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -90,8 +99,8 @@ class MulScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        dtype = result_type(a, s)
-        return cast(a, dtype) * cast(s, dtype)
+        x, y = promoted(a, s)
+        return x * y
 
     @staticmethod
     def backward(ctx, grad):
@@ -102,12 +111,12 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        dtype = true_divide_type(result_type(a, b))
-        return cast(a, dtype) / cast(b, dtype)
+        x, y = promoted(a, b, true_division=True)
+        return x / y
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        a, b = _in_dtype(ctx.saved_tensors, grad.dtype)
         ga = sum_to(grad / b, a.shape) if ctx.needs_input_grad[0] else None
         gb = sum_to(-grad * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -119,8 +128,8 @@ class DivScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        dtype = true_divide_type(result_type(a, s))
-        return cast(a, dtype) / s
+        x, y = promoted(a, s, true_division=True)
+        return x / y
 
     @staticmethod
     def backward(ctx, grad):
@@ -134,8 +143,8 @@ class RDivScalar(Function):
     def forward(ctx, a, s):
         ctx.s = s
         ctx.save_for_backward(a)
-        dtype = true_divide_type(result_type(a, s))
-        return s / cast(a, dtype)
+        x, y = promoted(a, s, true_division=True)
+        return y / x
 
     @staticmethod
     def backward(ctx, grad):
@@ -162,13 +171,13 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         dtype = result_type(a, b)
-        out = Tensor(cast(a, dtype) ** cast(b, dtype))
+        out = Tensor((cast(a, dtype) ** cast(b, dtype)).astype(dtype, copy=False))  # NumPy: bool ** bool is int8
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        a, b, out = ctx.saved_tensors
+        a, b, out = _in_dtype(ctx.saved_tensors, grad.dtype)
         ga = sum_to(grad * b * a ** (b - 1), a.shape) if ctx.needs_input_grad[0] else None
         gb = sum_to(grad * out * a.log(), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -182,7 +191,7 @@ class PowScalar(Function):
         dtype = result_type(a, p)
         if dtype.kind in "iu" and p < 0:
             raise RuntimeError("Integers to negative integer powers are not allowed.")
-        return cast(a, dtype) ** cast(p, dtype)
+        return (cast(a, dtype) ** cast(p, dtype)).astype(dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -199,7 +208,7 @@ class RPowScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         dtype = result_type(a, s)
-        out = Tensor(cast(s, dtype) ** cast(a, dtype))
+        out = Tensor((cast(s, dtype) ** cast(a, dtype)).astype(dtype, copy=False))
         ctx.s = s
         ctx.save_for_backward(out)
         return out
@@ -232,8 +241,8 @@ class Remainder(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(*(x if isinstance(x, Tensor) else None for x in (a, b)))
         ctx.numbers = a, b
-        dtype = result_type(a, b)
-        return cast(a, dtype) % cast(b, dtype)
+        x, y = promoted(a, b)
+        return x % y
 
     @staticmethod
     def backward(ctx, grad):
@@ -264,14 +273,19 @@ def _is_bool(x) -> bool:
     return x.dtype == bool_ if isinstance(x, Tensor) else isinstance(x, bool)
 
 
-def _refuse_bool_subtraction(a, b) -> None:
-    if _is_bool(a) and _is_bool(b):
+def refuse_bool_subtraction(a, b) -> None:
+    """PyTorch's errors for ``a - b`` where either is a bool (tensor or Python bool)."""
+    a_bool, b_bool = _is_bool(a), _is_bool(b)
+    if a_bool and b_bool:
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
                            "`logical_xor()` operator instead.")
+    if a_bool or b_bool:
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to "
+                           "invert a mask, use the `~` or `logical_not()` operator instead.")
 
 
 def sub(a, b, alpha=1):
-    _refuse_bool_subtraction(a, b)
+    refuse_bool_subtraction(a, b)
     if alpha != 1:
         b = b * alpha
     if isinstance(b, Tensor):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 
-from distgrad.promotion import cast, result_type
+from distgrad.promotion import promoted
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = [
@@ -18,14 +18,9 @@ __all__ = [
 ]
 
 
-def _promoted(input, other) -> tuple:
-    dtype = result_type(input, other)
-    return cast(input, dtype), cast(other, dtype)
-
-
 def _bool_op(name: str, ufunc_name: str):
     def compare(input, other):
-        return Tensor(getattr(input._xp, ufunc_name)(*_promoted(input, other)))
+        return Tensor(getattr(input._xp, ufunc_name)(*promoted(input, other)))
     compare.__name__ = name
     compare.__doc__ = f"Elementwise ``{ufunc_name}`` as a bool tensor (broadcasts; ``other`` may be a number)."
     return compare
@@ -65,7 +60,7 @@ def _require_integral(op: str, *values) -> None:
 def _bitwise(name: str):
     def bitwise(input, other):
         _require_integral(name, input, other)
-        return Tensor(getattr(input._xp, name)(*_promoted(input, other)))
+        return Tensor(getattr(input._xp, name)(*promoted(input, other)))
     bitwise.__name__ = name
     bitwise.__doc__ = f"``{name}`` of integer or bool tensors (logical on bools)."
     return bitwise

@@ -11,7 +11,7 @@ import math
 from distgrad.autograd.function import Function
 from distgrad.dtypes import FLOATING, compute_dtype, get_default_dtype
 from distgrad.ops.broadcast import sum_to
-from distgrad.promotion import cast, result_type
+from distgrad.promotion import cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = [
@@ -327,8 +327,7 @@ class _Extremum(Function):
     @classmethod
     def forward(cls, ctx, a, b):
         ctx.save_for_backward(a, b)
-        dtype = result_type(a, b)
-        return cls.pick(a._xp, cast(a, dtype), cast(b, dtype))
+        return cls.pick(a._xp, *promoted(a, b))
 
     @classmethod
     def backward(cls, ctx, grad):

@@ -27,7 +27,7 @@ from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import AccumulateGrad, increment_version
 from distgrad.dtypes import LOW_PRECISION, bool_, get_default_dtype, is_floating_point
-from distgrad.ops.arithmetic import add, sub
+from distgrad.ops.arithmetic import add, refuse_bool_subtraction, sub
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
 from distgrad.promotion import cast, check_in_place, result_type
@@ -142,6 +142,7 @@ def add_(self: Tensor, other, *, alpha=1) -> Tensor:
 
 def sub_(self: Tensor, other, *, alpha=1) -> Tensor:
     """``self -= alpha * other``."""
+    refuse_bool_subtraction(self, other)
     (value,) = _promoted("sub_", self, other)
     if needs_recording(self, other):
         return record_inplace(self, "sub_", lambda alias: sub(alias, other, alpha=alpha))
