@@ -40,6 +40,8 @@ class Add(Function):
 
 
 class AddScalar(Function):
+    arithmetic_backward = True
+
     @staticmethod
     def forward(ctx, a, s):
         x, y = promoted(a, s)
