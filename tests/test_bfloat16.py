@@ -184,6 +184,8 @@ UNARY = {
     "mean dim": lambda m, x: x.mean(0, keepdim=True), "var": lambda m, x: x.var(1), "std": lambda m, x: x.std(),
     "prod": lambda m, x: _positive(x).prod(1), "amax": lambda m, x: x.amax(1), "max dim": lambda m, x: x.max(1)[0],
     "logsumexp": lambda m, x: x.logsumexp(1), "norm": lambda m, x: x.norm(), "cumsum": lambda m, x: x.cumsum(1),
+    "cumprod": lambda m, x: (x * 0.1 + 1).cumprod(1), "sort": lambda m, x: x.sort(1)[0] * 2,
+    "topk": lambda m, x: x.topk(3, 1)[0] * 2, "tril": lambda m, x: x[:, :4].tril(),
     "transpose reshape": lambda m, x: x.t().reshape(-1) * 2, "index": lambda m, x: x[1:, ::2] * 3,
     "layer_norm": lambda m, x: m.layer_norm(x, (16,)),
     "mse_loss": lambda m, x: m.mse_loss(x, x.detach() * 0.5),
@@ -237,6 +239,8 @@ BINARY = {
     "linear": lambda m, a, b: m.linear(a, b, b[:, 0]), "bmm": lambda m, a, b: a.reshape(2, 2, 16) @ b.reshape(2, 16, 2),
     "batched @ 2-D": lambda m, a, b: a.reshape(2, 2, 16) @ b.t(), "dot": lambda m, a, b: a[0].dot(b[0]),
     "outer": lambda m, a, b: a[0].outer(b[1]), "broadcast mul": lambda m, a, b: a * b[:1],
+    "einsum": lambda m, a, b: (dg if m is F else torch).einsum("ij,kj->ik", a, b),
+    "lerp": lambda m, a, b: a.lerp(b, 0.3), "addmm": lambda m, a, b: (dg if m is F else torch).addmm(a[:, :4], a, b.t()),
 }
 
 
@@ -245,6 +249,14 @@ def test_binary_ops_and_products_in_bfloat16_match_pytorch(op, device):
     rng = np.random.default_rng(3)
     _compare_op(lambda m, a, b: BINARY[op](m, a, b), [rng.standard_normal((4, 16)), rng.standard_normal((4, 16))],
                 device)
+
+
+def test_cdist_in_bfloat16_is_its_float32_result_rounded():
+    # torch has no bfloat16 cdist on the CPU: the oracle is float32, rounded
+    x = dg.randn(5, 64, dtype=dg.bfloat16)
+    ours = host(dg.cdist(x, x[:2] * 0.5)).astype(np.float64)
+    expected = torch.cdist(to_torch(x).float(), to_torch(x[:2] * 0.5).float()).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=2 * BF16_EPS, atol=2 * BF16_EPS * expected.max())
 
 
 def test_matrix_products_accumulate_in_float32(device):
