@@ -10,7 +10,8 @@ A node is JSON null, true/false, a string, a number, a list (a Python list), or 
 ``{"type": "scalar", "array": k}`` (a NumPy scalar), ``{"type": "tuple", "items": [...]}``,
 ``{"type": "dict" | "OrderedDict", "keys": [...], "values": [...]}`` (so integer keys stay integers),
 ``{"type": "float", "value": "inf" | "-inf" | "nan"}`` and ``{"type": "int", "hex": "0x..."}`` (beyond 64 bits).
-An array referenced twice (a tied weight) is stored once and loaded once, still shared.
+An array referenced twice (a tied weight) is stored once and loaded once, still shared. A bfloat16
+array, which ``.npy`` cannot name, is stored as its uint16 bits and its nodes say ``"dtype": "bfloat16"``.
 
 Loading parses JSON and ``.npy`` headers and copies bytes: nothing in the file is ever executed.
 Saving to a path writes a temporary file beside it and renames it over the target only when complete,
@@ -29,7 +30,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from distgrad import backend
+from distgrad import backend, dtypes
 from distgrad.tensor import Tensor
 
 __all__ = ["load", "save"]
@@ -98,6 +99,8 @@ class _Encoder:
         if index is None:
             index = self._index_of[id(array)] = len(self.arrays)
             self.arrays.append(array)
+        if array.dtype == dtypes.bfloat16:
+            extra["dtype"] = "bfloat16"
         return {"type": kind, "array": index, **extra}
 
     def encode(self, obj, where: str):
@@ -140,7 +143,8 @@ def _write_checkpoint(tree, arrays: list, stream) -> None:
         manifest = {"format": FORMAT, "version": VERSION, "tree": tree}
         zf.writestr(zipfile.ZipInfo(MANIFEST, _ZIP_EPOCH), json.dumps(manifest, allow_nan=False))
         for index, array in enumerate(arrays):
-            _write_array(zf, f"arrays/{index}.npy", backend.to_device(array, backend.CPU))
+            array = backend.to_device(array, backend.CPU)
+            _write_array(zf, f"arrays/{index}.npy", array.view(np.uint16) if array.dtype == dtypes.bfloat16 else array)
 
 
 def _write_array(zf: zipfile.ZipFile, member: str, array: np.ndarray) -> None:
@@ -214,6 +218,18 @@ class _Decoder:
             self.arrays[index] = _read_array(self.zf, f"arrays/{index}.npy")
         return self.arrays[index]
 
+    def _array_of(self, node) -> np.ndarray:
+        """The node's array, viewed as bfloat16 where the node says its uint16 bits are one."""
+        array = self.array(node["array"])
+        stored_as = node.get("dtype")
+        if stored_as is None:
+            return array
+        if stored_as != "bfloat16" or array.dtype not in (np.uint16, dtypes.bfloat16):
+            raise ValueError(f"array {node['array']} of {array.dtype} cannot be read as dtype {stored_as!r}")
+        if array.dtype == np.uint16:  # one view, kept, so that an array referenced twice stays one object
+            array = self.arrays[node["array"]] = array.view(dtypes.bfloat16)
+        return array
+
     def decode(self, node):
         if node is None or isinstance(node, (bool, int, float, str)):
             return node
@@ -221,15 +237,15 @@ class _Decoder:
             return [self.decode(v) for v in node]
         kind = node["type"]
         if kind == "tensor":
-            tensor = Tensor(self.array(node["array"]))
+            tensor = Tensor(self._array_of(node))
             if node["requires_grad"] is True:
                 tensor.requires_grad_(True)
             self.tensors.append((tensor, backend.Device(node["device"])))
             return tensor
         if kind == "ndarray":
-            return self.array(node["array"])
+            return self._array_of(node)
         if kind == "scalar":
-            return self.array(node["array"])[()]
+            return self._array_of(node)[()]
         if kind == "tuple":
             return tuple(self.decode(v) for v in node["items"])
         if kind in ("dict", "OrderedDict"):

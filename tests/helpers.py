@@ -94,3 +94,23 @@ def load_example(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def to_torch(t):
+    """The tensor's values as a CPU torch tensor of the same dtype (bfloat16 included), for oracle tests."""
+    import torch
+
+    values = host(t)
+    if values.dtype == dg.bfloat16:  # NumPy cannot hand bfloat16 to torch: pass the bits
+        return torch.from_numpy(values.view(np.uint16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.array(values, copy=True))
+
+
+def from_torch(t) -> np.ndarray:
+    """A torch tensor's values as a NumPy array of the same dtype (bfloat16 through ml_dtypes)."""
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(dg.bfloat16)
+    return t.numpy()

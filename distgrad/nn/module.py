@@ -304,7 +304,7 @@ class Module:
         device, dtype = _parse_to(*args, **kwargs)
 
         def convert(array):
-            if dtype is not None and array.dtype.kind == dtype.kind:
+            if dtype is not None and dtypes.is_floating_point(array.dtype):
                 array = array.astype(dtype, copy=False)
             if device is not None:
                 array = backend.to_device(array, device)
@@ -412,6 +412,6 @@ def _parse_to(*args, device=None, dtype=None, non_blocking: bool = False):
     if device is not None and not isinstance(device, backend.Device):
         device = backend.Device(device)
     dtype = dtypes.to_dtype(dtype)
-    if dtype is not None and dtype.kind not in "fc":
+    if dtype is not None and not dtypes.is_floating_point(dtype):
         raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired dtype={dtype}")
     return device, dtype

@@ -1,18 +1,37 @@
-"""``+ - * / ** neg`` with tensors and Python scalars, reversed operands included."""
+"""``+ - * / // % ** neg`` with tensors and Python scalars, reversed operands included.
+
+Operands meet in PyTorch's result dtype (``promotion.result_type``: ``int64 tensor + 2.5`` is
+float32, ``float32 tensor * 0-d float64 tensor`` float32); true division of integers gives the
+default float dtype. Gradients go back in each input's own dtype (the engine converts them).
+"""
 from __future__ import annotations
 
+import math
+
 from distgrad.autograd.function import Function
+from distgrad.dtypes import bool_
 from distgrad.ops.broadcast import sum_to
+from distgrad.ops.conversion import to
+from distgrad.promotion import cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
 
-__all__ = ["add", "sub", "mul", "div", "neg", "pow"]
+__all__ = ["add", "sub", "mul", "div", "neg", "pow", "floor_divide", "remainder"]
+
+
+def _in_dtype(saved: tuple, dtype) -> tuple:
+    """Saved operands in the result dtype, as PyTorch's formulas see them (float16 * float32: float32)."""
+    for t in saved:
+        if t.array.dtype != dtype:
+            return tuple(t if t.dtype == dtype else to(t, dtype=dtype) for t in saved)
+    return saved
 
 
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        return a.array + b.array
+        x, y = promoted(a, b)
+        return x + y
 
     @staticmethod
     def backward(ctx, grad):
@@ -25,7 +44,8 @@ class AddScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        return a.array + s
+        x, y = promoted(a, s)
+        return x + y
 
     @staticmethod
     def backward(ctx, grad):
@@ -36,7 +56,8 @@ class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = a.shape, b.shape
-        return a.array - b.array
+        x, y = promoted(a, b)
+        return x - y
 
     @staticmethod
     def backward(ctx, grad):
@@ -51,7 +72,8 @@ class RSubScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        return s - a.array
+        x, y = promoted(a, s)
+        return y - x
 
     @staticmethod
     def backward(ctx, grad):
@@ -62,11 +84,12 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a.array * b.array
+        x, y = promoted(a, b)
+        return x * y
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        a, b = _in_dtype(ctx.saved_tensors, grad.dtype)
         ga = sum_to(grad * b, a.shape) if ctx.needs_input_grad[0] else None
         gb = sum_to(grad * a, b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -78,7 +101,8 @@ class MulScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        return a.array * s
+        x, y = promoted(a, s)
+        return x * y
 
     @staticmethod
     def backward(ctx, grad):
@@ -89,11 +113,12 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a.array / b.array
+        x, y = promoted(a, b, true_division=True)
+        return x / y
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved_tensors
+        a, b = _in_dtype(ctx.saved_tensors, grad.dtype)
         ga = sum_to(grad / b, a.shape) if ctx.needs_input_grad[0] else None
         gb = sum_to(-grad * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -105,7 +130,8 @@ class DivScalar(Function):
     @staticmethod
     def forward(ctx, a, s):
         ctx.s = s
-        return a.array / s
+        x, y = promoted(a, s, true_division=True)
+        return x / y
 
     @staticmethod
     def backward(ctx, grad):
@@ -119,7 +145,8 @@ class RDivScalar(Function):
     def forward(ctx, a, s):
         ctx.s = s
         ctx.save_for_backward(a)
-        return s / a.array
+        x, y = promoted(a, s, true_division=True)
+        return y / x
 
     @staticmethod
     def backward(ctx, grad):
@@ -132,6 +159,9 @@ class Neg(Function):
 
     @staticmethod
     def forward(ctx, a):
+        if a.dtype == bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+                               "invert a mask, use the `~` or `logical_not()` operator instead.")
         return -a.array
 
     @staticmethod
@@ -142,13 +172,14 @@ class Neg(Function):
 class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
-        out = Tensor(a.array ** b.array)
+        dtype = result_type(a, b)
+        out = Tensor((cast(a, dtype) ** cast(b, dtype)).astype(dtype, copy=False))  # NumPy: bool ** bool is int8
         ctx.save_for_backward(a, b, out)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        a, b, out = ctx.saved_tensors
+        a, b, out = _in_dtype(ctx.saved_tensors, grad.dtype)
         ga = sum_to(grad * b * a ** (b - 1), a.shape) if ctx.needs_input_grad[0] else None
         gb = sum_to(grad * out * a.log(), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
@@ -159,7 +190,10 @@ class PowScalar(Function):
     def forward(ctx, a, p):
         ctx.p = p
         ctx.save_for_backward(a)
-        return a.array ** p
+        dtype = result_type(a, p)
+        if dtype.kind in "iu" and p < 0:
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+        return (cast(a, dtype) ** cast(p, dtype)).astype(dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -175,7 +209,8 @@ class RPowScalar(Function):
 
     @staticmethod
     def forward(ctx, a, s):
-        out = Tensor(s ** a.array)
+        dtype = result_type(a, s)
+        out = Tensor((cast(s, dtype) ** cast(a, dtype)).astype(dtype, copy=False))
         ctx.s = s
         ctx.save_for_backward(out)
         return out
@@ -183,8 +218,40 @@ class RPowScalar(Function):
     @staticmethod
     def backward(ctx, grad):
         (out,) = ctx.saved_tensors
-        import math
         return grad * out * math.log(ctx.s), None
+
+
+class FloorDivide(Function):
+    """``floor(a / b)``, rounding toward minus infinity; it has no derivative, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        dtype = result_type(a, b)
+        if dtype == bool_:
+            raise RuntimeError("floor_divide: \"div_floor\" not implemented for 'Bool'")
+        return cast(a, dtype) // cast(b, dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("derivative for floor_divide is not implemented")
+
+
+class Remainder(Function):
+    """``a - b * floor(a / b)``: the sign of the divisor, as Python's ``%``."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(*(x if isinstance(x, Tensor) else None for x in (a, b)))
+        ctx.numbers = a, b
+        x, y = promoted(a, b)
+        return x % y
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = (t if t is not None else n for t, n in zip(ctx.saved_tensors, ctx.numbers))
+        ga = sum_to(grad, a.shape) if ctx.needs_input_grad[0] else None
+        gb = sum_to(-grad * floor_divide(a, b), b.shape) if ctx.needs_input_grad[1] else None
+        return ga, gb
 
 
 def _scalar(x):
@@ -204,7 +271,23 @@ def add(a, b, alpha=1):
     return AddScalar.apply(a, _scalar(b))
 
 
+def _is_bool(x) -> bool:
+    return x.dtype == bool_ if isinstance(x, Tensor) else isinstance(x, bool)
+
+
+def refuse_bool_subtraction(a, b) -> None:
+    """PyTorch's errors for ``a - b`` where either is a bool (tensor or Python bool)."""
+    a_bool, b_bool = _is_bool(a), _is_bool(b)
+    if a_bool and b_bool:
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+                           "`logical_xor()` operator instead.")
+    if a_bool or b_bool:
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying to "
+                           "invert a mask, use the `~` or `logical_not()` operator instead.")
+
+
 def sub(a, b, alpha=1):
+    refuse_bool_subtraction(a, b)
     if alpha != 1:
         b = b * alpha
     if isinstance(b, Tensor):
@@ -242,10 +325,23 @@ def pow(a, b):
     return PowScalar.apply(a, _scalar(b))
 
 
+def floor_divide(a, b):
+    """``a // b`` elementwise, rounded toward minus infinity (PyTorch's ``floor_divide``)."""
+    return FloorDivide.apply(a, b if isinstance(b, Tensor) else _scalar(b))
+
+
+def remainder(a, b):
+    """``a % b`` elementwise, with the sign of ``b`` (Python's modulus)."""
+    return Remainder.apply(a, b if isinstance(b, Tensor) else _scalar(b))
+
+
 bind_methods(
     add=add, sub=sub, mul=mul, div=div, neg=neg, pow=pow, subtract=sub, multiply=mul, divide=div,
     true_divide=div, negative=neg,
     __add__=add, __radd__=lambda a, b: add(a, b), __sub__=sub, __rsub__=lambda a, b: sub(b, a),
     __mul__=mul, __rmul__=lambda a, b: mul(a, b), __truediv__=div, __rtruediv__=lambda a, b: div(b, a),
     __neg__=neg, __pow__=pow, __rpow__=lambda a, b: pow(b, a), __pos__=lambda a: a,
+    floor_divide=floor_divide, remainder=remainder, __floordiv__=floor_divide,
+    __rfloordiv__=lambda a, b: floor_divide(_scalar(b), a), __mod__=remainder,
+    __rmod__=lambda a, b: remainder(_scalar(b), a),
 )

@@ -2,12 +2,14 @@
 Python operators bound to them (``==``, ``<``, ``&``, ``~`` ...).
 
 Each returns a new tensor (bool, or the integer dtype for bitwise ops) outside the graph: none of these
-has a gradient. ``other`` may be a Tensor or a number, and broadcasts.
+has a gradient. ``other`` may be a Tensor or a number, and broadcasts. Comparisons and bitwise ops
+see their operands in PyTorch's result dtype (``int tensor == 2.5`` compares in the default float).
 """
 from __future__ import annotations
 
 import numbers
 
+from distgrad.promotion import promoted
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = [
@@ -16,13 +18,9 @@ __all__ = [
 ]
 
 
-def _data(value):
-    return value.array if isinstance(value, Tensor) else value
-
-
 def _bool_op(name: str, ufunc_name: str):
     def compare(input, other):
-        return Tensor(getattr(input._xp, ufunc_name)(input.array, _data(other)))
+        return Tensor(getattr(input._xp, ufunc_name)(*promoted(input, other)))
     compare.__name__ = name
     compare.__doc__ = f"Elementwise ``{ufunc_name}`` as a bool tensor (broadcasts; ``other`` may be a number)."
     return compare
@@ -62,7 +60,7 @@ def _require_integral(op: str, *values) -> None:
 def _bitwise(name: str):
     def bitwise(input, other):
         _require_integral(name, input, other)
-        return Tensor(getattr(input._xp, name)(input.array, _data(other)))
+        return Tensor(getattr(input._xp, name)(*promoted(input, other)))
     bitwise.__name__ = name
     bitwise.__doc__ = f"``{name}`` of integer or bool tensors (logical on bools)."
     return bitwise

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 
 from distgrad.autograd.function import Function
-from distgrad.dtypes import get_default_dtype, int64
+from distgrad.dtypes import FLOATING, compute_dtype, get_default_dtype
 from distgrad.ops.broadcast import sum_to
+from distgrad.promotion import cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = [
@@ -36,9 +37,15 @@ class _Pointwise(Function):
     @classmethod
     def forward(cls, ctx, x, *options):
         data = x.array
-        if cls.promotes_integers and data.dtype.kind not in "fc":
-            data = data.astype(get_default_dtype())
-        y = Tensor(cls.f(x._xp, data, *options))
+        out_dtype = data.dtype
+        if cls.promotes_integers and out_dtype not in FLOATING:
+            out_dtype = get_default_dtype()
+        # float16/bfloat16 compute in float32 and round once on output, as PyTorch's CPU kernels do
+        compute = compute_dtype(out_dtype)
+        if data.dtype != compute:
+            data = data.astype(compute)
+        y = cls.f(x._xp, data, *options)
+        y = Tensor(y if y.dtype == out_dtype else y.astype(out_dtype))
         ctx.options = options
         if cls.saves != "nothing":
             ctx.save_for_backward(y if cls.saves == "output" else x)
@@ -67,7 +74,7 @@ def _zero_grad(grad, *options):
 
 def _on_floats(fn):
     """``fn`` for floating arrays; integer arrays are returned as a copy (rounding them is a no-op)."""
-    return lambda xp, x, *options: fn(xp, x, *options) if x.dtype.kind in "fc" else x.copy()
+    return lambda xp, x, *options: fn(xp, x, *options) if x.dtype in FLOATING else x.copy()
 
 
 Exp = _pointwise("Exp", lambda xp, x: xp.exp(x), lambda g, y: g * y, saves="output", arithmetic_backward=True)
@@ -252,21 +259,11 @@ def gelu(input, approximate: str = "none"):
 
 
 # --- clamp, maximum/minimum, where ---------------------------------------------------------------
-def _arrays(tensor: Tensor, *values) -> list:
-    """The arrays of ``tensor`` and ``values`` (Tensors, numbers or None), numbers in torch's dtype.
-
-    A float number makes an integer tensor compute in the default float dtype and an int number
-    makes a bool tensor int64; otherwise numbers take the tensor's dtype.
-    """
-    dtype = tensor.dtype
-    for v in values:
-        if isinstance(v, float) and dtype.kind not in "fc":
-            dtype = get_default_dtype()
-        elif isinstance(v, int) and not isinstance(v, bool) and dtype.kind == "b":
-            dtype = int64
-    xp = tensor._xp
-    return [tensor.array.astype(dtype, copy=False)] + [
-        v.array if isinstance(v, Tensor) else None if v is None else xp.asarray(v, dtype) for v in values]
+def _promoted_arrays(xp, *values) -> list:
+    """The arrays of ``values`` (Tensors, numbers or None) in their PyTorch result dtype."""
+    dtype = result_type(*values)
+    return [None if v is None else cast(v, dtype) if isinstance(v, Tensor) else xp.asarray(cast(v, dtype), dtype)
+            for v in values]
 
 
 class Clamp(Function):
@@ -277,7 +274,7 @@ class Clamp(Function):
         xp = x._xp
         ctx.save_for_backward(x, *(b if isinstance(b, Tensor) else None for b in (lo, hi)))
         ctx.numbers = lo, hi
-        out, lo_array, hi_array = _arrays(x, lo, hi)
+        out, lo_array, hi_array = _promoted_arrays(xp, x, lo, hi)
         if lo is not None:
             out = xp.maximum(out, lo_array)
         if hi is not None:
@@ -333,7 +330,7 @@ class _Extremum(Function):
     @classmethod
     def forward(cls, ctx, a, b):
         ctx.save_for_backward(a, b)
-        return cls.pick(a._xp, a.array, b.array)
+        return cls.pick(a._xp, *promoted(a, b))
 
     @classmethod
     def backward(cls, ctx, grad):
@@ -381,8 +378,8 @@ class Where(Function):
     def forward(ctx, condition, a, b):
         ctx.save_for_backward(condition)
         ctx.shapes = tuple(t.shape if isinstance(t, Tensor) else () for t in (a, b))
-        a_array, b_array = _arrays(a, b) if isinstance(a, Tensor) else _arrays(b, a)[::-1]
-        return condition._xp.where(condition.array, a_array, b_array)
+        xp = condition._xp
+        return xp.where(condition.array, *_promoted_arrays(xp, a, b))
 
     @staticmethod
     def backward(ctx, grad):
@@ -403,9 +400,6 @@ def where(condition, input=None, other=None):
                            f"{condition.dtype.name}")
     if input is None and other is None:
         return tuple(Tensor(i) for i in condition._xp.nonzero(condition.array))
-    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        floats = isinstance(input, float) or isinstance(other, float)
-        input = Tensor(condition._xp.asarray(input, dtype=get_default_dtype() if floats else None))
     return Where.apply(condition, input, other)
 
 

@@ -12,6 +12,7 @@ import math
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.autograd.node import increment_version
+from distgrad.dtypes import compute_dtype
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
 
@@ -37,12 +38,16 @@ class Normalize(Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, stats_shape, eps, running_stats=None):
-        xhat, rstd, mean, var = _standardize(input, stats_shape, eps)
+        # float16/bfloat16 inputs are normalised in float32 (mean and rstd are kept so), as in PyTorch
+        compute = compute_dtype(input.dtype)
+        x = input if compute == input.dtype else Tensor(input.array.astype(compute))
+        xhat, rstd, mean, var = _standardize(x, stats_shape, eps)
         if running_stats is not None:
             _update_running_stats(*running_stats, mean.array, var.array, input.numel() // mean.numel())
         out = xhat.array * weight.array if weight is not None else xhat.array.copy()
         if bias is not None:
             out += bias.array
+        out = out.astype(input.dtype, copy=False)
         ctx.stats_shape, ctx.eps = stats_shape, eps
         ctx.bias_shape = None if bias is None else bias.shape
         ctx.save_for_backward(input, weight, mean, rstd)  # xhat is rebuilt in backward: less memory held

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad import backend
+from distgrad.dtypes import is_floating_point
 from distgrad.ops.sorting import sorted_indices
 from distgrad.random import default_generator
 from distgrad.tensor import Tensor, bind_methods
@@ -26,7 +27,7 @@ __all__ = ["multinomial"]
 def _check(input: Tensor, num_samples: int, replacement: bool) -> None:
     if input.ndim not in (1, 2):
         raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {list(input.shape)}")
-    if input.dtype.kind != "f":
+    if not is_floating_point(input.dtype):
         raise RuntimeError(f"multinomial only supports floating-point dtypes for input, got: {input.dtype.name}")
     if num_samples <= 0:
         raise RuntimeError(f"multinomial: cannot sample n_sample <= 0 samples (got {num_samples})")

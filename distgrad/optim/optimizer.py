@@ -11,7 +11,7 @@ import warnings
 from collections import defaultdict
 from itertools import chain
 
-from distgrad import backend
+from distgrad import backend, dtypes
 from distgrad.autograd.grad_mode import enable_grad
 from distgrad.autograd.node import increment_version
 from distgrad.tensor import Tensor
@@ -174,7 +174,8 @@ def _state_value_for(param: Tensor, name: str, value):
     if not isinstance(value, Tensor):
         return value
     data = backend.to_device(value.array, param.device)
-    dtype = param.dtype if value.dtype.kind == "f" and param.dtype.kind == "f" else value.dtype
+    floating = dtypes.is_floating_point(value.dtype) and dtypes.is_floating_point(param.dtype)
+    dtype = param.dtype if floating else value.dtype
     return Tensor(data.astype(dtype, copy=True))
 
 
