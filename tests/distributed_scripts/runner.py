@@ -14,6 +14,10 @@ from distgrad.launch import mpi
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 
 
+class Skip(Exception):
+    """Raised by a case that cannot run in this configuration; reported as ``skipped: <why>``."""
+
+
 @dataclass
 class Finished:
     returncode: int
