@@ -7,7 +7,7 @@ rank's updated shard with it.
 from __future__ import annotations
 
 from distgrad.autograd.node import increment_version
-from distgrad.distributed import collectives
+from distgrad.distributed import collectives, world
 from distgrad.tensor import Tensor
 
 __all__ = ["broadcast_coalesced"]
@@ -18,10 +18,13 @@ def broadcast_coalesced(tensors: list, src: int, process_group=None) -> None:
     by_kind = {}
     for t in tensors:
         by_kind.setdefault((t.dtype, t.device), []).append(t)
+    is_source = world.get_rank() == src
     for members in by_kind.values():
         xp = members[0]._xp
         flat = Tensor(xp.concatenate([t.array.reshape(-1) for t in members]))
         collectives.broadcast(flat, src, group=process_group)
+        if is_source:  # its tensors already hold what it sent
+            continue
         offset = 0
         for t in members:
             t.array[...] = flat.array[offset:offset + t.numel()].reshape(t.shape)

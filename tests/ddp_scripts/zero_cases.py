@@ -20,7 +20,7 @@ from distgrad.distributed.optim import ZeroRedundancyOptimizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script under mpiexec, or imported
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "distributed_scripts"))
-from ddp_models import global_batches, loss_of, max_difference, mlp, shard  # noqa: E402
+from ddp_models import Heads, global_batches, loss_of, max_difference, mlp, shard  # noqa: E402
 
 B, STEPS, LR, TOLERANCE = 4, 4, 0.01, 1e-10
 
@@ -102,6 +102,24 @@ def zero2_accumulates_like_ddp_over_no_sync_and_across_steps(r, n):
             np.testing.assert_allclose(q.grad.array, p.grad.array, rtol=0, atol=1e-13)
         else:
             assert q.grad is None
+
+
+def zero2_with_unused_parameters_gives_ddps_gradients_for_the_owned_shard(r, n):
+    heads = ["head_a" if q % 2 == 0 else "head_b" for q in range(n)]  # head_never: unused everywhere
+    xs, ys = global_batches(2, n, B)
+    plain, model = Heads(), Heads()
+    zero = ZeroRedundancyOptimizer(model.parameters(), dg.optim.Adam, lr=LR)
+    ddp = DDP(plain, find_unused_parameters=True)
+    sharded = DDP(model, find_unused_parameters=True, gradient_sharding=zero)
+    for x, y in zip(xs, ys):
+        for net in (ddp, sharded):
+            net.module.zero_grad()
+            loss_of(lambda t: net(t, heads[r]), shard(x, r, B), shard(y, r, B)).backward()
+        for (name, p), q in zip(plain.named_parameters(), model.parameters()):
+            if zero.owner_of(q) != r or p.grad is None:
+                assert q.grad is None, name
+            else:
+                np.testing.assert_allclose(q.grad.array, p.grad.array, rtol=0, atol=1e-13, err_msg=name)
 
 
 def checkpoint_saved_at_one_world_size_resumes_at_another(r, n):
@@ -199,6 +217,7 @@ def hyper_parameter_changes_and_new_groups_reach_the_shards(r, n):
 
 CASES = [zero1_and_zero2_match_one_process_adam_on_the_global_batch, each_rank_keeps_adam_state_only_for_its_shard,
          zero2_accumulates_like_ddp_over_no_sync_and_across_steps,
+         zero2_with_unused_parameters_gives_ddps_gradients_for_the_owned_shard,
          checkpoint_saved_at_one_world_size_resumes_at_another,
          state_dict_needs_consolidation_and_overlap_with_ddp_is_refused,
          hyper_parameter_changes_and_new_groups_reach_the_shards]

@@ -135,6 +135,8 @@ class ZeroRedundancyOptimizer(Optimizer, Joinable):
         return loss
 
     def _sync_params(self) -> None:
+        if self.world_size == 1:
+            return
         if self.parameters_as_bucket_view:
             for flat, mine in self._buckets:
                 collectives.all_gather_into_tensor(flat, mine, group=self.process_group)
