@@ -5,8 +5,8 @@ A 25.2M-parameter MLP (2048 wide, 6 hidden layers, float32) trained with Adam on
 ZeRO-1 (``ZeroRedundancyOptimizer``), ZeRO-1 with ``parameters_as_bucket_view``, and ZeRO-2
 (``DistributedDataParallel(..., gradient_sharding=zero)``); PyTorch's DDP + Adam and DDP +
 ``ZeroRedundancyOptimizer`` (gloo) run beside them unless ``--skip-torch``. Per configuration: the
-largest per-rank optimizer-state bytes, gradient bytes held after backward, and the median step time
-of the slowest rank. Runs itself under ``mpiexec -n N``; prints one JSON line.
+largest per-rank optimizer-state bytes, gradient bytes held after backward (``p.grad``), bytes DDP's
+gradient buffers keep between steps (distgrad only), and the median step time of the slowest rank. Runs itself under ``mpiexec -n N``; prints one JSON line.
 Usage: python benchmarks/zero_memory.py [--ranks 1,2,3] [--steps 5] [--warmup 2] [--skip-torch]
 """
 from __future__ import annotations
@@ -81,6 +81,7 @@ def worker_distgrad(config: str, steps: int, warmup: int) -> dict:
     local = optimizer.optim if config != "ddp" else optimizer
     state_bytes = sum(v.array.nbytes for s in local.state.values() for v in s.values() if hasattr(v, "array"))
     return _slowest({"step_ms": ms, "optimizer_state_bytes": state_bytes, "grad_bytes": grad_bytes[-1],
+                     "bucket_bytes": ddp.reducer.held_bytes(),
                      "param_bytes": sum(p.array.nbytes for p in model.parameters())}, dist.all_gather_object,
                     dist.get_world_size())
 

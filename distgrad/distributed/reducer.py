@@ -93,6 +93,10 @@ class Reducer:
     def _make_bucket(self, index: int, param_indices: list[int], is_last: bool) -> GradBucket:
         return GradBucket(index, param_indices, self.params, is_last)
 
+    def held_bytes(self) -> int:
+        """Bytes that the gradient buffers (the buckets) keep between steps."""
+        return sum(bucket.nbytes() for bucket in self.buckets)
+
     def _view(self, i: int):
         """Parameter ``i``'s slice of its bucket's buffer."""
         bucket, k = self._slot[i]
