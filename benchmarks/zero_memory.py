@@ -6,7 +6,8 @@ ZeRO-1 (``ZeroRedundancyOptimizer``), ZeRO-1 with ``parameters_as_bucket_view``,
 (``DistributedDataParallel(..., gradient_sharding=zero)``); PyTorch's DDP + Adam and DDP +
 ``ZeroRedundancyOptimizer`` (gloo) run beside them unless ``--skip-torch``. Per configuration: the
 largest per-rank optimizer-state bytes, gradient bytes held after backward (``p.grad``), bytes DDP's
-gradient buffers keep between steps (distgrad only), and the median step time of the slowest rank. Runs itself under ``mpiexec -n N``; prints one JSON line.
+gradient buffers keep between steps (distgrad only), and the median step time of the slowest rank.
+Runs itself under ``mpiexec -n N``; prints one JSON line.
 Usage: python benchmarks/zero_memory.py [--ranks 1,2,3] [--steps 5] [--warmup 2] [--skip-torch]
 """
 from __future__ import annotations
@@ -22,10 +23,10 @@ import time
 
 import numpy as np
 
-from common import environment
+from distgrad.bench import machine, ranks
 
 WIDTH, HIDDEN_LAYERS, INPUTS, CLASSES, BATCH = 2048, 6, 2048, 10, 32
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+ONE_THREAD = {name: "1" for name in machine.THREAD_VARIABLES}
 OURS = ("ddp", "zero1", "zero1_bucket_view", "zero2")
 THEIRS = ("torch_ddp", "torch_zero1")
 
@@ -136,11 +137,8 @@ def run_world(world: int, configs, steps: int, warmup: int) -> dict:
     program = [sys.executable, os.path.abspath(__file__), "--worker", ",".join(configs), "--steps", str(steps),
                "--warmup", str(warmup)]
     env = {**os.environ, **ONE_THREAD, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    if world > 1:
-        from distgrad.launch import mpi
-        mpiexec = mpi.find_mpiexec()
-        program = mpi.mpiexec_command(world, program, mpiexec, mpi.mpiexec_flavour(mpiexec))
-    done = subprocess.run(program, env=env, capture_output=True, text=True, timeout=1800)
+    command = program if world == 1 else ranks.launch_command(world, program)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"world {world} failed:\n{done.stderr[-3000:]}")
     return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][0])
@@ -185,7 +183,7 @@ def main() -> None:
     print(json.dumps({"workload": "W9", "model": f"MLP {'-'.join(map(str, _sizes()))}, float32",
                       "parameters": worlds[first]["ddp"]["param_bytes"] // 4, "per_rank_batch": BATCH,
                       "steps": args.steps, "warmup": args.warmup, "results": summary,
-                      **environment(), "threads": ONE_THREAD}))
+                      "machine": machine.machine_facts(), "threads": ONE_THREAD}))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Start ranks with ``mpiexec -n N python train.py``, ``distgrad-launch -n N train.
 """
 from distgrad.distributed.collectives import (all_gather, all_gather_into_tensor, all_reduce,  # noqa: F401
                                               barrier, broadcast, gather, reduce, reduce_scatter,
-                                              reduce_scatter_tensor, scatter)
+                                              reduce_scatter_tensor, reduce_scatter_v, scatter)
 from distgrad.distributed.object_collectives import (all_gather_object, broadcast_object_list,  # noqa: F401
                                                      gather_object)
 from distgrad.distributed.process_group import ProcessGroup  # noqa: F401

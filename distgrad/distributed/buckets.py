@@ -48,8 +48,8 @@ def chunked_layout(owners: Sequence[int], numels: Sequence[int], world_size: int
     """Where items go in a flat buffer of ``world_size`` equal chunks, chunk r holding rank r's items.
 
     Item i (``numels[i]`` elements, owned by rank ``owners[i]``) follows the earlier items of its rank;
-    every chunk is as long as the longest (the others end in padding), because reduce-scatter and
-    all-gather move equal chunks. Returns ``(offsets, chunk length)``.
+    every chunk is as long as the longest (the others end in padding), because ``all_gather_into_tensor``
+    moves equal chunks (ZeRO-1's flat parameter buffers). Returns ``(offsets, chunk length)``.
     """
     filled = [0] * world_size
     within = []
@@ -67,30 +67,21 @@ class GradBucket:
     ``is_last()``, as PyTorch's ``GradBucket``) and returns the reduced buffer through a future.
     """
 
-    def __init__(self, index: int, param_indices: list[int], params: Sequence[Tensor], is_last: bool,
-                 offsets: Sequence[int] | None = None, length: int | None = None, allocated: bool = True):
+    def __init__(self, index: int, param_indices: list[int], params: Sequence[Tensor], is_last: bool):
         self.param_indices = list(param_indices)
         members = [params[i] for i in self.param_indices]
         self.dtype, self.device = members[0].dtype, members[0].device
         self._index, self._is_last = index, is_last
         self._params = members
-        if offsets is None:  # one gradient after the other
-            offsets = list(itertools.accumulate((p.numel() for p in members[:-1]), initial=0))
-        self.offsets = list(offsets)
-        self.length = sum(p.numel() for p in members) if length is None else length
+        # Each gradient after the other: parameter k's slice starts at offsets[k].
+        self.offsets = list(itertools.accumulate((p.numel() for p in members[:-1]), initial=0))
+        self.length = sum(p.numel() for p in members)
+        with backend.cuda_device_context(self.device):
+            flat = backend.module_for(self.device).zeros(self.length, dtype=self.dtype)
+        self._buffer = Tensor(flat)
+        self.views = [flat[start:start + p.numel()].reshape(p.shape) for p, start in zip(members, self.offsets)]
         self.pending = len(members)  # gradients still to come in this backward pass
         self.future = None  # the hook's future while the bucket is being reduced
-        self._buffer, self.views = None, []
-        if allocated:
-            self.allocate()
-
-    def allocate(self) -> None:
-        """Gives the bucket a zeroed flat buffer, and each parameter its view of it."""
-        xp = backend.module_for(self.device)
-        with backend.cuda_device_context(self.device):
-            flat = xp.zeros(self.length, dtype=self.dtype)
-        self._buffer = Tensor(flat)
-        self.views = [flat[start:start + p.numel()].reshape(p.shape) for p, start in zip(self._params, self.offsets)]
 
     def index(self) -> int:
         return self._index

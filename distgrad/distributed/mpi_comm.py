@@ -198,6 +198,12 @@ class MPICommunicator:
         return self._run("Reduce_scatter_block", (self._readable(array), buffer, self._ops[op]),
                          self._finisher(output, buffer, op), async_op)
 
+    def reduce_scatter_v(self, output, array, counts: list, op: ReduceOp, async_op: bool):
+        """Rank r's ``output`` becomes the reduction of every rank's chunk r (``counts[r]`` elements)."""
+        buffer = self._writable(output)
+        return self._run("Reduce_scatter", (self._readable(array), buffer, counts, self._ops[op]),
+                         self._finisher(output, buffer, op), async_op)
+
     def gather(self, array, outputs: list | None, root: int, async_op: bool):
         if self.rank != root:
             return self._run("Gather", (self._readable(array), None, root), None, async_op)

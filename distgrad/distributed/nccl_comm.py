@@ -126,6 +126,23 @@ class NCCLCommunicator:
         return self._launch([output, array], lambda s: self.comm.reduceScatter(
             array.data.ptr, output.data.ptr, output.size, self._dtype(output), self._ops[op], s))
 
+    def reduce_scatter_v(self, output, array, counts: list, op: ReduceOp, async_op: bool) -> NCCLWork:
+        """NCCL's reduce-scatter needs equal chunks: one ``reduce`` per rank's chunk instead, to that rank,
+        fused in one group (as DeepSpeed reduces a bucket to the owners of its parts)."""
+        itemsize, dtype = array.dtype.itemsize, self._dtype(array)
+
+        def reduce_each(stream):
+            self._nccl.groupStart()
+            start = 0
+            for root, count in enumerate(counts):
+                if count:
+                    send = array.data.ptr + start * itemsize
+                    receive = output.data.ptr if root == self.rank else send  # read on the root only
+                    self.comm.reduce(send, receive, count, dtype, self._ops[op], root, stream)
+                start += count
+            self._nccl.groupEnd()
+        return self._launch([output, array], reduce_each)
+
     def gather(self, array, outputs: list | None, root: int, async_op: bool) -> NCCLWork:
         if self.rank != root:
             return self._launch([array], lambda s: self.comm.send(

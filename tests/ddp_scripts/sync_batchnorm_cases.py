@@ -95,6 +95,7 @@ def ddp_with_sync_batchnorm_trains_like_one_process_with_batchnorm(r, n):
     for buffer in ("running_mean", "running_var"):
         np.testing.assert_allclose(getattr(model[1], buffer).array, getattr(reference[1], buffer).array, rtol=0,
                                    atol=TOLERANCE)
+    return {"parameter_difference_after_3_steps": difference}
 
 
 CASES = [sync_batchnorm_equals_batchnorm_on_the_global_batch,

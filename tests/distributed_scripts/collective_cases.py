@@ -140,6 +140,16 @@ def reduce_scatter_tensor_gives_rank_i_the_reduction_of_chunk_i(r, n, dtype):
         raise AssertionError("a wrong input size did not raise")
 
 
+def reduce_scatter_v_gives_rank_i_its_own_count(r, n, dtype):
+    counts = [q % 3 for q in range(n)]  # 0, 1, 2: rank 0 receives nothing
+    flat = dg.tensor((np.arange(sum(counts)) + 10 * r).astype(dtype), device=DEVICE)
+    out = full(-1, dtype, n=counts[r])
+    dist.reduce_scatter_v(out, flat, counts, op=ReduceOp.AVG, async_op=True).wait()
+    start, total = sum(counts[:r]), sum(10 * q for q in range(n))
+    expected = [(n * (start + k) + total) / n for k in range(counts[r])]
+    expect(out, np.array(expected) if dtype != "int64" else np.array(expected).astype(np.int64))
+
+
 def gather_object_collects_on_dst(r, n, dtype):
     gathered = [None] * n if r == n - 1 else None
     dist.gather_object({"rank": r}, gathered, dst=n - 1)
@@ -234,7 +244,8 @@ CASES = [all_reduce_sum_adds_every_rank, zero_dim_tensors_reduce_like_any_other,
          async_all_reduces_overlap_and_finish_in_any_wait_order, broadcast_copies_the_source_rank, broadcast_async,
          reduce_gives_the_sum_to_dst_only, all_gather_fills_the_list_in_rank_order,
          reduce_scatter_gives_rank_i_the_sum_of_input_i, all_gather_into_tensor_fills_chunk_i_with_rank_i_even_in_place,
-         reduce_scatter_tensor_gives_rank_i_the_reduction_of_chunk_i, gather_object_collects_on_dst,
+         reduce_scatter_tensor_gives_rank_i_the_reduction_of_chunk_i, reduce_scatter_v_gives_rank_i_its_own_count,
+         gather_object_collects_on_dst,
          gather_collects_on_dst, scatter_sends_piece_i_to_rank_i,
          collectives_bump_the_tensor_version, barrier_async_completes, subgroup_of_first_and_last_rank,
          broadcast_object_list_replaces_the_list, all_gather_object_collects_every_rank]
