@@ -235,9 +235,8 @@ class Reducer:
             self._mark_ready(i)
         globally_used = self._globally_used() if self.find_unused_parameters else None
         for bucket in self.buckets:
-            if bucket.future is not None:
-                self._receive(bucket, bucket.future.wait())
-                bucket.future = None
+            self._receive(bucket, bucket.future.wait())
+            bucket.future = None
         self._write_back(globally_used)
         self._locally_used[:] = False
         if self._ready_order is not None:
@@ -250,8 +249,7 @@ class Reducer:
 
     def _wait_for_launched(self) -> None:
         for bucket in self.buckets[:self._next_launch]:
-            if bucket.future is not None:
-                bucket.future.wait()
+            bucket.future.wait()
         for bucket in self.buckets:
             bucket.future = None
 
