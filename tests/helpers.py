@@ -3,6 +3,7 @@ import importlib.util
 import pathlib
 
 import numpy as np
+import pytest
 
 import distgrad as dg
 from distgrad import backend
@@ -26,6 +27,15 @@ def leaf_keeping_layout(device, array):
     order = np.argsort([-s for s in array.strides], kind="stable")
     data = backend.to_device(np.ascontiguousarray(array.transpose(order)), dg.device(device))
     return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
+
+
+def expect_case_ok(reports: dict, case: str) -> None:
+    """Fails with the first rank's failure of ``case``; skips when the case skipped itself."""
+    for rank, report in reports.items():
+        result = report["results"][case]
+        if result.startswith("skipped:"):
+            pytest.skip(result)
+        assert result == "ok", f"rank {rank} of {len(reports)}:\n{result}"
 
 
 def _pair_inputs(torch, values, device):

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from distgrad.bench import cli
+from distgrad.bench import cli, scale
 
 pytest.importorskip("mpi4py")
 DATA = os.environ.get("DISTGRAD_DATA")
@@ -102,7 +102,8 @@ def test_model_validates_every_multi_rank_ddp_point_and_predicts_each_network(ev
     assert len(section["ddp_validation"]) == len(measured)
     networks = {"ib100", "eth25", "measured here"}
     assert {r["network"] for r in section["predictions"]} == networks
-    assert len(section["predictions"]) == 2 * len(networks) * 2 * 2  # workloads x networks x configurations x GPUs
+    # workloads x networks x configurations x GPUs
+    assert len(section["predictions"]) == 2 * len(networks) * len(scale.CONFIGURATIONS) * 2
     assert {a["name"] for a in section["anchors"]} == {"Horovod", "ChainerMN"}
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from distgrad.distributed import mpi_env
 
 KINDS = ("none", "barrier", "all_reduce", "broadcast", "reduce", "all_gather", "reduce_scatter", "gather",
-         "scatter", "broadcast_object_list", "all_gather_object", "destroy_process_group")
+         "scatter", "broadcast_object_list", "all_gather_object", "destroy_process_group",
+         "all_gather_into_tensor", "reduce_scatter_tensor", "gather_object", "reduce_scatter_v")
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 
 

@@ -65,19 +65,30 @@ class _BatchNorm(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
+        factor = self._count_batch()
+        running_mean, running_var = self._running_stats_to_pass()
+        return F.batch_norm(input, running_mean, running_var, self.weight, self.bias, self._uses_batch_stats(),
+                            factor, self.eps)
+
+    def _count_batch(self) -> float:
+        """Counts a training batch in ``num_batches_tracked``; returns the running statistics' update factor."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.array += 1
             increment_version(self.num_batches_tracked)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked.item())
-        # Batch statistics in training, and in eval too when there are no running statistics.
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        # The running statistics are passed only where they are used or updated.
-        pass_running = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if pass_running else None,
-                            self.running_var if pass_running else None, self.weight, self.bias,
-                            use_batch_stats, factor, self.eps)
+        return factor
+
+    def _uses_batch_stats(self) -> bool:
+        """Batch statistics in training, and in eval too when there are no running statistics."""
+        return self.training or (self.running_mean is None and self.running_var is None)
+
+    def _running_stats_to_pass(self) -> tuple:
+        """The running statistics, passed only where they are used or updated."""
+        if not self.training or self.track_running_stats:
+            return self.running_mean, self.running_var
+        return None, None
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
