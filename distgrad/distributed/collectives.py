@@ -18,13 +18,19 @@ __all__ = ["all_gather", "all_reduce", "barrier", "broadcast", "gather", "reduce
 
 
 def run_collective(group, kind: str, arrays, call, async_op: bool, **details):
-    """Enters collective ``kind`` of ``group``: numbers it, compares it across ranks in debug mode,
-    and runs ``call(communicator)`` under the watchdog. Returns the ``Work`` for ``async_op``."""
-    seq = group.enter(kind)
+    """Enters collective ``kind`` of ``group``: numbers it, checks that the ranks agree on it
+    (``debug``), and runs ``call(communicator)`` under the watchdog. Returns the ``Work`` for ``async_op``."""
+    fp = debug.fingerprint(kind, arrays, **details)
+    fp_hash = hash(fp)  # of integers only: the same on every rank
+    seq = group.enter(kind, fp, fp_hash)
     watchdog = world.watchdog()
     with watchdog.watching(group, kind, seq):
         if world.debug_detail():
-            debug.check_same_collective(group, seq, debug.fingerprint(kind, arrays, **details))
+            debug.check_same_collective(group, seq, fp)
+        elif group.check_collectives and group.board.node_mismatches(seq, fp_hash):
+            fingerprints = group.board.node_fingerprints(seq)  # names every node peer that arrives soon
+            fingerprints = {group.ranks[r]: other for r, other in fingerprints.items()}
+            raise RuntimeError(debug.mismatch_message(group, seq, {group.ranks[group.rank()]: fp, **fingerprints}))
         work = call(group.communicator_for(arrays[0] if arrays else None))
     if work is None:
         return None
