@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     if stopped:
         return 0
     if status < 0:  # die by the same signal, so mpiexec and the launcher report it as such
-        signal.signal(-status, signal.SIG_DFL)
+        if -status not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be handled anyway
+            signal.signal(-status, signal.SIG_DFL)
         os.kill(os.getpid(), -status)
         return 128 - status
     return status

@@ -9,7 +9,10 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+
+import distgrad as dg
 
 pytest.importorskip("mpi4py")
 
@@ -146,3 +149,25 @@ def test_no_process_of_the_job_outlives_a_sigkilled_launcher(tmp_path):
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
+
+
+def test_with_max_restarts_a_killed_rank_restarts_the_job_which_ends_as_an_uninterrupted_run(tmp_path):
+    straight, restarted = tmp_path / "straight", tmp_path / "restarted"
+    straight.mkdir(), restarted.mkdir()
+    script = os.path.join(runner.SCRIPTS, "elastic_train.py")
+    assert runner.run(LAUNCH + ["-n", "2", script, str(straight), "8"], limit_s=60).returncode == 0
+    finished = runner.run(LAUNCH + ["-n", "2", "--max-restarts", "1", script, str(restarted), "8", "4"], limit_s=60)
+    assert finished.returncode == 0, finished.stderr
+    assert "rank 1 of 2 ended first (killed by SIGKILL)" in finished.stderr
+    assert "restarting the job (restart 1 of 1, DISTGRAD_RESTART_COUNT=1)" in finished.stderr
+    a, b = dg.load(straight / "final.dg"), dg.load(restarted / "final.dg")
+    assert (a["attempt"], b["attempt"]) == (0, 1)
+    for name, value in a["model"].items():
+        np.testing.assert_array_equal(b["model"][name].numpy(), value.numpy())
+
+
+def test_without_restarts_left_the_failure_is_the_exit_status(tmp_path):
+    script = os.path.join(runner.SCRIPTS, "elastic_train.py")
+    finished = runner.run(LAUNCH + ["-n", "2", script, str(tmp_path), "8", "2"], limit_s=60)
+    assert finished.returncode != 0
+    assert "restarting" not in finished.stderr and not (tmp_path / "final.dg").exists()
