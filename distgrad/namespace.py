@@ -17,6 +17,7 @@ from distgrad.ops import *  # noqa: F401,F403
 from distgrad.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from distgrad.serialization import load, save
 from distgrad.tensor import Tensor
+from distgrad.threads import get_num_threads, set_num_threads
 
 __all__ = [
     "GradcheckError", "gradcheck", "gradgradcheck",
@@ -30,5 +31,6 @@ __all__ = [
     "Generator", "get_rng_state", "initial_seed", "manual_seed", "seed", "set_rng_state",
     "load", "save",
     "Tensor",
+    "get_num_threads", "set_num_threads",
     *ops.__all__,
 ]
