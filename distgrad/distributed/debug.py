@@ -16,6 +16,7 @@ Either way the error names the collective's number, each fingerprint and the ran
 """
 from __future__ import annotations
 
+import functools
 import os
 import zlib
 
@@ -28,6 +29,7 @@ CHECK_ENV = envvars.COLLECTIVE_CHECK
 _OPS = list(ReduceOp)
 _ROOT_NAMES = {"broadcast": "src", "scatter": "src", "broadcast_object_list": "src", "reduce": "dst", "gather": "dst"}
 _DTYPE_NAMES = {}  # code -> name, for every dtype fingerprinted here (and the common ones)
+_FINGERPRINTS = {}  # what fingerprint() has made, by what it was made of
 
 
 def detail_enabled() -> bool:
@@ -55,17 +57,32 @@ for _name in ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int
 def fingerprint(kind: str, arrays, op=None, src=None, dst=None, length=None) -> tuple:
     """What every rank must agree on, as 11 integers: kind, dtype, device, ndim, four dims (the
     fourth is the product of the rest beyond four), op, root, length (-1 where not applicable)."""
-    if arrays:
-        a = arrays[0]
+    a = arrays[0] if arrays else None
+    # The hot path: one lookup, keyed on what the fingerprint is made of (op by identity: hashing an
+    # Enum member runs Python code). Training repeats a handful of collectives, so the cache stays small.
+    key = (kind, id(op), src, dst, length) if a is None else (kind, a.shape, a.dtype, type(a), id(op), src, dst, length)
+    fp = _FINGERPRINTS.get(key)
+    if fp is None:
+        fp = _FINGERPRINTS[key] = _make_fingerprint(kind, a, op, src if src is not None else dst, length)
+    return fp
+
+
+def _make_fingerprint(kind: str, a, op, root, length) -> tuple:
+    if a is not None:
         shape = a.shape
-        dims = tuple(shape[:3]) + ((int(_product(shape[3:])),) if len(shape) > 3 else ())
-        head = (_dtype_code(a.dtype.name), 1 if backend.is_device_array(a) else 0, len(shape))
-        head += dims + (-1,) * (4 - len(dims))
+        dims = shape[:3] + ((int(_product(shape[3:])),) if len(shape) > 3 else ())
+        device = int(backend.is_device_array(a))
+        head = (_dtype_code(a.dtype.name), device, len(shape)) + dims + (-1,) * (4 - len(dims))
     else:
         head = (-1, -1, -1, -1, -1, -1, -1)
-    root = src if src is not None else dst
     return ((KIND_CODES[kind],) + head + (_OPS.index(op) if op is not None else -1,
                                           -1 if root is None else root, -1 if length is None else length))
+
+
+@functools.lru_cache(maxsize=None)
+def bare_fingerprint(kind: str) -> tuple:
+    """The kind alone, for a group whose check is off (the board still shows where each rank is)."""
+    return fingerprint(kind, ())
 
 
 def _product(values) -> int:

@@ -47,7 +47,7 @@ class ProcessGroup:
         """Counts a new collective of ``kind`` and posts it (``debug.fingerprint``) on the progress
         board; returns its number."""
         if fingerprint is None:
-            fingerprint = debug.fingerprint(kind, ())
+            fingerprint = debug.bare_fingerprint(kind)
         self.seq += 1
         self.board.post(self.seq, hash(fingerprint) if fp_hash is None else fp_hash, fingerprint)
         return self.seq

@@ -28,7 +28,7 @@ KINDS = ("none", "barrier", "all_reduce", "broadcast", "reduce", "all_gather", "
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 RING = 8  # collectives kept per rank: a peer may be a few ahead (a broadcast's root returns early)
 FIELDS = 13  # seq, hash, then the 11 fields of debug.fingerprint
-_ENTRY = struct.Struct(f"{FIELDS}q")
+_ENTRY = struct.Struct(f"{FIELDS - 1}q")  # all but seq, which is stored last
 
 
 class ProgressBoard:
@@ -58,8 +58,9 @@ class ProgressBoard:
     def post(self, seq: int, fp_hash: int, fingerprint: tuple) -> None:
         """Marks this rank as having entered collective ``seq`` with this fingerprint."""
         slot = 1 + (seq % RING) * FIELDS
-        _ENTRY.pack_into(self._bytes, slot * 8, seq, fp_hash, *fingerprint)
-        self._mine[0] = seq
+        _ENTRY.pack_into(self._bytes, (slot + 1) * 8, fp_hash, *fingerprint)
+        self._mine[slot] = seq  # last: a reader that sees this seq sees its fields (a torn read is
+        self._mine[0] = seq     # still possible on weakly ordered CPUs: mismatches are confirmed)
         self._shared.Sync()  # the stores above before the peers' rows are read
 
     def node_mismatches(self, seq: int, fp_hash: int) -> bool:

@@ -90,7 +90,8 @@ class Watchdog:
                 abort_job(self.describe_timeout(entry, entry.group.board.read_all()))
             elif not entry.looked and now - entry.started > look_after_s(entry.group) and key in self._in_flight:
                 entry.looked = True
-                if entry.group.check_collectives:
+                if entry.group.check_collectives and self.describe_mismatch(entry, entry.group.board.read_all()):
+                    time.sleep(0.05)  # read again: a row read while its rank was writing it is torn
                     mismatch = self.describe_mismatch(entry, entry.group.board.read_all())
                     if mismatch and key in self._in_flight:
                         abort_job(mismatch)
@@ -106,7 +107,7 @@ class Watchdog:
         group = entry.group
         posted = {group.ranks[r]: row[1][entry.seq] for r, row in enumerate(rows)
                   if row is not None and entry.seq in row[1]}
-        if len({fp_hash for fp_hash, _ in posted.values()}) < 2:
+        if len({fp for _, fp in posted.values()}) < 2:
             return None
         message = debug.mismatch_message(group, entry.seq, {rank: fp for rank, (_, fp) in posted.items()})
         return f"distgrad.distributed: rank {self.world_rank}: {message}. Aborting all ranks."
