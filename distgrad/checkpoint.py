@@ -14,6 +14,10 @@ then continues where its last checkpoint left it, or starts fresh when there is 
     if rank == 0 and step % every == 0:
         ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
 
+A run that must stop early (SLURM's time-limit warning, ``sbatch --signal=B:USR1@120``, passed on
+by ``distgrad-launch``) checks ``StopRequest`` after each step: every rank agrees on the step, rank 0
+saves, all leave with status 0, and the batch script requeues the job, which resumes.
+
 ``save`` is ``distgrad.save`` (atomic: a crash mid-save leaves the previous checkpoint). A file that
 is there but unreadable raises ``CheckpointError`` with one line naming it: a job must not silently
 start over when its checkpoint is broken. (Not activation checkpointing, which PyTorch calls
@@ -22,12 +26,13 @@ start over when its checkpoint is broken. (Not activation checkpointing, which P
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from distgrad import envvars
 from distgrad.serialization import load, save
 
-__all__ = ["CheckpointError", "prepare", "restart_count", "resume", "save"]
+__all__ = ["CheckpointError", "StopRequest", "prepare", "restart_count", "resume", "save"]
 
 
 class CheckpointError(RuntimeError):
@@ -68,3 +73,32 @@ def resume(path, map_location=None, notice=True):
         return load(path, map_location=map_location)
     except (RuntimeError, OSError) as exc:
         raise CheckpointError(str(exc).splitlines()[0] if str(exc) else f"cannot read {os.fspath(path)}") from exc
+
+
+class StopRequest:
+    """Turns ``signals`` (default SIGUSR1) into a request to checkpoint and stop at the next step.
+
+    ``agreed()`` is True on every rank at the same step once any rank got the signal: ranks see a
+    signal at different moments, and one that stopped alone would leave the others in a collective.
+    In a process group of several ranks it is a collective (one small all-reduce): call it on every
+    rank, once per step.
+    """
+
+    def __init__(self, signals=(signal.SIGUSR1,)):
+        self.requested = False
+        for sig in signals:
+            signal.signal(sig, self._request)
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+    def agreed(self) -> bool:
+        import distgrad as dg
+        import distgrad.distributed as dist
+
+        if not (dist.is_initialized() and dist.get_world_size() > 1):
+            return self.requested
+        flag = dg.tensor([1.0 if self.requested else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.requested = bool(flag.item())
+        return self.requested

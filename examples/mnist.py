@@ -213,6 +213,8 @@ def main(argv=None) -> dict:
     first_epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
     done_in_epoch = state["batches_done"] if state else 0
 
+    stop = ckpt.StopRequest() if args.checkpoint else None  # SIGUSR1: SLURM's time-limit warning
+
     def progress_state(epoch, batches_done, loss_sum):
         return {"model": inner.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
                 "batches_done": batches_done, "loss_sum": loss_sum, "history": history, "rng": dg.get_rng_state(),
@@ -234,12 +236,19 @@ def main(argv=None) -> dict:
                 scheduler.step()
             loss_sum += loss.detach().double()
             batches, step = batches + 1, step + 1
-            if args.checkpoint_every and step % args.checkpoint_every == 0:
+            stopping = stop is not None and stop.agreed()
+            if stopping or args.checkpoint_every and step % args.checkpoint_every == 0:
                 partial = loss_sum.clone()
                 if distributed:  # the ranks' mean so far: the epoch's final AVG stays exact after a resume
                     dist.all_reduce(partial, op=dist.ReduceOp.AVG)
                 if rank == 0:
                     ckpt.save(progress_state(epoch, batches, partial), args.checkpoint)
+            if stopping:
+                if rank == 0:
+                    print(f"stopping on request: checkpoint at step {step} in {args.checkpoint}", flush=True)
+                if distributed:
+                    dist.destroy_process_group()
+                return {}
         if distributed:
             dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
         elapsed = time.perf_counter() - start

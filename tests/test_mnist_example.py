@@ -152,3 +152,24 @@ def test_ctrl_c_prints_one_short_line_and_exits_130(data):
         child.kill()
     assert child.returncode == 130
     assert err.strip().splitlines() == ["mnist.py: interrupted"]
+
+
+def test_sigusr1_to_the_launcher_checkpoints_on_every_rank_at_one_step_and_exits_0(data, tmp_path):
+    """SLURM's time-limit warning (sbatch --signal=B:USR1@...), as slurm/mnist.sbatch passes it on."""
+    pytest.importorskip("mpi4py")
+    target = tmp_path / "m.ckpt"
+    launcher = subprocess.Popen([sys.executable, "-m", "distgrad.launch", "-n", "2", str(EXAMPLE),
+                                 *common(data, "--epochs", "100000", "--batch-size", "16", "--checkpoint", str(target))],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not target.exists() and time.monotonic() < end:  # the first epoch's checkpoint: training runs
+            time.sleep(0.1)
+        launcher.send_signal(signal.SIGUSR1)
+        out, err = launcher.communicate(timeout=60)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, err
+    assert "stopping on request: checkpoint at step" in out
+    state = dg.load(target)
+    assert state["batches_done"] > 0 or state["epoch"] > 1
