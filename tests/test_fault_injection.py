@@ -94,16 +94,8 @@ def test_mismatched_collectives_are_an_error_without_debug_mode(case):
 
 
 def job_processes(marker: str) -> list:
-    """PIDs whose command line or environment holds ``marker`` (every process of one test's job)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
+    """Every process of one test's job: its environment holds ``marker``."""
+    return runner.processes_mentioning(marker, where="environ")
 
 
 def start_hanging_job(tmp_path):

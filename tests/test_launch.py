@@ -122,19 +122,6 @@ def test_worlds_of_size_one_where_two_ranks_were_asked_for_are_an_error(tmp_path
     assert "the launcher started 2 ranks but this process is in an MPI world of size 1" in finished.stderr
 
 
-def processes_running(needle: str) -> list:
-    """PIDs of processes whose command line contains ``needle``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if needle.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 def test_a_terminate_signal_reaches_the_ranks(tmp_path):
     script = tmp_path / "sleeper.py"
     script.write_text("import sys, time\nimport distgrad.distributed as dist\ndist.init_process_group()\n"
@@ -148,7 +135,7 @@ def test_a_terminate_signal_reaches_the_ranks(tmp_path):
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=10) != 0
         time.sleep(0.5)
-        assert not processes_running(str(script)), "ranks outlived the launcher"
+        assert not runner.processes_mentioning(str(script)), "ranks outlived the launcher"
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
