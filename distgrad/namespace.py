@@ -18,6 +18,7 @@ from distgrad.promotion import can_cast, promote_types, result_type
 from distgrad.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from distgrad.serialization import load, save
 from distgrad.tensor import Tensor
+from distgrad.threads import get_num_threads, set_num_threads
 
 __all__ = [
     "GradcheckError", "gradcheck", "gradgradcheck",
@@ -32,5 +33,6 @@ __all__ = [
     "Generator", "get_rng_state", "initial_seed", "manual_seed", "seed", "set_rng_state",
     "load", "save",
     "Tensor",
+    "get_num_threads", "set_num_threads",
     *ops.__all__,
 ]

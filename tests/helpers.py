@@ -1,6 +1,9 @@
 """Helpers shared by the test files (import them with ``from helpers import ...``)."""
+import gzip
 import importlib.util
+import os
 import pathlib
+import struct
 
 import numpy as np
 import pytest
@@ -124,3 +127,19 @@ def from_torch(t) -> np.ndarray:
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(dg.bfloat16)
     return t.numpy()
+def idx_bytes(array: np.ndarray) -> bytes:
+    """``array`` (uint8) in IDX format: magic 0x0000_08_<ndim>, the sizes, the values."""
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_split(folder, split="train", n=6, gz=True, seed=0):
+    """Tiny MNIST-format files: n images 28x28 and their labels; returns (images, labels)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    os.makedirs(folder, exist_ok=True)
+    for name, array in ((f"{split}-images-idx3-ubyte", images), (f"{split}-labels-idx1-ubyte", labels)):
+        data = idx_bytes(array)
+        with open(os.path.join(folder, name + ".gz" if gz else name), "wb") as f:
+            f.write(gzip.compress(data, mtime=0) if gz else data)
+    return images, labels

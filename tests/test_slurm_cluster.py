@@ -55,7 +55,8 @@ def test_the_mnist_template_trains_on_two_ranks(cluster, tmp_path):
     done = subprocess.run(["sbatch", "--wait", "--gpus-per-node=0", "--cpus-per-task=1", "--overcommit",
                            f"--output={tmp_path}/mnist.out", "slurm/mnist.sbatch", "--limit-batches", "3",
                            "--device", "cpu"],
-                          env=cluster.env, cwd=root, capture_output=True, text=True, timeout=120)
+                          env={**cluster.env, "DISTGRAD_CHECKPOINT": str(tmp_path / "mnist.ckpt")}, cwd=root,
+                          capture_output=True, text=True, timeout=120)
     output = (tmp_path / "mnist.out").read_text()
     assert done.returncode == 0, done.stderr + output
     assert "rank 0 of world 2" in output and "rank 1 of world 2" in output

@@ -19,13 +19,22 @@ __all__ = ["all_gather", "all_gather_into_tensor", "all_reduce", "barrier", "bro
 
 
 def run_collective(group, kind: str, arrays, call, async_op: bool, **details):
-    """Enters collective ``kind`` of ``group``: numbers it, compares it across ranks in debug mode,
-    and runs ``call(communicator)`` under the watchdog. Returns the ``Work`` for ``async_op``."""
-    seq = group.enter(kind)
+    """Enters collective ``kind`` of ``group``: numbers it, checks that the ranks agree on it
+    (``debug``), and runs ``call(communicator)`` under the watchdog. Returns the ``Work`` for ``async_op``."""
+    checked = group.check_collectives or world.debug_detail()
+    fp = debug.fingerprint(kind, arrays, **details) if checked else debug.bare_fingerprint(kind)
+    fp_hash = hash(fp)  # of integers only: the same on every rank
+    seq = group.enter(kind, fp, fp_hash)
     watchdog = world.watchdog()
     with watchdog.watching(group, kind, seq):
         if world.debug_detail():
-            debug.check_same_collective(group, seq, debug.fingerprint(kind, arrays, **details))
+            debug.check_same_collective(group, seq, fp)
+        elif group.check_collectives and group.board.node_mismatches(seq, fp_hash):
+            # Read again, field by field, naming every node peer that arrives soon: a mismatch must
+            # be certain before it ends the job.
+            fingerprints = {group.ranks[r]: other for r, other in group.board.node_fingerprints(seq).items()}
+            if any(other != fp for other in fingerprints.values()):
+                raise RuntimeError(debug.mismatch_message(group, seq, {group.ranks[group.rank()]: fp, **fingerprints}))
         work = call(group.communicator_for(arrays[0] if arrays else None))
     if work is None:
         return None

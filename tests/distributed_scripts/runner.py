@@ -83,3 +83,16 @@ def mpiexec_python(n: int, script: str, *args: str) -> list:
 
 def run_ranks(n: int, script: str, *args: str, env: dict | None = None, limit_s: float = 60) -> Finished:
     return run(mpiexec_python(n, script, *args), env=env, limit_s=limit_s)
+
+
+def processes_mentioning(needle: str, where: str = "cmdline") -> list:
+    """PIDs of this host's processes whose ``/proc/<pid>/<where>`` (cmdline or environ) holds ``needle``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/{where}", "rb") as f:
+                if needle.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
