@@ -1,17 +1,12 @@
-<<<<<<< HEAD
 """Shared fixtures: ``device`` runs a test on the CPU and, where CuPy sees a GPU, on the GPU too;
-``scale_out_ranks`` runs the ZeRO, SyncBatchNorm and Join cases on 2 and 3 ranks once for all their tests."""
-import os
-import socket
-=======
-"""Shared fixtures: ``device`` runs a test on the CPU and, where CuPy sees a GPU, on the GPU too.
+``scale_out_ranks`` runs the ZeRO, SyncBatchNorm and Join cases on 2 and 3 ranks once for all their tests.
 
 The tests that need the real MNIST read ``$DISTGRAD_DATA/mnist``. Unset, it defaults to the data
 kept beside the repository (``../shared/data``, as in CI), else to the download cache
 (``~/.cache/distgrad``) when MNIST was downloaded there before; without either they skip.
 """
 import os
->>>>>>> lifecycle
+import socket
 
 import pytest
 

@@ -24,12 +24,8 @@ import numpy as np
 from distgrad.distributed import mpi_env
 
 KINDS = ("none", "barrier", "all_reduce", "broadcast", "reduce", "all_gather", "reduce_scatter", "gather",
-<<<<<<< HEAD
-         "scatter", "broadcast_object_list", "all_gather_object", "destroy_process_group",
+         "scatter", "broadcast_object_list", "all_gather_object", "destroy_process_group", "exit",
          "all_gather_into_tensor", "reduce_scatter_tensor", "gather_object", "reduce_scatter_v")
-=======
-         "scatter", "broadcast_object_list", "all_gather_object", "destroy_process_group", "exit")
->>>>>>> lifecycle
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 RING = 8  # collectives kept per rank: a peer may be a few ahead (a broadcast's root returns early)
 FIELDS = 13  # seq, hash, then the 11 fields of debug.fingerprint
