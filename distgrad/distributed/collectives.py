@@ -184,7 +184,7 @@ def reduce_scatter_v(output: Tensor, input: Tensor, counts, op: ReduceOp = Reduc
         raise ValueError(f"reduce_scatter_v: input and output must have the same dtype and device, got "
                          f"{a.dtype} on {backend.device_of(a)} and {out.dtype} on {backend.device_of(out)}")
     return run_collective(pg, "reduce_scatter_v", [a], lambda comm: comm.reduce_scatter_v(out, a, counts, op, async_op),
-                          async_op, op=op, counts=counts)
+                          async_op, op=op, length=hash(tuple(counts)))  # int hashes agree across ranks
 
 
 def _check_flat_sizes(op_name: str, whole, chunk, size: int, message: str) -> None:
