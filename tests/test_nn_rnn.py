@@ -7,7 +7,7 @@ import distgrad as dg
 from distgrad import nn
 from distgrad.autograd import gradcheck, gradgradcheck
 from distgrad.nn.utils import rnn as rnn_utils
-from helpers import host
+from helpers import assert_matches_torch, assert_raises_like_torch, host
 
 MODES = ("RNN", "LSTM", "GRU")
 
@@ -214,20 +214,15 @@ def test_cell_gradcheck_and_gradgradcheck(name, kwargs):
     assert gradgradcheck(run, (x, *states))
 
 
-def test_cell_functions_have_torchs_signatures():
-    torch = pytest.importorskip("torch")
+@pytest.mark.parametrize("name, gates", [("lstm_cell", 4), ("gru_cell", 3), ("rnn_tanh_cell", 1),
+                                         ("rnn_relu_cell", 1)])
+def test_cell_functions_have_torchs_signatures(name, gates, device):
     rng = np.random.default_rng(3)
-    arrays = [rng.standard_normal(s) for s in ((2, 3), (2, 4), (2, 4), (16, 3), (16, 4), (16,), (16,))]
-    x, h, c, w_ih, w_hh, b_ih, b_hh = arrays
-    ours, theirs = [dg.tensor(a) for a in arrays], [torch.tensor(a) for a in arrays]
-    for got, expected in zip(dg.lstm_cell(ours[0], (ours[1], ours[2]), *ours[3:]),
-                             torch.lstm_cell(theirs[0], (theirs[1], theirs[2]), *theirs[3:])):
-        np.testing.assert_allclose(host(got), expected.numpy(), rtol=1e-12)
-    for name, rows in (("gru_cell", 12), ("rnn_tanh_cell", 4), ("rnn_relu_cell", 4)):
-        args = [ours[0], ours[1], dg.tensor(w_ih[:rows]), dg.tensor(w_hh[:rows]), dg.tensor(b_ih[:rows]),
-                dg.tensor(b_hh[:rows])]
-        expected = getattr(torch, name)(*[torch.tensor(host(a)) for a in args])
-        np.testing.assert_allclose(host(getattr(dg, name)(*args)), expected.numpy(), rtol=1e-12, err_msg=name)
+    shapes = [(2, 3), (2, 4), (2, 4), (4 * gates, 3), (4 * gates, 4), (4 * gates,), (4 * gates,)]
+
+    def run(m, x, h, c, *weights):
+        return getattr(m, name)(x, (h, c) if name == "lstm_cell" else h, *weights)
+    assert_matches_torch(run, [rng.standard_normal(s) for s in shapes], device, rtol=1e-12)
 
 
 # --- parameters, initialisation, repr ----------------------------------------------------------------------
@@ -271,26 +266,26 @@ def test_float32_layer_runs_in_float32_and_flatten_parameters_is_accepted():
 
 
 # --- errors ----------------------------------------------------------------------------------------------
-def test_layer_errors_have_torchs_messages():
-    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
-        nn.LSTM(3, 4, proj_size=4)
-    with pytest.raises(ValueError, match="Unknown nonlinearity 'sigmoid'"):
-        nn.RNN(3, 4, nonlinearity="sigmoid")
-    with pytest.raises(ValueError, match="dropout should be a number in range"):
-        nn.GRU(3, 4, dropout=1.5)
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m: m.nn.LSTM(3, 4, proj_size=4), ValueError, "proj_size has to be smaller than hidden_size"),
+    (lambda m: m.nn.RNN(3, 4, nonlinearity="sigmoid"), ValueError, "Unknown nonlinearity 'sigmoid'"),
+    (lambda m: m.nn.GRU(3, 4, dropout=1.5), ValueError, "dropout should be a number in range"),
+    (lambda m: m.nn.LSTM(3, 4, 2)(m.randn(2, 1, 5)), RuntimeError,
+     r"input.size\(-1\) must be equal to input_size. Expected 3, got 5"),
+    (lambda m: m.nn.LSTM(3, 4, 2)(m.randn(2, 1, 1, 3)), ValueError, "Expected input to be 2D or 3D, got 4D instead"),
+    (lambda m: m.nn.LSTM(3, 4, 2)(m.randn(2, 1, 3), (m.zeros(1, 1, 4), m.zeros(2, 1, 4))), RuntimeError,
+     r"Expected hidden\[0\] size \(2, 1, 4\), got \[1, 1, 4\]"),
+    (lambda m: m.nn.GRU(3, 4)(m.randn(2, 1, 3, dtype=m.float64)), ValueError,
+     r"RNN input dtype \(.*float64\) does not match weight dtype \(.*float32\)"),
+    (lambda m: m.nn.GRUCell(3, 4)(m.randn(5, 2)), RuntimeError, "input has inconsistent input_size: got 2 expected 3"),
+])
+def test_layer_errors_have_torchs_messages(call, error, message):
+    assert_raises_like_torch(call, message, error)
+
+
+def test_dropout_without_a_second_layer_warns_like_torch():
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         nn.GRU(3, 4, dropout=0.5)
-    layer = nn.LSTM(3, 4, num_layers=2)
-    with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size. Expected 3, got 5"):
-        layer(dg.randn(2, 1, 5))
-    with pytest.raises(ValueError, match="Expected input to be 2D or 3D, got 4D instead"):
-        layer(dg.randn(2, 1, 1, 3))
-    with pytest.raises(RuntimeError, match=r"Expected hidden\[0\] size \(2, 1, 4\), got \[1, 1, 4\]"):
-        layer(dg.randn(2, 1, 3), (dg.zeros(1, 1, 4), dg.zeros(2, 1, 4)))
-    with pytest.raises(ValueError, match="input must have the type float32, got type float64"):
-        layer(dg.randn(2, 1, 3, dtype=dg.float64))
-    with pytest.raises(RuntimeError, match="input has inconsistent input_size: got 2 expected 3"):
-        nn.GRUCell(3, 4)(dg.randn(5, 2))
 
 
 # --- padded and packed sequences ------------------------------------------------------------------------
@@ -302,45 +297,27 @@ def sequences(lengths, features=(2,), seed=0):
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 def test_pad_sequence_matches_torch_with_gradients(batch_first, padding_side, device):
-    torch = pytest.importorskip("torch")
-    arrays = sequences([3, 5, 1, 5])
-    ours = [dg.tensor(a, device=device, requires_grad=True) for a in arrays]
-    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
-    got = rnn_utils.pad_sequence(ours, batch_first, -1.5, padding_side)
-    expected = torch.nn.utils.rnn.pad_sequence(theirs, batch_first, -1.5, padding_side)
-    np.testing.assert_array_equal(host(got), expected.detach().numpy())
-    upstream = np.random.default_rng(1).standard_normal(got.shape)
-    got.backward(dg.tensor(upstream, device=device))
-    expected.backward(torch.tensor(upstream))
-    for o, t in zip(ours, theirs):
-        np.testing.assert_allclose(host(o.grad), t.grad.numpy())
+    def run(m, *seqs):
+        return m.nn.utils.rnn.pad_sequence(list(seqs), batch_first, -1.5, padding_side)
+    assert_matches_torch(run, sequences([3, 5, 1, 5]), device)
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("lengths, enforce_sorted", [([5, 3, 3, 1], True), ([2, 5, 1, 4], False), ([4], True)])
 def test_pack_padded_sequence_matches_torch_and_pads_back(batch_first, lengths, enforce_sorted, device):
-    torch = pytest.importorskip("torch")
-    padded = torch.nn.utils.rnn.pad_sequence([torch.tensor(a) for a in sequences(lengths, (3, 2))], batch_first)
-    ours_in = dg.tensor(padded.numpy(), device=device, requires_grad=True)
-    theirs_in = padded.clone().requires_grad_()
-    ours = rnn_utils.pack_padded_sequence(ours_in, dg.tensor(lengths), batch_first, enforce_sorted)
-    theirs = torch.nn.utils.rnn.pack_padded_sequence(theirs_in, lengths, batch_first, enforce_sorted)
-    np.testing.assert_array_equal(host(ours.data), theirs.data.detach().numpy())
-    np.testing.assert_array_equal(host(ours.batch_sizes), theirs.batch_sizes.numpy())
-    assert ours.batch_sizes.device == dg.device("cpu") and ours.batch_sizes.dtype == np.int64
-    for got, expected in zip(ours[2:], theirs[2:]):
-        assert (got is None) == (expected is None)
-        if got is not None:
-            np.testing.assert_array_equal(host(got), expected.numpy())
-    total = max(lengths) + 2
-    back, back_lengths = rnn_utils.pad_packed_sequence(ours, batch_first, 7.0, total)
-    expected, expected_lengths = torch.nn.utils.rnn.pad_packed_sequence(theirs, batch_first, 7.0, total)
-    np.testing.assert_array_equal(host(back), expected.detach().numpy())
-    np.testing.assert_array_equal(host(back_lengths), expected_lengths.numpy())
-    upstream = np.random.default_rng(2).standard_normal(back.shape)
-    back.backward(dg.tensor(upstream, device=device))
-    expected.backward(torch.tensor(upstream))
-    np.testing.assert_allclose(host(ours_in.grad), theirs_in.grad.numpy())
+    padded = np.random.default_rng(0).standard_normal((6, len(lengths), 3, 2))
+    if batch_first:
+        padded = padded.swapaxes(0, 1).copy()
+
+    def run(m, padded):
+        utils = m.nn.utils.rnn
+        packed = utils.pack_padded_sequence(padded, m.tensor(lengths), batch_first, enforce_sorted)
+        indices = [] if enforce_sorted else [packed.sorted_indices, packed.unsorted_indices]
+        assert (packed.sorted_indices is None) == enforce_sorted
+        back, back_lengths = utils.pad_packed_sequence(packed, batch_first, 7.0, total_length=7)
+        return [packed.data, packed.batch_sizes, back, back_lengths] + indices
+    outputs = assert_matches_torch(run, [padded], device)
+    assert outputs[1].device == dg.device("cpu") and outputs[1].dtype == np.int64
 
 
 def test_pack_sequence_unpack_sequence_and_unpad_sequence_round_trip():
@@ -363,16 +340,20 @@ def test_packed_sequence_moves_and_casts_as_a_whole():
     np.testing.assert_array_equal(host(packed.unsorted_indices), [1, 0])
 
 
-def test_packing_errors_have_torchs_messages():
-    x = dg.zeros(4, 3, 2)
-    with pytest.raises(RuntimeError, match="must be sorted in decreasing order when `enforce_sorted` is True"):
-        rnn_utils.pack_padded_sequence(x, [2, 4, 1])
-    with pytest.raises(RuntimeError, match="Length of all samples has to be greater than 0"):
-        rnn_utils.pack_padded_sequence(x, [4, 2, 0])
-    with pytest.raises(RuntimeError, match="Expected `len\\(lengths\\)` to be equal to batch_size"):
-        rnn_utils.pack_padded_sequence(x, [4, 2])
-    with pytest.raises(ValueError, match="Expected total_length to be at least the length of the longest"):
-        rnn_utils.pad_packed_sequence(rnn_utils.pack_padded_sequence(x, [4, 2, 1]), total_length=3)
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m: m.nn.utils.rnn.pack_padded_sequence(m.zeros(4, 3, 2), [2, 4, 1]), RuntimeError,
+     "must be sorted in decreasing order when `enforce_sorted` is True"),
+    (lambda m: m.nn.utils.rnn.pack_padded_sequence(m.zeros(4, 3, 2), [4, 2, 0]), RuntimeError,
+     "Length of all samples has to be greater than 0"),
+    (lambda m: m.nn.utils.rnn.pack_padded_sequence(m.zeros(4, 3, 2), [4, 2]), RuntimeError,
+     r"Expected `len\(lengths\)` to be equal to batch_size, but got 2 \(batch_size=3\)"),
+    (lambda m: m.nn.utils.rnn.pad_packed_sequence(m.nn.utils.rnn.pack_padded_sequence(m.zeros(4, 3, 2), [4, 2, 1]),
+                                                  total_length=3), ValueError,
+     "Expected total_length to be at least the length of the longest sequence in input, but got total_length=3 "
+     "and max sequence length being 4"),
+])
+def test_packing_errors_have_torchs_messages(call, error, message):
+    assert_raises_like_torch(call, message, error)
 
 
 # --- PyTorch example code, as written ----------------------------------------------------------------------

@@ -119,7 +119,9 @@ class RNNBase(Module):
                                f"got {input.shape[-1]}")
         weight = self.weight_ih_l0
         if input.dtype != weight.dtype:
-            raise ValueError(f"input must have the type {weight.dtype.name}, got type {input.dtype.name}")
+            raise ValueError(f"RNN input dtype (distgrad.{input.dtype.name}) does not match weight dtype "
+                             f"(distgrad.{weight.dtype.name}). Convert input: input.to(distgrad.{weight.dtype.name}), "
+                             f"or convert model: model.to(distgrad.{input.dtype.name})")
 
     def _initial_states(self, hx, batch: int, unbatched: bool, like: Tensor, sorted_indices) -> tuple:
         """``hx`` as a tuple of (layers * directions, batch, size) tensors, zeros when not given."""
