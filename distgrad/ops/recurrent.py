@@ -90,13 +90,13 @@ class LSTMCellPointwise(Function):
 
     @staticmethod
     def backward(ctx, grad_h, grad_c):
-        gates, c = ctx.saved_tensors
         if isinstance(grad_h, Tensor):  # create_graph: activations as functions of the inputs
+            gates, c = ctx.saved_tensors
             n = c.shape[-1]
             act = cat((sigmoid(gates[..., :2 * n]), tanh(gates[..., 2 * n:3 * n]), sigmoid(gates[..., 3 * n:])), -1)
             tanh_c = tanh(act[..., n:2 * n] * c + act[..., :n] * act[..., 2 * n:3 * n])
             return lstm_grads(act, c, tanh_c, grad_h, grad_c)
-        return lstm_grads(ctx.act, c.array, ctx.tanh_c, grad_h, grad_c)
+        return lstm_grads(ctx.act, ctx.saved_arrays[1], ctx.tanh_c, grad_h, grad_c)
 
 
 # --- GRU ------------------------------------------------------------------------------------------
@@ -133,14 +133,15 @@ class GRUCellPointwise(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, hg, h = ctx.saved_tensors
-        size = h.shape[-1]
         if isinstance(grad, Tensor):  # create_graph: activations as functions of the inputs
+            x, hg, h = ctx.saved_tensors
+            size = h.shape[-1]
             rz = sigmoid(x[..., :2 * size] + hg[..., :2 * size])
             r, z = rz[..., :size], rz[..., size:]
             n = tanh(x[..., 2 * size:] + r * hg[..., 2 * size:])
             return gru_grads(r, z, n, hg[..., 2 * size:], h, grad)
-        return gru_grads(ctx.r, ctx.z, ctx.n, hg.array[..., 2 * size:], h.array, grad)
+        _, hg, h = ctx.saved_arrays
+        return gru_grads(ctx.r, ctx.z, ctx.n, hg[..., 2 * h.shape[-1]:], h, grad)
 
 
 # --- the cells, with PyTorch's signatures ----------------------------------------------------------

@@ -105,9 +105,9 @@ class RecurrentLayer(Function):
 
     @staticmethod
     def backward(ctx, grad_out, *grad_finals):
-        saved = ctx.saved_tensors
         if isinstance(grad_out, Tensor):  # create_graph: differentiate the layer written with recorded ops
-            return _recorded_backward(ctx, saved[:6], (grad_out,) + grad_finals)
+            return _recorded_backward(ctx, ctx.saved_tensors[:6], (grad_out,) + grad_finals)
+        ctx.saved_arrays  # raises if an input or the output was written to since forward
         kernel = ctx.kernel
         kernel.start_backward()
         d_initial = _run(ctx.order[::-1], ctx.args[0], grad_finals, lambda t, d: kernel.back(t, d, grad_out))
