@@ -9,8 +9,10 @@ from distgrad.nn.modules.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss
 from distgrad.nn.modules.normalization import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: F401
 from distgrad.nn.modules.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from distgrad.nn.modules.sync_batchnorm import SyncBatchNorm  # noqa: F401
+from distgrad.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: F401
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BCEWithLogitsLoss", "Conv2d",
            "CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "GELU", "Identity", "L1Loss", "LayerNorm",
            "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2d", "MSELoss", "NLLLoss", "ReLU", "Sigmoid", "SiLU",
-           "Softmax", "SyncBatchNorm", "Tanh", "Unflatten"]
+           "Softmax", "SyncBatchNorm", "Tanh", "Unflatten",
+           "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
