@@ -76,13 +76,24 @@ def _check_dot(a: Tensor, b: Tensor) -> None:
 
 
 # --- the products ---------------------------------------------------------------------------------
+def matmul_arrays(xp, a, b):
+    """``xp.matmul(a, b)``, with a stack of matrices times one matrix done as one 2-D product.
+
+    NumPy runs (..., m, k) @ (k, n) matrix by matrix, outside BLAS: 10 to 40 times slower than the
+    (prod(...) * m, k) @ (k, n) product it equals (measured with NumPy 2.4 on a transformer's shapes).
+    """
+    if a.ndim > 2 and b.ndim == 2:
+        return xp.matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
+    return xp.matmul(a, b)
+
+
 class MatMul(Function):
     """Matrix products of operands with at least 2 dimensions; batch dimensions broadcast."""
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a._xp.matmul(a.array, b.array)
+        return matmul_arrays(a._xp, a.array, b.array)
 
     @staticmethod
     def backward(ctx, grad):
@@ -184,7 +195,7 @@ class Linear(Function):
     def forward(ctx, input, weight, bias):
         ctx.save_for_backward(input, weight)
         ctx.bias_shape = None if bias is None else bias.shape
-        out = input._xp.matmul(input.array, weight.array.T)
+        out = matmul_arrays(input._xp, input.array, weight.array.T)
         if bias is not None:
             out += bias.array
         return out

@@ -1,0 +1,129 @@
+"""W7 measured: the GPT's training-step time in distgrad against its PyTorch twin, and the twin's training
+curve on the recipe of ``examples/gpt.py`` (for the side-by-side loss curves of ``docs/gpt.md``).
+
+Both twins start from the same weights (distgrad's, seeded, copied into PyTorch) and see the same
+batches, so their curves differ only by floating-point rounding and library kernels.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from distgrad.bench.gpt import CharData, evaluate, gpt_model, learning_rate, make_optimizer, preset, train_step
+
+__all__ = ["twin_models", "step_times", "summary", "twin_curve", "plot_curves"]
+
+
+def twin_models(config, seed: int = 0, device: str = "cpu"):
+    """(distgrad model, PyTorch model) holding the same weights: distgrad's initialisation from ``seed``."""
+    import torch
+
+    import distgrad as dg
+    dg.manual_seed(seed)
+    ours = gpt_model(dg, config).to(device)
+    theirs = gpt_model(torch, config)
+    theirs.load_state_dict({k: torch.from_numpy(v.cpu().numpy().copy()) for k, v in ours.state_dict().items()})
+    return ours, theirs.to(device)
+
+
+def step_times(config, recipe, steps: int = 10, warmup: int = 3, rounds: int = 3, device: str = "cpu",
+               seed: int = 0) -> dict:
+    """Seconds per training step (forward, loss, backward, AdamW) of each twin on one fixed batch.
+
+    The twins alternate in ``rounds`` of ``steps`` steps each, so that a shared machine's changing
+    load falls on both; each takes ``warmup`` untimed steps first. Returns the per-step times by library.
+    """
+    import torch
+
+    import distgrad as dg
+    ours, theirs = twin_models(config, seed, device)
+    x, y = np.random.default_rng(seed).integers(0, config.vocab_size, (2, recipe.batch_size, config.block_size))
+    runs = {}
+    for name, lib, model in (("distgrad", dg, ours), ("torch", torch, theirs)):
+        optimizer = make_optimizer(lib, model, recipe)
+        xb, yb = lib.tensor(x, device=device), lib.tensor(y, device=device)
+        sync = _synchronizer(lib, device)
+
+        def step(lib=lib, model=model, optimizer=optimizer, xb=xb, yb=yb):
+            train_step(lib, model, optimizer, xb, yb, recipe.lr, 0.0)
+        for _ in range(warmup):
+            step()
+        runs[name] = (step, sync)
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (step, sync) in runs.items():
+            for _ in range(steps):
+                sync()
+                start = time.perf_counter()
+                step()
+                sync()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _synchronizer(lib, device: str):
+    if not device.startswith("cuda"):
+        return lambda: None
+    return lib.cuda.synchronize
+
+
+def summary(times: list, tokens_per_step: int) -> dict:
+    ms = statistics.median(times) * 1e3
+    return {"ms_per_step": round(ms, 2), "tokens_per_s": round(tokens_per_step / ms * 1e3, 1), "steps": len(times)}
+
+
+def twin_curve(data: CharData, preset_name: str, steps: int, seed: int = 0, device: str = "cpu",
+               eval_interval: int | None = None, eval_iters: int | None = None, log=print) -> list:
+    """The PyTorch twin trained on ``examples/gpt.py``'s recipe in one process: its history records."""
+    import dataclasses
+
+    import torch
+    config, recipe = preset(preset_name, data.vocab_size)
+    overrides = {"eval_interval": eval_interval, "eval_iters": eval_iters}
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    _, model = twin_models(config, seed, device)
+    optimizer = make_optimizer(torch, model, recipe)
+    eval_sets = {split: [tuple(torch.tensor(a, device=device) for a in b) for b in
+                         data.eval_batches(split, recipe.eval_iters, recipe.batch_size, config.block_size, seed)]
+                 for split in ("train", "val")}
+    history, clock, timed = [], time.perf_counter(), 0
+    for step in range(steps):
+        torch.manual_seed(seed + step)  # dropout: PyTorch's own draws (the tiny preset has none)
+        x, y = data.train_batch(step, seed, recipe.batch_size, config.block_size)
+        lr = learning_rate(step, recipe, steps)
+        train_step(torch, model, optimizer, torch.tensor(x, device=device), torch.tensor(y, device=device), lr,
+                   recipe.grad_clip)
+        timed += 1
+        if step % recipe.eval_interval and step != steps - 1:
+            continue
+        seconds = time.perf_counter() - clock
+        losses = {split: evaluate(torch, model, batches) for split, batches in eval_sets.items()}
+        record = {"step": step, "train_loss": losses["train"][0] / losses["train"][1],
+                  "val_loss": losses["val"][0] / losses["val"][1], "lr": lr,
+                  "tokens_per_s": timed * recipe.batch_size * config.block_size / seconds,
+                  "seconds_per_step": seconds / timed}
+        history.append(record)
+        log(f"step {step:5d}/{steps}: train loss {record['train_loss']:.4f}  val loss {record['val_loss']:.4f}  "
+            f"{record['tokens_per_s']:,.0f} tokens/s")
+        clock, timed = time.perf_counter(), 0
+    return history
+
+
+def plot_curves(histories: dict, path: str) -> None:
+    """Train and validation loss against step, one colour per run (``histories``: label -> records)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (label, history), colour in zip(histories.items(), ("tab:blue", "tab:orange", "tab:green")):
+        steps = [h["step"] for h in history]
+        ax.plot(steps, [h["train_loss"] for h in history], color=colour, linestyle="--", label=f"{label} train")
+        ax.plot(steps, [h["val_loss"] for h in history], color=colour, label=f"{label} validation")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats per character)", yscale="log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
