@@ -24,8 +24,8 @@ import numpy as np
 
 import distgrad as dg
 import distgrad.distributed as dist
-from distgrad.bench.gpt import PRESETS, CharData, GPTConfig, evaluate, generate, gpt_model, learning_rate, \
-    make_optimizer, preset, train_step
+from distgrad.bench.gpt import (PRESETS, CharData, GPTConfig, evaluate, generate, gpt_model, learning_rate,
+                                make_optimizer, preset, progress_line, progress_record, train_step)
 from distgrad.data.shakespeare import shakespeare_path
 from distgrad.distributed import DistributedDataParallel
 
@@ -151,12 +151,10 @@ def main(argv=None) -> dict:
         if step % recipe.eval_interval and step != end - 1:
             continue
         seconds = time.perf_counter() - clock
-        record = {"step": step, "train_loss": estimate("train"), "val_loss": estimate("val"), "lr": lr,
-                  "tokens_per_s": timed_steps * tokens_per_step / seconds, "seconds_per_step": seconds / timed_steps}
-        history.append(record)
+        history.append(progress_record(step, estimate("train"), estimate("val"), lr, timed_steps, tokens_per_step,
+                                       seconds))
         if rank == 0:
-            print(f"step {step:5d}/{args.steps}: train loss {record['train_loss']:.4f}  val loss "
-                  f"{record['val_loss']:.4f}  lr {lr:.2e}  {record['tokens_per_s']:,.0f} tokens/s", flush=True)
+            print(progress_line(history[-1], args.steps), flush=True)
             if args.checkpoint:
                 inner = model.module if distributed else model
                 save_checkpoint(args.checkpoint, {
@@ -165,10 +163,10 @@ def main(argv=None) -> dict:
         clock, timed_steps = time.perf_counter(), 0
     if rank == 0 and history:
         inner = model.module if distributed else model
-        text = data.decode(generate(dg, inner, data.encode(args.prompt)[None], args.tokens, args.temperature, args.top_k,
-                                        args.seed)[0])
-        print(f"final val loss {history[-1]['val_loss']:.4f} after {history[-1]['step'] + 1} steps on {world} rank(s); "
-              f"a sample:\n{text}", flush=True)
+        tokens = generate(dg, inner, data.encode(args.prompt)[None], args.tokens, args.temperature, args.top_k,
+                          args.seed)
+        print(f"final val loss {history[-1]['val_loss']:.4f} after {history[-1]['step'] + 1} steps on {world} "
+              f"rank(s); a sample:\n{data.decode(tokens[0])}", flush=True)
         if args.out:
             save_curves(history, args.out, {"framework": "distgrad", "preset": args.preset, "world": world,
                                             "config": config.as_dict(), "recipe": dataclasses.asdict(recipe)})

@@ -156,3 +156,29 @@ def gpt_ranks(request, tmp_path_factory):
 def test_gpt_under_ddp(gpt_ranks, case):
     for rank, report in gpt_ranks.items():
         assert report["results"][case] == "ok", f"rank {rank} of {len(gpt_ranks)}:\n{report['results'][case]}"
+
+
+# --- the W7 measurements --------------------------------------------------------------------------
+@pytest.fixture
+def torch_one_thread():
+    """PyTorch on one thread: on a loaded 2-core machine its two threads make small steps 10x slower."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_step_times_alternate_both_twins_and_the_twin_curve_follows_the_example(tmp_path, text_file,
+                                                                                torch_one_thread):
+    from distgrad.bench import gpt_runs
+    times = gpt_runs.step_times(GPTConfig(11, **{k: v for k, v in SMALL.as_dict().items() if k != "vocab_size"}),
+                                Recipe(batch_size=2), steps=2, warmup=1, rounds=2)
+    assert {name: len(t) for name, t in times.items()} == {"distgrad": 4, "torch": 4}
+    data = CharData.from_file(text_file)
+    twin = gpt_runs.twin_curve(data, "tiny", 3, log=lambda line: None, batch_size=2, eval_interval=2, eval_iters=2)
+    ours = load_example().main(_quick(text_file, "--steps", "3"))
+    assert [h["step"] for h in twin] == [0, 2]
+    assert twin[-1]["val_loss"] == pytest.approx(ours["val_loss"], abs=1e-4)  # same weights, same batches
+    gpt_runs.plot_curves({"distgrad": twin, "torch": twin}, str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 1000

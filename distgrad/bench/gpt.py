@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 __all__ = ["GPTConfig", "Recipe", "PRESETS", "preset", "CharData", "gpt_model", "make_optimizer", "learning_rate",
-           "train_step", "evaluate", "generate"]
+           "train_step", "evaluate", "generate", "progress_record", "progress_line"]
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,18 @@ def evaluate(lib, model, batches) -> tuple[float, int]:
             total += lib.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1)).item()
     model.train(was_training)
     return total, len(batches)
+
+
+def progress_record(step: int, train_loss: float, val_loss: float, lr: float, steps_timed: int,
+                    tokens_per_step: int, seconds: float) -> dict:
+    """One point of a training curve (the records of ``metrics.json``)."""
+    return {"step": step, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+            "tokens_per_s": steps_timed * tokens_per_step / seconds, "seconds_per_step": seconds / steps_timed}
+
+
+def progress_line(record: dict, steps: int) -> str:
+    return (f"step {record['step']:5d}/{steps}: train loss {record['train_loss']:.4f}  val loss "
+            f"{record['val_loss']:.4f}  lr {record['lr']:.2e}  {record['tokens_per_s']:,.0f} tokens/s")
 
 
 def generate(lib, model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,

@@ -11,7 +11,8 @@ import time
 
 import numpy as np
 
-from distgrad.bench.gpt import CharData, evaluate, gpt_model, learning_rate, make_optimizer, preset, train_step
+from distgrad.bench.gpt import (CharData, evaluate, gpt_model, learning_rate, make_optimizer, preset, progress_line,
+                                progress_record, train_step)
 
 __all__ = ["twin_models", "step_times", "summary", "twin_curve", "plot_curves"]
 
@@ -74,15 +75,15 @@ def summary(times: list, tokens_per_step: int) -> dict:
     return {"ms_per_step": round(ms, 2), "tokens_per_s": round(tokens_per_step / ms * 1e3, 1), "steps": len(times)}
 
 
-def twin_curve(data: CharData, preset_name: str, steps: int, seed: int = 0, device: str = "cpu",
-               eval_interval: int | None = None, eval_iters: int | None = None, log=print) -> list:
-    """The PyTorch twin trained on ``examples/gpt.py``'s recipe in one process: its history records."""
+def twin_curve(data: CharData, preset_name: str, steps: int, seed: int = 0, device: str = "cpu", log=print,
+               **recipe_changes) -> list:
+    """The PyTorch twin trained on ``examples/gpt.py``'s recipe in one process (``recipe_changes``, such as
+    ``batch_size=2``, as the example's options): its history records."""
     import dataclasses
 
     import torch
     config, recipe = preset(preset_name, data.vocab_size)
-    overrides = {"eval_interval": eval_interval, "eval_iters": eval_iters}
-    recipe = dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    recipe = dataclasses.replace(recipe, **recipe_changes)
     _, model = twin_models(config, seed, device)
     optimizer = make_optimizer(torch, model, recipe)
     eval_sets = {split: [tuple(torch.tensor(a, device=device) for a in b) for b in
@@ -100,13 +101,10 @@ def twin_curve(data: CharData, preset_name: str, steps: int, seed: int = 0, devi
             continue
         seconds = time.perf_counter() - clock
         losses = {split: evaluate(torch, model, batches) for split, batches in eval_sets.items()}
-        record = {"step": step, "train_loss": losses["train"][0] / losses["train"][1],
-                  "val_loss": losses["val"][0] / losses["val"][1], "lr": lr,
-                  "tokens_per_s": timed * recipe.batch_size * config.block_size / seconds,
-                  "seconds_per_step": seconds / timed}
-        history.append(record)
-        log(f"step {step:5d}/{steps}: train loss {record['train_loss']:.4f}  val loss {record['val_loss']:.4f}  "
-            f"{record['tokens_per_s']:,.0f} tokens/s")
+        history.append(progress_record(step, losses["train"][0] / losses["train"][1],
+                                       losses["val"][0] / losses["val"][1], lr, timed,
+                                       recipe.batch_size * config.block_size, seconds))
+        log(progress_line(history[-1], steps))
         clock, timed = time.perf_counter(), 0
     return history
 
