@@ -29,6 +29,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--data", default=None)
+    p.add_argument("--own-init", action="store_true", help="PyTorch's own initial weights, not distgrad's")
     p.add_argument("--out", default=None, help="write the run's metrics here (JSON)")
     p.add_argument("--plot", nargs="+", default=None, help="metrics files to draw instead of training")
     p.add_argument("--png", default="curves.png")
@@ -43,15 +44,15 @@ def main() -> None:
         return
     data = CharData.from_file(args.data or shakespeare_path())
     history = twin_curve(data, args.preset, args.steps, args.seed, args.device,
-                         log=lambda line: print(line, file=sys.stderr, flush=True))
+                         log=lambda line: print(line, file=sys.stderr, flush=True), own_init=args.own_init)
     config, recipe = preset(args.preset, data.vocab_size)
-    run = {"framework": "torch", "preset": args.preset, "world": 1, "config": config.as_dict(),
+    run = {"framework": "torch" + (" (own initial weights)" if args.own_init else ""), "preset": args.preset, "world": 1, "config": config.as_dict(),
            "recipe": dataclasses.asdict(recipe), "environment": environment(), "history": history}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(run, f, indent=1)
     last = history[-1]
-    print(json.dumps({"workload": "W7-curve", "framework": "torch", "preset": args.preset, "steps": args.steps,
+    print(json.dumps({"workload": "W7-curve", "framework": run["framework"], "preset": args.preset, "steps": args.steps,
                       "train_loss": round(last["train_loss"], 4), "val_loss": round(last["val_loss"], 4),
                       "tokens_per_s": round(last["tokens_per_s"], 1)}))
 

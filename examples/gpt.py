@@ -26,6 +26,7 @@ import distgrad as dg
 import distgrad.distributed as dist
 from distgrad.bench.gpt import (PRESETS, CharData, GPTConfig, evaluate, generate, gpt_model, learning_rate,
                                 make_optimizer, preset, progress_line, progress_record, train_step)
+from distgrad.bench.gpt_runs import plot_curves
 from distgrad.data.shakespeare import shakespeare_path
 from distgrad.distributed import DistributedDataParallel
 
@@ -180,10 +181,11 @@ def save_curves(history: list, out_dir: str, run: dict) -> None:
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump({**run, "history": history}, f, indent=1)
     try:
-        from distgrad.bench.gpt_runs import plot_curves
-        plot_curves({"distgrad": history}, os.path.join(out_dir, "curves.png"))
+        import matplotlib  # noqa: F401
     except ImportError:
         print("matplotlib is not installed: wrote metrics.json without curves.png")
+        return
+    plot_curves({"distgrad": history}, os.path.join(out_dir, "curves.png"))
 
 
 if __name__ == "__main__":

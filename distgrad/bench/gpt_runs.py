@@ -76,15 +76,20 @@ def summary(times: list, tokens_per_step: int) -> dict:
 
 
 def twin_curve(data: CharData, preset_name: str, steps: int, seed: int = 0, device: str = "cpu", log=print,
-               **recipe_changes) -> list:
+               own_init: bool = False, **recipe_changes) -> list:
     """The PyTorch twin trained on ``examples/gpt.py``'s recipe in one process (``recipe_changes``, such as
-    ``batch_size=2``, as the example's options): its history records."""
+    ``batch_size=2``, as the example's options): its history records. It starts from distgrad's weights,
+    or with ``own_init`` from PyTorch's own draw (``torch.manual_seed(seed)``)."""
     import dataclasses
 
     import torch
     config, recipe = preset(preset_name, data.vocab_size)
     recipe = dataclasses.replace(recipe, **recipe_changes)
-    _, model = twin_models(config, seed, device)
+    if own_init:
+        torch.manual_seed(seed)
+        model = gpt_model(torch, config).to(device)
+    else:
+        _, model = twin_models(config, seed, device)
     optimizer = make_optimizer(torch, model, recipe)
     eval_sets = {split: [tuple(torch.tensor(a, device=device) for a in b) for b in
                          data.eval_batches(split, recipe.eval_iters, recipe.batch_size, config.block_size, seed)]
