@@ -212,3 +212,25 @@ def test_errors_have_torch_messages():
         F.scaled_dot_product_attention(q, q, q, attn_mask=dg.ones(5, 2, 3, 3, dtype=dg.bool))
     with pytest.raises(RuntimeError, match="dropout probability has to be between 0 and 1"):
         F.scaled_dot_product_attention(q, q, q, dropout_p=1.5)
+
+
+@pytest.mark.parametrize("kind", ["per_head_bool", "float_with_grad", "causal", "dropout", "broadcast_batch"])
+def test_blocks_of_heads_compute_what_one_block_does(device, kind, monkeypatch):
+    import distgrad.ops.attention as attention_module
+
+    def run():
+        q, k, v = _qkv(device, batch=(2, 3), length=4, source=5)
+        if kind == "broadcast_batch":
+            k, v = random_leaf((1, 3, 5, 3), device, 7), random_leaf((3, 5, 2), device, 8)
+        options = {"causal": {"is_causal": True}, "dropout": {"dropout_p": 0.3},
+                   "per_head_bool": {"attn_mask": dg.tensor(_bool_mask((2, 3, 4, 5), dead_row=0), device=device)},
+                   "float_with_grad": {"attn_mask": random_leaf((2, 1, 4, 5), device, 9)}}.get(kind, {})
+        dg.manual_seed(4)
+        out = F.scaled_dot_product_attention(q, k, v, **options)
+        (out * out).sum().backward()
+        leaves = [q, k, v] + ([options["attn_mask"]] if kind == "float_with_grad" else [])
+        return [host(out.detach())] + [host(t.grad) for t in leaves]
+    whole = run()
+    monkeypatch.setattr(attention_module, "_BLOCK_BYTES", 1)  # one (batch, head) row per block
+    for a, b in zip(run(), whole):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
