@@ -115,18 +115,29 @@ def twin_curve(data: CharData, preset_name: str, steps: int, seed: int = 0, devi
 
 
 def plot_curves(histories: dict, path: str) -> None:
-    """Train and validation loss against step, one colour per run (``histories``: label -> records)."""
+    """Train (dashed) and validation loss against step, one colour per run (``histories``: label -> records);
+    the right panel zooms on the second half. The first run is drawn wide and pale, so that a run on
+    top of it stays visible."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (label, history), colour in zip(histories.items(), ("tab:blue", "tab:orange", "tab:green")):
-        steps = [h["step"] for h in history]
-        ax.plot(steps, [h["train_loss"] for h in history], color=colour, linestyle="--", label=f"{label} train")
-        ax.plot(steps, [h["val_loss"] for h in history], color=colour, label=f"{label} validation")
-    ax.set(xlabel="step", ylabel="cross-entropy (nats per character)", yscale="log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    from matplotlib.ticker import ScalarFormatter
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    last = max(h[-1]["step"] for h in histories.values())
+    for ax, start in zip(axes, (0, last // 2)):
+        for i, ((label, history), colour) in enumerate(zip(histories.items(), ("tab:blue", "tab:orange", "tab:green"))):
+            shown = [h for h in history if h["step"] >= start]
+            steps = [h["step"] for h in shown]
+            style = {"color": colour, "linewidth": 5 if i == 0 else 1.5, "alpha": 0.4 if i == 0 else 1.0}
+            ax.plot(steps, [h["train_loss"] for h in shown], linestyle="--", label=f"{label} train", **style)
+            ax.plot(steps, [h["val_loss"] for h in shown], label=f"{label} validation", **style)
+        ax.set(xlabel="step", ylabel="cross-entropy (nats per character)")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_formatter(ScalarFormatter())
+    axes[0].yaxis.set_minor_formatter(ScalarFormatter())
+    axes[1].set_title(f"steps {last // 2} to {last}")
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
