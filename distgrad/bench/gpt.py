@@ -207,26 +207,22 @@ def progress_line(record: dict, steps: int) -> str:
 
 def generate(lib, model, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              seed: int = 0):
-    """Extends the token ids ``idx`` (B, T) by ``max_new_tokens`` sampled ones; returns a NumPy array.
-
-    Sampling draws from NumPy (``multinomial`` is not in distgrad yet) on the host; the model runs on its device.
-    """
-    rng = np.random.default_rng(seed)
-    tokens = np.asarray(idx)
+    """Extends the token ids ``idx`` (B, T, a NumPy array) by ``max_new_tokens`` sampled ones (nanoGPT's
+    sampling: the last ``block_size`` tokens as context, logits / temperature, the ``top_k`` most likely,
+    ``multinomial``); returns a NumPy array. Seeds the library's generator with ``seed``."""
+    lib.manual_seed(seed)
     device = next(model.parameters()).device
+    tokens = lib.tensor(np.asarray(idx), device=device)
     model.eval()
     with lib.no_grad():
         for _ in range(max_new_tokens):
-            context = lib.tensor(tokens[:, -model.config.block_size:], device=device)
-            logits = model(context)[:, -1, :].float().cpu().numpy().astype(np.float64) / max(temperature, 1e-8)
+            logits = model(tokens[:, -model.config.block_size:])[:, -1, :] / max(temperature, 1e-8)
             if top_k is not None and top_k < logits.shape[-1]:
-                kth = np.sort(logits, axis=-1)[:, -top_k][:, None]
-                logits = np.where(logits < kth, -np.inf, logits)
-            probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            probs /= probs.sum(axis=-1, keepdims=True)
-            nxt = [rng.choice(probs.shape[-1], p=row) for row in probs]
-            tokens = np.concatenate([tokens, np.array(nxt, dtype=tokens.dtype)[:, None]], axis=1)
-    return tokens
+                kth = lib.topk(logits, top_k)[0][:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = lib.nn.functional.softmax(logits, dim=-1)
+            tokens = lib.cat((tokens, lib.multinomial(probs, num_samples=1)), dim=1)
+    return tokens.cpu().numpy()
 
 
 # --- data ---------------------------------------------------------------------------------------
