@@ -18,14 +18,11 @@ import argparse
 import dataclasses
 import json
 import os
-import time
-
-import numpy as np
 
 import distgrad as dg
 import distgrad.distributed as dist
-from distgrad.bench.gpt import (PRESETS, CharData, GPTConfig, evaluate, generate, gpt_model, learning_rate,
-                                make_optimizer, preset, progress_line, progress_record, train_step)
+from distgrad.bench.gpt import (PRESETS, CharData, GPTConfig, evaluate, generate, gpt_model, make_optimizer, preset,
+                                progress_line, progress_record, training_steps)
 from distgrad.bench.gpt_runs import plot_curves
 from distgrad.data.shakespeare import shakespeare_path
 from distgrad.distributed import DistributedDataParallel
@@ -139,21 +136,10 @@ def main(argv=None) -> dict:
         return total[0].item() / total[1].item()
 
     tokens_per_step = world * recipe.batch_size * config.block_size
-    clock, timed_steps = time.perf_counter(), 0
     end = min(args.steps, args.stop_at or args.steps)
-    for step in range(first_step, end):
-        # Dropout masks are a function of (seed, rank, step): a resumed run continues exactly.
-        dg.manual_seed(int(np.random.SeedSequence([args.seed, rank, step]).generate_state(1)[0]))
-        x, y = data.train_batch(step, args.seed, recipe.batch_size, config.block_size, rank, world)
-        lr = learning_rate(step, recipe, args.steps)
-        train_step(dg, model, optimizer, dg.tensor(x, device=device), dg.tensor(y, device=device), lr,
-                   recipe.grad_clip)
-        timed_steps += 1
-        if step % recipe.eval_interval and step != end - 1:
-            continue
-        seconds = time.perf_counter() - clock
-        history.append(progress_record(step, estimate("train"), estimate("val"), lr, timed_steps, tokens_per_step,
-                                       seconds))
+    for step, lr, timed, seconds in training_steps(dg, model, optimizer, data, config, recipe, args.steps, args.seed,
+                                                   device, first_step, end, rank, world):
+        history.append(progress_record(step, estimate("train"), estimate("val"), lr, timed, tokens_per_step, seconds))
         if rank == 0:
             print(progress_line(history[-1], args.steps), flush=True)
             if args.checkpoint:
@@ -161,7 +147,6 @@ def main(argv=None) -> dict:
                 save_checkpoint(args.checkpoint, {
                     "model": inner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                     "history": history, "config": config.as_dict(), "vocab": data.vocab, "preset": args.preset})
-        clock, timed_steps = time.perf_counter(), 0
     if rank == 0 and history:
         inner = model.module if distributed else model
         tokens = generate(dg, inner, data.encode(args.prompt)[None], args.tokens, args.temperature, args.top_k,

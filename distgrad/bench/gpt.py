@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 __all__ = ["GPTConfig", "Recipe", "PRESETS", "preset", "CharData", "gpt_model", "make_optimizer", "learning_rate",
-           "train_step", "evaluate", "generate", "progress_record", "progress_line"]
+           "train_step", "training_steps", "evaluate", "generate", "progress_record", "progress_line"]
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,26 @@ def train_step(lib, model, optimizer, x, y, lr: float, grad_clip: float) -> floa
         lib.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return loss.item()
+
+
+def training_steps(lib, model, optimizer, data: "CharData", config: GPTConfig, recipe: Recipe, steps: int,
+                   seed: int, device, start: int = 0, end: int | None = None, rank: int = 0, world: int = 1):
+    """Trains steps ``start`` to ``end`` (default ``steps``, where the schedule ends) on rank ``rank``'s share
+    of each global batch. After each step that ends an evaluation interval, and after the last, yields
+    (step, learning rate, steps since the last yield, their seconds)."""
+    end = steps if end is None else end
+    clock, timed = time.perf_counter(), 0
+    for step in range(start, end):
+        # Dropout masks are a function of (seed, rank, step): a resumed run continues exactly.
+        lib.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
+        x, y = data.train_batch(step, seed, recipe.batch_size, config.block_size, rank, world)
+        lr = learning_rate(step, recipe, steps)
+        train_step(lib, model, optimizer, lib.tensor(x, device=device), lib.tensor(y, device=device), lr,
+                   recipe.grad_clip)
+        timed += 1
+        if step % recipe.eval_interval == 0 or step == end - 1:
+            yield step, lr, timed, time.perf_counter() - clock
+            clock, timed = time.perf_counter(), 0
 
 
 def evaluate(lib, model, batches) -> tuple[float, int]:

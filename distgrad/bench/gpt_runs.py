@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from distgrad.bench.gpt import (CharData, evaluate, gpt_model, learning_rate, make_optimizer, preset, progress_line,
-                                progress_record, train_step)
+from distgrad.bench.gpt import (CharData, evaluate, gpt_model, make_optimizer, preset, progress_line, progress_record,
+                                train_step, training_steps)
 
 __all__ = ["twin_models", "step_times", "summary", "twin_curve", "plot_curves"]
 
@@ -94,23 +94,13 @@ def twin_curve(data: CharData, preset_name: str, steps: int, seed: int = 0, devi
     eval_sets = {split: [tuple(torch.tensor(a, device=device) for a in b) for b in
                          data.eval_batches(split, recipe.eval_iters, recipe.batch_size, config.block_size, seed)]
                  for split in ("train", "val")}
-    history, clock, timed = [], time.perf_counter(), 0
-    for step in range(steps):
-        torch.manual_seed(seed + step)  # dropout: PyTorch's own draws (the tiny preset has none)
-        x, y = data.train_batch(step, seed, recipe.batch_size, config.block_size)
-        lr = learning_rate(step, recipe, steps)
-        train_step(torch, model, optimizer, torch.tensor(x, device=device), torch.tensor(y, device=device), lr,
-                   recipe.grad_clip)
-        timed += 1
-        if step % recipe.eval_interval and step != steps - 1:
-            continue
-        seconds = time.perf_counter() - clock
+    history = []
+    for step, lr, timed, seconds in training_steps(torch, model, optimizer, data, config, recipe, steps, seed, device):
         losses = {split: evaluate(torch, model, batches) for split, batches in eval_sets.items()}
         history.append(progress_record(step, losses["train"][0] / losses["train"][1],
                                        losses["val"][0] / losses["val"][1], lr, timed,
                                        recipe.batch_size * config.block_size, seconds))
         log(progress_line(history[-1], steps))
-        clock, timed = time.perf_counter(), 0
     return history
 
 
