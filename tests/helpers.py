@@ -39,6 +39,52 @@ def expect_case_ok(reports: dict, case: str) -> None:
         if result.startswith("skipped:"):
             pytest.skip(result)
         assert result == "ok", f"rank {rank} of {len(reports)}:\n{result}"
+# --- side by side with PyTorch (tests that use these importorskip torch first) ------------------------
+def copy_torch_into(ours, theirs, device="cpu") -> None:
+    """Loads the PyTorch module ``theirs``' state dict into ``ours``: the keys must match one to one."""
+    ours.load_state_dict({k: dg.tensor(v.detach().numpy(), device=device) for k, v in theirs.state_dict().items()})
+
+
+def compare_gradients(ours, theirs, rtol: float = 1e-9, atol: float = 1e-11) -> None:
+    """Every parameter's gradient equals that of the PyTorch parameter of the same name."""
+    theirs_named = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        q = theirs_named[name]
+        if q.grad is None:
+            assert p.grad is None or not host(p.grad).any(), name
+        else:
+            np.testing.assert_allclose(host(p.grad), q.grad.numpy(), rtol=rtol, atol=atol, err_msg=name)
+
+
+def _converted(arrays, convert) -> list:
+    """Each array as a tensor; an array listed twice gives the same tensor twice (``key is value``)."""
+    memo = {}
+    for a in arrays:
+        if a is not None and id(a) not in memo:
+            memo[id(a)] = convert(a)
+    return [None if a is None else memo[id(a)] for a in arrays]
+
+
+def run_both(ours, theirs, arrays, call, device):
+    """``call(module, tensors)`` in both libraries on the same arrays (float64 ones require grad), then
+    backward of a random projection of the (first) output. Returns both outputs and both input lists."""
+    import torch
+    mine = _converted(arrays, lambda a: dg.tensor(a, device=device, requires_grad=a.dtype == np.float64))
+    yours = _converted(arrays, lambda a: torch.tensor(a, requires_grad=a.dtype == np.float64))
+    out, expected = call(ours, mine), call(theirs, yours)
+    first, expected_first = (out, expected) if isinstance(expected, torch.Tensor) else (out[0], expected[0])
+    weights = np.random.default_rng(5).standard_normal(tuple(expected_first.shape))
+    (first * dg.tensor(weights, device=device)).sum().backward()
+    (expected_first * torch.tensor(weights)).sum().backward()
+    return out, expected, mine, yours
+
+
+def assert_close(ours, theirs, rtol: float = 1e-9, atol: float = 1e-11) -> None:
+    """A distgrad tensor equals a PyTorch tensor (or both are None)."""
+    if theirs is None:
+        assert ours is None
+        return
+    np.testing.assert_allclose(host(ours.detach()), theirs.detach().numpy(), rtol=rtol, atol=atol)
 
 
 def _pair_inputs(torch, values, device):

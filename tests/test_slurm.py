@@ -10,7 +10,7 @@ from distgrad.launch import main as launch_main
 from distgrad.launch import slurm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATES = ("mnist.sbatch", "scaling.sbatch")
+TEMPLATES = ("mnist.sbatch", "scaling.sbatch", "gpt.sbatch")
 KNOWN_DIRECTIVES = {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "cpus-per-task", "time", "output",
                     "partition", "exclusive", "requeue", "signal", "open-mode"}
 
@@ -70,8 +70,10 @@ def test_the_mnist_template_requeues_after_a_checkpoint_on_the_time_limit_warnin
 def test_templates_run_scripts_that_exist():
     with open(os.path.join(ROOT, "slurm", "mnist.sbatch")) as f:
         assert "examples/mnist.py" in f.read()
+    with open(os.path.join(ROOT, "slurm", "gpt.sbatch")) as f:
+        assert "examples/gpt.py" in f.read()
     with open(os.path.join(ROOT, "slurm", "scaling.sbatch")) as f:
         scaling = f.read()
     assert "benchmarks/ddp_scaling.py" in scaling and "distgrad-launch benchmarks/allreduce.py" in scaling
-    for path in ("examples/mnist.py", "benchmarks/ddp_scaling.py", "benchmarks/allreduce.py"):
+    for path in ("examples/mnist.py", "examples/gpt.py", "benchmarks/ddp_scaling.py", "benchmarks/allreduce.py"):
         assert os.path.exists(os.path.join(ROOT, path)), path

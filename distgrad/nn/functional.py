@@ -27,6 +27,8 @@ from distgrad.ops import (  # noqa: F401
     nll_loss,
     one_hot,
     pad,
+    rms_norm,
+    scaled_dot_product_attention,
     sigmoid,
     smooth_l1_loss,
     softmax,
@@ -35,6 +37,7 @@ from distgrad.ops import (  # noqa: F401
     tanh,
 )
 from distgrad.ops.conv import conv2d, conv_transpose2d  # noqa: F401
+from distgrad.nn.multi_head_attention import multi_head_attention_forward  # noqa: F401
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: F401
 from distgrad.tensor import Tensor
@@ -44,7 +47,7 @@ __all__ = [
     "linear", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "layer_norm", "batch_norm", "group_norm", "dropout", "embedding", "pad",
     "one_hot", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "max_pool1d",
-    "avg_pool1d",
+    "avg_pool1d", "rms_norm", "scaled_dot_product_attention", "multi_head_attention_forward",
 ]
 
 

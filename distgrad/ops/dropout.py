@@ -30,11 +30,19 @@ class Dropout(Function):
         return grad * mask, None
 
 
+def draw_keep(shape: tuple, dtype, device, p: float):
+    """A boolean array of ``shape`` on ``device``: each element False with probability ``p``.
+
+    Drawn from ``distgrad.random.default_generator`` in float64 for float64 ``dtype``, else float32.
+    """
+    generator = random.default_generator.for_device(device)
+    draw_dtype = np.float64 if dtype == np.float64 else np.float32
+    return generator.random(shape, dtype=draw_dtype) >= p
+
+
 def _scaled_mask(input: Tensor, p: float):
     """Zeros with probability ``p``, else ``1 / (1 - p)``, in the input's dtype and on its device."""
-    generator = random.default_generator.for_device(input.device)
-    draw_dtype = np.float64 if input.dtype == np.float64 else np.float32
-    keep = generator.random(input.shape, dtype=draw_dtype) >= p
+    keep = draw_keep(input.shape, input.dtype, input.device, p)
     return keep.astype(input.dtype) * (1 / (1 - p)) if p < 1 else keep.astype(input.dtype)
 
 

@@ -1,4 +1,4 @@
-"""``BatchNorm1d``, ``BatchNorm2d`` (running statistics, train/eval) and ``LayerNorm``."""
+"""``BatchNorm1d``, ``BatchNorm2d`` (running statistics, train/eval), ``LayerNorm`` and ``RMSNorm``."""
 from __future__ import annotations
 
 import numpy as np
@@ -111,11 +111,10 @@ class BatchNorm2d(_BatchNorm):
             raise ValueError(f"expected 4D input (got {input.ndim}D input)")
 
 
-class LayerNorm(Module):
-    """Normalises over the last ``len(normalized_shape)`` dims, then scales by ``weight`` and adds ``bias``."""
+class _TrailingNorm(Module):
+    """Normalisation over the trailing ``normalized_shape`` dims, with a ``weight`` (and ``bias``) of that shape."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
-                 device=None, dtype=None):
+    def __init__(self, normalized_shape, eps, elementwise_affine: bool, bias: bool, device, dtype):
         super().__init__()
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
@@ -124,19 +123,26 @@ class LayerNorm(Module):
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
             self.weight = Parameter(creation.ones(self.normalized_shape, device=device, dtype=dtype))
-            if bias:
-                self.bias = Parameter(creation.zeros(self.normalized_shape, device=device, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
+        if elementwise_affine and bias:
+            self.bias = Parameter(creation.zeros(self.normalized_shape, device=device, dtype=dtype))
+        else:
             self.register_parameter("bias", None)
 
     def reset_parameters(self) -> None:
-        if self.elementwise_affine:
+        if self.weight is not None:
             init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+
+class LayerNorm(_TrailingNorm):
+    """Normalises over the last ``len(normalized_shape)`` dims, then scales by ``weight`` and adds ``bias``."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__(normalized_shape, eps, elementwise_affine, bias, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -144,3 +150,20 @@ class LayerNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
                 f"bias={self.bias is not None}")
+
+
+class RMSNorm(_TrailingNorm):
+    """Divides by the root mean square over the last ``len(normalized_shape)`` dims, then scales by ``weight``.
+
+    ``eps=None`` uses the machine epsilon of the input's dtype, as PyTorch does.
+    """
+
+    def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, device=None,
+                 dtype=None):
+        super().__init__(normalized_shape, eps, elementwise_affine, False, device, dtype)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
