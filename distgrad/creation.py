@@ -17,8 +17,8 @@ def _finish(data, requires_grad: bool) -> Tensor:
 
 def _device(device, like=None) -> backend.Device:
     if device is None:
-        return like.device if like is not None else backend.CPU
-    return backend.Device(device) if not isinstance(device, backend.Device) else device
+        return like.device if like is not None else backend.default_device()
+    return backend.as_device(device)
 
 
 def _size(size) -> tuple:
@@ -36,13 +36,16 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     Python floats become ``float32`` (the default dtype), ints ``int64``, bools ``bool``.
     """
     dtype = dtypes.to_dtype(dtype)
-    if isinstance(data, Tensor):
+    from_tensor = isinstance(data, Tensor)
+    if from_tensor:
         data = data.array
     if backend.is_device_array(data):
         src_device = backend.device_of(data)
         arr = data.astype(dtype or data.dtype, copy=True)
     else:
         src_device = backend.CPU
+        if device is None and not from_tensor:
+            device = backend.default_device()  # as torch: data that is not a tensor goes to the default device
         arr = np.array(data, dtype=dtype, copy=True)
         if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.ndarray):
             arr = arr.astype(dtypes.get_default_dtype())

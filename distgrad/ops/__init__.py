@@ -1,10 +1,11 @@
 """Every differentiable op, grouped by family; importing a family binds its Tensor methods."""
 from distgrad.ops import (activation, arithmetic, broadcast, comparison, conv, conversion, dropout, elementwise,
                           embedding, extremes, indexing, inplace, joining, linalg, loss, normalization, pointwise_loss,
-                          pooling, reduction, shape)
+                          pooling, reduction, sampling, shape)
 
 FAMILIES = (arithmetic, broadcast, elementwise, comparison, linalg, reduction, extremes, shape, joining, indexing,
-            inplace, conversion, activation, loss, pointwise_loss, normalization, dropout, embedding, conv, pooling)
+            inplace, conversion, activation, loss, pointwise_loss, normalization, dropout, embedding, conv, pooling,
+            sampling)
 
 __all__ = []
 for _family in FAMILIES:
