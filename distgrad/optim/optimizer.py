@@ -7,6 +7,7 @@ under a graph that saved it. Nothing here is recorded on the tape: updates work 
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import defaultdict
 from itertools import chain
@@ -35,6 +36,11 @@ class Optimizer:
             and any hyper-parameters that override ``defaults`` for that group.
         defaults: the hyper-parameters of groups that do not set their own.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:  # a PyTorch-style optimizer written as its own step(): still seen stepping
+            cls.step = _noting_the_call(cls.__dict__["step"])
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
@@ -167,6 +173,15 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+def _noting_the_call(step):
+    """``step`` that first records, for the lr schedulers' order check, that the optimizer has stepped."""
+    @functools.wraps(step)
+    def noted_step(self, *args, **kwargs):
+        self._opt_called = True
+        return step(self, *args, **kwargs)
+    return noted_step
+
+
 def _state_value_for(param: Tensor, name: str, value):
     """A loaded state entry made ready for ``param``: Tensors copied to its device and floating dtype."""
     if name == "step":
@@ -193,3 +208,16 @@ def effective_grad(param, grad, weight_decay: float, maximize: bool):
     if maximize:
         return -grad
     return grad
+
+
+def check_hyperparameters(lr: float = 0.0, eps: float = 0.0, weight_decay: float = 0.0, betas: tuple = ()) -> None:
+    """PyTorch's checks, and messages, for the hyper-parameters most optimizers share."""
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    for index, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
