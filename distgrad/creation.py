@@ -21,7 +21,13 @@ def _device(device, like=None) -> backend.Device:
     return backend.as_device(device)
 
 
-def _size(size) -> tuple:
+def _size(size, keyword=None) -> tuple:
+    """A shape from ``f(2, 3)``, ``f((2, 3))`` or, given as ``keyword``, ``f(size=(2, 3))``."""
+    if keyword is not None:
+        if size:
+            raise TypeError(f"expected the size as positional arguments or as size=, not both (got {size} and "
+                            f"size={keyword})")
+        size = (keyword,)
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     for s in size:
@@ -82,16 +88,16 @@ def _filled(size, fill, dtype, device, requires_grad) -> Tensor:
     return _finish(data, requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(_size(size), 0.0 if dtype is None else 0, dtype, device, requires_grad)
+def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(_size(sizes, size), 0.0 if dtype is None else 0, dtype, device, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(_size(size), 1.0 if dtype is None else 1, dtype, device, requires_grad)
+def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(_size(sizes, size), 1.0 if dtype is None else 1, dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(_size(size), None, dtype, device, requires_grad)
+def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(_size(sizes, size), None, dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -129,16 +135,16 @@ def _random(draw, size, dtype, device, requires_grad, generator) -> Tensor:
     return _finish(data, requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+def rand(*sizes, size=None, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Uniform on [0, 1)."""
     return _random(lambda g, s, d: g.random(s, dtype=d if d.itemsize >= 4 else np.float32).astype(d, copy=False),
-                   _size(size), dtype, device, requires_grad, generator)
+                   _size(sizes, size), dtype, device, requires_grad, generator)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+def randn(*sizes, size=None, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Standard normal."""
     return _random(lambda g, s, d: g.standard_normal(s, dtype=d if d.itemsize >= 4 else np.float32).astype(d, copy=False),
-                   _size(size), dtype, device, requires_grad, generator)
+                   _size(sizes, size), dtype, device, requires_grad, generator)
 
 
 def randint(low, high=None, size=(), dtype=None, device=None, generator=None) -> Tensor:

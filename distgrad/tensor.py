@@ -69,6 +69,13 @@ class Tensor:
         return backend.is_device_array(self.array)
 
     @property
+    def is_cpu(self) -> bool:
+        return not backend.is_device_array(self.array)
+
+    # Devices and layouts distgrad does not have; PyTorch scripts test for them.
+    is_xpu = is_mps = is_meta = is_sparse = is_quantized = False
+
+    @property
     def _xp(self):
         return backend.array_module(self.array)
 

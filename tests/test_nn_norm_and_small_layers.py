@@ -160,3 +160,32 @@ def test_parameter_dict_registers_its_parameters_by_name():
     del pd["a"]
     assert list(pd.keys()) == ["b", "c"] and pd.get("a") is None
     assert "(b): Parameter containing: [distgrad.float32 of size 3]" in repr(pd)
+
+
+@pytest.mark.parametrize("shape,size", [((2, 3, 8, 8), 1), ((2, 3, 10, 7), (4, 3)), ((3, 9, 5), (2, None)),
+                                        ((1, 2, 6, 6), (3, 2)), ((2, 3, 5, 5), 5)])
+def test_adaptive_max_pool2d_matches_torch_with_indices(shape, size, device):
+    torch = pytest.importorskip("torch")
+    check_against_torch(lambda x: F.adaptive_max_pool2d(x, size), lambda x: torch.nn.functional.adaptive_max_pool2d(
+        x, size), [RNG.standard_normal(shape)], device)
+    x = RNG.standard_normal(shape)
+    _, ours = F.adaptive_max_pool2d(dg.tensor(x, device=device), size, return_indices=True)
+    _, theirs = torch.nn.functional.adaptive_max_pool2d(torch.tensor(x), size, return_indices=True)
+    np.testing.assert_array_equal(host(ours), theirs.numpy())
+
+
+def test_adaptive_max_pooling_sends_the_gradient_to_the_first_maximum_only():
+    torch = pytest.importorskip("torch")
+    x = np.zeros((1, 1, 5, 5))  # every window ties
+    check_against_torch(lambda t: F.adaptive_max_pool2d(t, 2), lambda t: torch.nn.functional.adaptive_max_pool2d(t, 2),
+                        [x], gradcheck=False)
+
+
+@pytest.mark.parametrize("make,shape", [(lambda m: m.AdaptiveMaxPool2d((3, 2)), (2, 3, 7, 5)),
+                                        (lambda m: m.AdaptiveMaxPool1d(3), (2, 3, 7)),
+                                        (lambda m: m.AdaptiveMaxPool2d(1), (2, 3, 4, 4))])
+def test_adaptive_max_pool_layers_match_torch(make, shape, device):
+    torch = pytest.importorskip("torch")
+    ours, theirs = make(nn), make(torch.nn)
+    assert repr(ours) == repr(theirs)
+    compare_with_torch(ours, theirs, shape, device=device, **DOUBLE)

@@ -63,6 +63,7 @@ from distgrad.ops import (  # noqa: F401
     tanhshrink,
     triplet_margin_loss,
 )
+from distgrad.ops.adaptive_pooling import adaptive_max_pool1d, adaptive_max_pool2d  # noqa: F401
 from distgrad.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: F401
@@ -79,7 +80,7 @@ __all__ = [
     "layer_norm", "batch_norm", "group_norm", "instance_norm", "normalize", "cosine_similarity", "pairwise_distance",
     "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "pad", "one_hot",
     "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d",
-    "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
     "interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle", "pixel_unshuffle",
 ]
 

@@ -19,13 +19,13 @@ from distgrad.nn.modules.padding import (CircularPad1d, CircularPad2d, CircularP
                                          ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
                                          ReflectionPad3d, ReplicationPad1d, ReplicationPad2d, ReplicationPad3d,
                                          ZeroPad1d, ZeroPad2d, ZeroPad3d)
-from distgrad.nn.modules.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AvgPool1d, AvgPool2d,  # noqa: F401
-                                         MaxPool1d, MaxPool2d)
+from distgrad.nn.modules.pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,  # noqa: F401
+                                         AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d)
 from distgrad.nn.modules.upsampling import (PixelShuffle, PixelUnshuffle, Upsample,  # noqa: F401
                                             UpsamplingBilinear2d, UpsamplingNearest2d)
 
 __all__ = [
-    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AvgPool1d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgPool1d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
     "BCELoss", "BCEWithLogitsLoss", "Bilinear", "CELU", "CircularPad1d", "CircularPad2d", "CircularPad3d",
     "ConstantPad1d", "ConstantPad2d", "ConstantPad3d", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d",
     "CosineEmbeddingLoss", "CosineSimilarity", "CrossEntropyLoss", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d",

@@ -1,5 +1,5 @@
-"""Pooling layers over (N, C, H, W): ``MaxPool2d``, ``AvgPool2d``, ``AdaptiveAvgPool2d``; and over (N, C, L):
-``MaxPool1d``, ``AvgPool1d``, ``AdaptiveAvgPool1d``."""
+"""Pooling layers over (N, C, H, W): ``MaxPool2d``, ``AvgPool2d``, ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``;
+and over (N, C, L): ``MaxPool1d``, ``AvgPool1d``, ``AdaptiveAvgPool1d``, ``AdaptiveMaxPool1d``."""
 from __future__ import annotations
 
 from distgrad.nn import functional as F
@@ -97,3 +97,25 @@ class AdaptiveAvgPool1d(AdaptiveAvgPool2d):
 
     def forward(self, input):
         return F.adaptive_avg_pool1d(input, self.output_size)
+
+
+class AdaptiveMaxPool2d(Module):
+    """The maximum over each of ``output_size`` adaptive windows; ``return_indices`` also gives their positions."""
+
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        self.output_size = output_size
+        self.return_indices = return_indices
+
+    def forward(self, input):
+        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool1d(AdaptiveMaxPool2d):
+    """The maximum over each of ``output_size`` adaptive windows of (N, C, L) or (C, L) input."""
+
+    def forward(self, input):
+        return F.adaptive_max_pool1d(input, self.output_size, self.return_indices)
