@@ -80,9 +80,11 @@ def _update_running_stats(running_mean, running_var, momentum, mean, var, count)
         increment_version(running)
 
 
-def _check_size(name: str, t: Tensor | None, num_features: int) -> None:
-    if t is not None and t.numel() != num_features:
-        raise RuntimeError(f"{name} should contain {num_features} elements not {t.numel()}")
+def _check_sizes(num_features: int, **tensors) -> None:
+    """Each given per-channel tensor (None allowed) has ``num_features`` elements."""
+    for name, t in tensors.items():
+        if t is not None and t.numel() != num_features:
+            raise RuntimeError(f"{name} should contain {num_features} elements not {t.numel()}")
 
 
 def _channel_view(t: Tensor | None, ndim: int) -> Tensor | None:
@@ -117,9 +119,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected input of shape (N, C, *), got {list(input.shape)}")
     num_features = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        _check_size(name, t, num_features)
+    _check_sizes(num_features, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     weight_view, bias_view = _channel_view(weight, input.ndim), _channel_view(bias, input.ndim)
     if training:
         if input.numel() // num_features <= 1:
@@ -145,8 +145,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
         raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
                            f"shape {list(input.shape)} and num_groups={num_groups}")
     num_features = input.shape[1]
-    _check_size("weight", weight, num_features)
-    _check_size("bias", bias, num_features)
+    _check_sizes(num_features, weight=weight, bias=bias)
     grouped = input.reshape(input.shape[0], num_groups, -1)
     out = Normalize.apply(grouped, None, None, (input.shape[0], num_groups, 1), eps).reshape(input.shape)
     if weight is not None:
@@ -168,9 +167,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     if input.ndim < 2:
         raise ValueError(f"instance_norm: expected input of shape (N, C, *), got {list(input.shape)}")
     num_features = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        _check_size(name, t, num_features)
+    _check_sizes(num_features, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     spatial = math.prod(input.shape[2:])
     if spatial <= 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(input.shape)}")

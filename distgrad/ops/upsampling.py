@@ -188,14 +188,18 @@ def _area(input: Tensor, out_sizes: tuple) -> Tensor:
 
 
 # --- pixel shuffle -----------------------------------------------------------------------------------------
+def _check_rearrangement(op: str, input: Tensor, factor: int, name: str) -> int:
+    if input.ndim < 3:
+        raise RuntimeError(f"{op} expects input to have at least 3 dimensions, but got input with {input.ndim} "
+                           "dimension(s)")
+    if int(factor) <= 0:
+        raise RuntimeError(f"{op} expects a positive {name}, but got {factor}")
+    return int(factor)
+
+
 def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
     """(*, C * r**2, H, W) -> (*, C, H * r, W * r): each group of r**2 channels becomes an r-by-r block of pixels."""
-    r = int(upscale_factor)
-    if input.ndim < 3:
-        raise RuntimeError(f"pixel_shuffle expects input to have at least 3 dimensions, but got input with "
-                           f"{input.ndim} dimension(s)")
-    if r <= 0:
-        raise RuntimeError(f"pixel_shuffle expects a positive upscale_factor, but got {r}")
+    r = _check_rearrangement("pixel_shuffle", input, upscale_factor, "upscale_factor")
     *lead, channels, h, w = input.shape
     if channels % (r * r):
         raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the square of "
@@ -208,12 +212,7 @@ def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
 
 def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
     """(*, C, H * r, W * r) -> (*, C * r**2, H, W): the inverse of ``pixel_shuffle``."""
-    r = int(downscale_factor)
-    if input.ndim < 3:
-        raise RuntimeError(f"pixel_unshuffle expects input to have at least 3 dimensions, but got input with "
-                           f"{input.ndim} dimension(s)")
-    if r <= 0:
-        raise RuntimeError(f"pixel_unshuffle expects a positive downscale_factor, but got {r}")
+    r = _check_rearrangement("pixel_unshuffle", input, downscale_factor, "downscale_factor")
     *lead, c, height, width = input.shape
     if height % r or width % r:
         raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by downscale_factor, but "
