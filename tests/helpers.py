@@ -25,50 +25,76 @@ def leaf_keeping_layout(device, array):
     return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
 
 
-def check_against_torch(ours, theirs, arrays, device="cpu", rtol=1e-10, atol=1e-12, gradcheck=True, seed=0,
-                        constants=()):
-    """Runs ``ours`` on distgrad tensors of ``arrays`` (on ``device``) and ``theirs`` on torch tensors of the same
-    values, and compares the outputs and the gradients of every floating input for a random upstream gradient.
+def _pair_inputs(torch, values, device, constants=()):
+    """Each input for distgrad and for torch: float arrays become float64 leaves that require grad (but
+    those at the positions in ``constants``), other arrays plain tensors; anything else (numbers,
+    strings, lists) is passed as it is."""
+    ours, theirs, leaves = [], [], []
+    for i, v in enumerate(values):
+        if isinstance(v, np.ndarray):
+            grad = v.dtype.kind == "f" and i not in constants
+            ours.append(dg.tensor(v, device=device, requires_grad=grad))
+            theirs.append(torch.tensor(v, requires_grad=grad))
+            if grad:
+                leaves.append((ours[-1], theirs[-1]))
+        else:
+            ours.append(v)
+            theirs.append(v)
+    return ours, theirs, leaves
 
-    Floating arrays become float64 leaves that require grad, but those whose positions are in ``constants``
-    (float targets); other arrays (targets, indices) are passed as they are. With ``gradcheck``, ``ours`` is
-    also gradchecked (finite differences, float64). Returns our output.
-    """
-    import pytest
+
+def _outputs(result) -> tuple:
+    return tuple(result) if isinstance(result, (tuple, list)) else (result,)
+
+
+def assert_matches_torch(fn, values, device, rtol: float = 1e-7, atol: float = 1e-10, backward: bool = True,
+                         constants=(), gradcheck: bool = False):
+    """Runs ``fn(module, *inputs)`` with ``module`` distgrad and then torch (one lambda serves both, as
+    the names agree) and checks that every output and, after a backward of the float outputs against
+    the same random weights, every gradient agree. Float arrays at the positions in ``constants``
+    (float targets) take no gradient. With ``gradcheck``, distgrad's ``fn`` is also gradchecked in its
+    float inputs. Returns distgrad's outputs."""
+    torch = __import__("pytest").importorskip("torch")
+    ours, theirs, leaves = _pair_inputs(torch, values, device, constants)
+    out_ours, out_theirs = _outputs(fn(dg, *ours)), _outputs(fn(torch, *theirs))
+    assert len(out_ours) == len(out_theirs)
+    rng = np.random.default_rng(1)
+    weighted_ours, weighted_theirs = [], []
+    for a, b in zip(out_ours, out_theirs):
+        expected = b.detach().numpy()
+        assert host(a).shape == expected.shape, (host(a).shape, expected.shape)
+        np.testing.assert_allclose(host(a), expected, rtol=rtol, atol=atol)
+        if backward and a.requires_grad:
+            w = rng.standard_normal(expected.shape)
+            weighted_ours.append((a * dg.tensor(w, device=device)).sum())
+            weighted_theirs.append((b * torch.tensor(w)).sum())
+    if weighted_ours:
+        sum(weighted_ours).backward()
+        sum(weighted_theirs).backward()
+        for a, b in leaves:
+            expected = np.zeros(b.shape) if b.grad is None else b.grad.numpy()
+            got = np.zeros(a.shape) if a.grad is None else host(a.grad)
+            np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    if gradcheck:
+        positions = [i for i, v in enumerate(ours) if isinstance(v, dg.Tensor) and v.requires_grad]
+
+        def of_leaves(*leaves):
+            inputs = list(ours)
+            for i, leaf in zip(positions, leaves):
+                inputs[i] = leaf
+            return fn(dg, *inputs)
+        assert dg.gradcheck(of_leaves, [dg.tensor(host(ours[i]), device=device, requires_grad=True)
+                                        for i in positions])
+    return out_ours
+
+
+def assert_raises_like_torch(call, message: str, error=RuntimeError) -> None:
+    """``call(module)`` raises ``error`` matching ``message`` with ``module`` distgrad and with torch."""
+    pytest = __import__("pytest")
     torch = pytest.importorskip("torch")
-    arrays = [np.asarray(a) for a in arrays]
-    floating = [a.dtype.kind == "f" and i not in constants for i, a in enumerate(arrays)]
-    xs = [dg.tensor(a, dtype=dg.float64 if a.dtype.kind == "f" else None, device=device, requires_grad=f)
-          for a, f in zip(arrays, floating)]
-    txs = [torch.tensor(a, dtype=torch.float64 if a.dtype.kind == "f" else None, requires_grad=f)
-           for a, f in zip(arrays, floating)]
-    out, expected = ours(*xs), theirs(*txs)
-    outs = out if isinstance(out, tuple) else (out,)
-    expecteds = expected if isinstance(expected, tuple) else (expected,)
-    assert len(outs) == len(expecteds)
-    for o, e in zip(outs, expecteds):
-        assert tuple(o.shape) == tuple(e.shape), (o.shape, e.shape)
-        np.testing.assert_allclose(host(o), e.detach().numpy(), rtol=rtol, atol=atol)
-    rng = np.random.default_rng(seed)
-    pairs = [(o, e) for o, e in zip(outs, expecteds) if e.requires_grad]
-    if pairs:
-        ups = [rng.standard_normal(tuple(e.shape)) for _, e in pairs]
-        total = sum((o * dg.tensor(u, dtype=o.dtype, device=device)).sum() for (o, _), u in zip(pairs, ups))
-        torch_total = sum((e * torch.tensor(u)).sum() for (_, e), u in zip(pairs, ups))
-        total.backward()
-        torch_total.backward()
-        for x, tx, f in zip(xs, txs, floating):
-            if f and tx.grad is not None:
-                np.testing.assert_allclose(host(x.grad), tx.grad.numpy(), rtol=rtol, atol=atol)
-            elif f:
-                assert x.grad is None or not host(x.grad).any()
-    if gradcheck and pairs:
-        def only_floats(*floats):
-            it = iter(floats)
-            return ours(*[next(it) if f else x for x, f in zip(xs, floating)])
-        leaves = [dg.tensor(a, dtype=dg.float64, device=device, requires_grad=True) for a, f in zip(arrays, floating) if f]
-        assert dg.gradcheck(only_floats, leaves)
-    return out
+    for module in (dg, torch):
+        with pytest.raises(error, match=message):
+            call(module)
 
 
 def compare_with_torch(ours, theirs, *shapes, device="cpu", dtype=np.float32, rtol=1e-4, atol=1e-5):

@@ -6,7 +6,7 @@ import pytest
 import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import nn
-from helpers import check_against_torch, compare_with_torch
+from helpers import assert_matches_torch, compare_with_torch
 
 RNG = np.random.default_rng(0)
 
@@ -15,31 +15,26 @@ RNG = np.random.default_rng(0)
                                     {"padding": "valid"}, {"groups": 2}, {"stride": (3,), "padding": (1,)}])
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv1d_matches_torch(kwargs, bias, device):
-    torch = pytest.importorskip("torch")
     arrays = [RNG.standard_normal((2, 4, 7)), RNG.standard_normal((4, 4 // kwargs.get("groups", 1), 3))]
     if bias:
         arrays.append(RNG.standard_normal(4))
-    check_against_torch(lambda *t: F.conv1d(*t, **kwargs), lambda *t: torch.nn.functional.conv1d(*t, **kwargs),
-                        arrays, device)
+    assert_matches_torch(lambda m, *t: m.nn.functional.conv1d(*t, **kwargs), arrays, device, gradcheck=True)
 
 
 def test_conv1d_takes_an_unbatched_input(device):
-    torch = pytest.importorskip("torch")
-    check_against_torch(F.conv1d, torch.nn.functional.conv1d, [RNG.standard_normal((3, 7)),
-                                                                RNG.standard_normal((2, 3, 2))], device)
+    assert_matches_torch(lambda m, x, w: m.nn.functional.conv1d(x, w),
+                         [RNG.standard_normal((3, 7)), RNG.standard_normal((2, 3, 2))], device, gradcheck=True)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"stride": 2}, {"stride": 2, "padding": 1, "output_padding": 1},
                                     {"dilation": 2, "padding": 2}, {"groups": 2, "stride": 3}])
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv_transpose1d_matches_torch(kwargs, bias, device):
-    torch = pytest.importorskip("torch")
     groups = kwargs.get("groups", 1)
     arrays = [RNG.standard_normal((2, 4, 4)), RNG.standard_normal((4, 4 // groups, 3))]
     if bias:
         arrays.append(RNG.standard_normal(4))
-    check_against_torch(lambda *t: F.conv_transpose1d(*t, **kwargs),
-                        lambda *t: torch.nn.functional.conv_transpose1d(*t, **kwargs), arrays, device)
+    assert_matches_torch(lambda m, *t: m.nn.functional.conv_transpose1d(*t, **kwargs), arrays, device, gradcheck=True)
 
 
 def test_1d_argument_errors():

@@ -6,7 +6,7 @@ import pytest
 import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import nn
-from helpers import check_against_torch, compare_with_torch, host
+from helpers import assert_matches_torch, compare_with_torch, host
 
 RNG = np.random.default_rng(0)
 DOUBLE = dict(dtype=np.float64, rtol=1e-10, atol=1e-12)
@@ -36,13 +36,10 @@ def test_norm_layers_match_torch(make, shape, device):
 
 @pytest.mark.parametrize("with_affine", [False, True])
 def test_instance_norm_gradchecks_and_matches_torch(with_affine, device):
-    torch = pytest.importorskip("torch")
     arrays = [RNG.standard_normal((2, 3, 5))] + ([RNG.uniform(0.5, 1.5, 3), RNG.standard_normal(3)]
                                                   if with_affine else [])
-    ours = (lambda x, w, b: F.instance_norm(x, weight=w, bias=b)) if with_affine else F.instance_norm
-    theirs = (lambda x, w, b: torch.nn.functional.instance_norm(x, weight=w, bias=b)) if with_affine else \
-        torch.nn.functional.instance_norm
-    check_against_torch(ours, theirs, arrays, device)
+    assert_matches_torch(lambda m, x, *affine: m.nn.functional.instance_norm(x, None, None, *affine), arrays, device,
+                         gradcheck=True)
 
 
 def test_instance_norm_uses_running_stats_without_input_stats():
@@ -133,11 +130,10 @@ def test_padding_layers_check_their_widths():
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("lead", [(5,), (2, 3), ()])
 def test_bilinear_matches_torch(bias, lead, device):
-    torch = pytest.importorskip("torch")
     arrays = [RNG.standard_normal(lead + (3,)), RNG.standard_normal(lead + (4,)), RNG.standard_normal((2, 3, 4))]
     if bias:
         arrays.append(RNG.standard_normal(2))
-    check_against_torch(F.bilinear, torch.nn.functional.bilinear, arrays, device)
+    assert_matches_torch(lambda m, *t: m.nn.functional.bilinear(*t), arrays, device, gradcheck=True)
 
 
 def test_bilinear_layer_matches_torch_and_has_its_init(device):
@@ -166,8 +162,8 @@ def test_parameter_dict_registers_its_parameters_by_name():
                                         ((1, 2, 6, 6), (3, 2)), ((2, 3, 5, 5), 5)])
 def test_adaptive_max_pool2d_matches_torch_with_indices(shape, size, device):
     torch = pytest.importorskip("torch")
-    check_against_torch(lambda x: F.adaptive_max_pool2d(x, size), lambda x: torch.nn.functional.adaptive_max_pool2d(
-        x, size), [RNG.standard_normal(shape)], device)
+    assert_matches_torch(lambda m, x: m.nn.functional.adaptive_max_pool2d(x, size), [RNG.standard_normal(shape)],
+                         device, gradcheck=True)
     x = RNG.standard_normal(shape)
     _, ours = F.adaptive_max_pool2d(dg.tensor(x, device=device), size, return_indices=True)
     _, theirs = torch.nn.functional.adaptive_max_pool2d(torch.tensor(x), size, return_indices=True)
@@ -175,10 +171,8 @@ def test_adaptive_max_pool2d_matches_torch_with_indices(shape, size, device):
 
 
 def test_adaptive_max_pooling_sends_the_gradient_to_the_first_maximum_only():
-    torch = pytest.importorskip("torch")
     x = np.zeros((1, 1, 5, 5))  # every window ties
-    check_against_torch(lambda t: F.adaptive_max_pool2d(t, 2), lambda t: torch.nn.functional.adaptive_max_pool2d(t, 2),
-                        [x], gradcheck=False)
+    assert_matches_torch(lambda m, t: m.nn.functional.adaptive_max_pool2d(t, 2), [x], "cpu")
 
 
 @pytest.mark.parametrize("make,shape", [(lambda m: m.AdaptiveMaxPool2d((3, 2)), (2, 3, 7, 5)),

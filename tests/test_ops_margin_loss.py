@@ -5,8 +5,7 @@ import pytest
 
 import distgrad as dg
 import distgrad.nn.functional as F
-from distgrad import nn
-from helpers import check_against_torch
+from helpers import assert_matches_torch
 
 REDUCTIONS = ["none", "mean", "sum"]
 RNG = np.random.default_rng(0)
@@ -19,59 +18,46 @@ def signs(shape, dtype=np.float64):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("batched", [True, False])
 def test_cosine_embedding_loss_matches_torch(reduction, batched, device):
-    torch = pytest.importorskip("torch")
     shape = (6, 5) if batched else (5,)
     target = signs(shape[:-1], np.int64)
     for margin in (0.0, 0.3, -0.5):
-        check_against_torch(
-            lambda a, b, t: F.cosine_embedding_loss(a, b, t, margin, reduction=reduction),
-            lambda a, b, t: torch.nn.functional.cosine_embedding_loss(a, b, t, margin, reduction=reduction),
-            [RNG.standard_normal(shape), RNG.standard_normal(shape), target], device)
+        assert_matches_torch(
+            lambda m, a, b, t: m.nn.functional.cosine_embedding_loss(a, b, t, margin, reduction=reduction),
+            [RNG.standard_normal(shape), RNG.standard_normal(shape), target], device, gradcheck=True)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_margin_ranking_hinge_and_soft_margin_losses_match_torch(reduction, device):
-    torch = pytest.importorskip("torch")
-    tf = torch.nn.functional
     x1, x2 = RNG.standard_normal(7), RNG.standard_normal(7)
     # margin 0.25: no input lands exactly on the hinge
-    check_against_torch(lambda a, b, t: F.margin_ranking_loss(a, b, t, 0.25, reduction=reduction),
-                        lambda a, b, t: tf.margin_ranking_loss(a, b, t, 0.25, reduction=reduction),
-                        [x1, x2, signs(7)], device, constants=(2,))
-    check_against_torch(lambda a, t: F.hinge_embedding_loss(a, t, 0.7, reduction=reduction),
-                        lambda a, t: tf.hinge_embedding_loss(a, t, 0.7, reduction=reduction),
-                        [RNG.uniform(0, 2, (3, 4)), signs((3, 4))], device, constants=(1,))
-    check_against_torch(lambda a, t: F.soft_margin_loss(a, t, reduction=reduction),
-                        lambda a, t: tf.soft_margin_loss(a, t, reduction=reduction),
-                        [RNG.standard_normal((3, 4)), signs((3, 4))], device, constants=(1,))
+    assert_matches_torch(lambda m, a, b, t: m.nn.functional.margin_ranking_loss(a, b, t, 0.25, reduction=reduction),
+                         [x1, x2, signs(7)], device, constants=(2,), gradcheck=True)
+    assert_matches_torch(lambda m, a, t: m.nn.functional.hinge_embedding_loss(a, t, 0.7, reduction=reduction),
+                         [RNG.uniform(0, 2, (3, 4)), signs((3, 4))], device, constants=(1,), gradcheck=True)
+    assert_matches_torch(lambda m, a, t: m.nn.functional.soft_margin_loss(a, t, reduction=reduction),
+                         [RNG.standard_normal((3, 4)), signs((3, 4))], device, constants=(1,), gradcheck=True)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_multilabel_soft_margin_loss_matches_torch(reduction, weighted, device):
-    torch = pytest.importorskip("torch")
     x, y = RNG.standard_normal((4, 5)), RNG.integers(0, 2, (4, 5)).astype(np.float64)
     w = RNG.random(5)
-    ours = lambda a, t: F.multilabel_soft_margin_loss(  # noqa: E731
-        a, t, dg.tensor(w, device=device) if weighted else None, reduction=reduction)
-    theirs = lambda a, t: torch.nn.functional.multilabel_soft_margin_loss(  # noqa: E731
-        a, t, torch.tensor(w) if weighted else None, reduction=reduction)
-    check_against_torch(ours, theirs, [x, y], device, constants=(1,))
+    assert_matches_torch(lambda m, a, t: m.nn.functional.multilabel_soft_margin_loss(
+        a, t, m.tensor(w).to(a.device) if weighted else None, reduction=reduction), [x, y], device, constants=(1,),
+        gradcheck=True)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("p,swap", [(2.0, False), (1.0, True), (3.0, False)])
 def test_triplet_margin_loss_matches_torch(reduction, p, swap, device):
-    torch = pytest.importorskip("torch")
     arrays = [RNG.standard_normal((5, 4)) for _ in range(3)]
-    check_against_torch(lambda a, b, c: F.triplet_margin_loss(a, b, c, 1.5, p, swap=swap, reduction=reduction),
-                        lambda a, b, c: torch.nn.functional.triplet_margin_loss(a, b, c, 1.5, p, swap=swap,
-                                                                                reduction=reduction),
-                        arrays, device)
+    assert_matches_torch(
+        lambda m, a, b, c: m.nn.functional.triplet_margin_loss(a, b, c, 1.5, p, swap=swap, reduction=reduction),
+        arrays, device, gradcheck=True)
 
 
 def test_margin_loss_modules_match_torch(device):
-    torch = pytest.importorskip("torch")
     x1, x2, x3 = (RNG.standard_normal((4, 3)) for _ in range(3))
     cases = [
         ("CosineEmbeddingLoss", (0.2,), [x1, x2, signs(4, np.int64)]),
@@ -83,9 +69,8 @@ def test_margin_loss_modules_match_torch(device):
     ]
     for name, args, arrays in cases:
         constants = (len(arrays) - 1,) if name != "TripletMarginLoss" else ()
-        check_against_torch(getattr(nn, name)(*args, reduction="sum"),
-                            getattr(torch.nn, name)(*args, reduction="sum"), arrays, device, gradcheck=False,
-                            constants=constants)
+        assert_matches_torch(lambda m, *t: getattr(m.nn, name)(*args, reduction="sum")(*t), arrays, device,
+                             constants=constants)
 
 
 def test_margin_loss_errors_like_torch():

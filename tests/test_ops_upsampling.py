@@ -6,7 +6,7 @@ import pytest
 import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import nn
-from helpers import check_against_torch, host
+from helpers import assert_matches_torch, host
 
 RNG = np.random.default_rng(0)
 
@@ -39,9 +39,8 @@ CASES = [  # (input shape, keyword arguments of interpolate)
 
 @pytest.mark.parametrize("shape,kwargs", CASES, ids=[f"{s}-{k}" for s, k in CASES])
 def test_interpolate_matches_torch(shape, kwargs, device):
-    torch = pytest.importorskip("torch")
-    check_against_torch(lambda x: F.interpolate(x, **kwargs), lambda x: torch.nn.functional.interpolate(x, **kwargs),
-                        [RNG.standard_normal(shape)], device)
+    assert_matches_torch(lambda m, x: m.nn.functional.interpolate(x, **kwargs), [RNG.standard_normal(shape)], device,
+                         gradcheck=True)
 
 
 @pytest.mark.parametrize("size,out", [(10, 15), (7, 11), (3, 5), (13, 4), (6, 12), (9, 9)])
@@ -81,12 +80,10 @@ def test_interpolate_errors(call, error, message):
 
 @pytest.mark.parametrize("shape,r", [((1, 8, 3, 3), 2), ((2, 9, 2, 4), 3), ((3, 2, 4, 2, 6), 2), ((4, 3, 3), 1)])
 def test_pixel_shuffle_and_unshuffle_match_torch_and_invert_each_other(shape, r, device):
-    torch = pytest.importorskip("torch")
     x = RNG.standard_normal(shape)
-    up = check_against_torch(lambda t: F.pixel_shuffle(t, r), lambda t: torch.nn.functional.pixel_shuffle(t, r), [x],
-                             device)
-    back = check_against_torch(lambda t: F.pixel_unshuffle(t, r), lambda t: torch.nn.functional.pixel_unshuffle(t, r),
-                               [host(up)], device)
+    (up,) = assert_matches_torch(lambda m, t: m.nn.functional.pixel_shuffle(t, r), [x], device, gradcheck=True)
+    (back,) = assert_matches_torch(lambda m, t: m.nn.functional.pixel_unshuffle(t, r), [host(up)], device,
+                                   gradcheck=True)
     np.testing.assert_array_equal(host(back), x)
 
 
@@ -106,4 +103,4 @@ def test_upsampling_layers_match_torch(device):
                   lambda m: m.PixelShuffle(2), lambda m: m.PixelUnshuffle(1)):
         ours, theirs = build(nn), build(torch.nn)
         assert repr(ours) == repr(theirs)
-        check_against_torch(ours, theirs, [x], device, gradcheck=False)
+        assert_matches_torch(lambda m, t: build(m.nn)(t), [x], device)

@@ -13,6 +13,11 @@
    running. That is the moment data-parallel training starts communicating.
 4. **Finish**: callbacks queued during the pass (``queue_callback``) run in order.
 
+In a first-order pass (``create_graph=False``, grad mode off) the gradients in flight are bare
+arrays: a node's backward of plain arithmetic runs on them directly, and a Tensor is made only where
+one is handed out (hooks, ``.grad``, ``autograd.grad``'s results, a backward written with Tensor ops).
+With ``create_graph=True`` they are Tensors, so that backward itself is recorded.
+
 The engine knows nodes (``node.py``) and the small tensor protocol described there, not ``Tensor``.
 """
 from __future__ import annotations
@@ -22,7 +27,8 @@ import threading
 
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
-from distgrad.autograd.node import AccumulateGrad, gradient_edge, increment_version
+from distgrad.autograd.node import AccumulateGrad, as_array, gradient_edge, increment_version
+from distgrad.backend import array_module
 
 _local = threading.local()
 
@@ -37,12 +43,21 @@ def queue_callback(fn) -> None:
 
 class _GraphTask:
     """The state of one backward pass."""
-    __slots__ = ("callbacks", "stored_arrays", "create_graph")
+    __slots__ = ("callbacks", "stored_arrays", "create_graph", "tensor_type")
 
-    def __init__(self, create_graph: bool):
+    def __init__(self, create_graph: bool, tensor_type):
         self.callbacks = []
         self.stored_arrays = set()  # ids of arrays already handed to some .grad in this pass
         self.create_graph = create_graph
+        self.tensor_type = tensor_type  # what a gradient handed out is made of (the roots' type)
+
+    def as_tensor(self, g):
+        """A gradient in flight as the tensor handed out (it already is one with create_graph)."""
+        return g if self.create_graph else self.tensor_type(as_array(g))
+
+    def in_flight(self, t):
+        """A tensor (a hook's result, a root gradient) as the gradients in flight are carried."""
+        return t if self.create_graph else t.array
 
 
 class _Plan:
@@ -80,7 +95,7 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
         edges.append(edge)
     plan = _Plan([e[0] for e in edges], inputs)
-    task = _GraphTask(create_graph)
+    task = _GraphTask(create_graph, type(roots[0]))
     buffers = _seed(edges, root_grads, task)
 
     prev_task = getattr(_local, "task", None)
@@ -95,7 +110,9 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
     finally:
         _grad_state.enabled = prev_grad
         _local.task = prev_task
-    return plan.captured
+    if plan.captured is None:
+        return None
+    return [None if g is None else task.as_tensor(g) for g in plan.captured]
 
 
 def _seed(edges, root_grads, task) -> dict:
@@ -103,6 +120,7 @@ def _seed(edges, root_grads, task) -> dict:
     buffers = {}
     for (node, nr), g in zip(edges, root_grads):
         task.stored_arrays.add(id(g.array))
+        g = task.in_flight(g)
         buf = buffers.get(node)
         if buf is None:
             buf = buffers[node] = [None] * node.num_outputs
@@ -111,84 +129,86 @@ def _seed(edges, root_grads, task) -> dict:
 
 
 def _execute(plan, task, buffers, retain_graph: bool, accumulate: bool) -> None:
-    """Step 3: runs ready nodes, most recently recorded first, until none is left."""
+    """Step 3: runs ready nodes, most recently recorded first, until none is left.
+
+    The body runs once per node of the graph, so it is kept in one frame (no call per step)."""
     deps, targets, executable = plan.deps, plan.targets, plan.executable
+    as_arrays = not task.create_graph
+    check_finite = anomaly_mode.enabled
     heap = [(-node.seq, id(node), node) for node in buffers if deps.get(node, 0) == 0]
     heapq.heapify(heap)
     push, pop = heapq.heappush, heapq.heappop
     ready = None  # the one ready node when nothing else is: a chain of ops skips the heap
-    while heap or ready is not None:
-        if ready is not None:
-            node, ready = ready, None
-        else:
-            node = pop(heap)[2]
-        grads = buffers.pop(node)
-        if node.pre_hooks:
-            _run_pre_hooks(node.pre_hooks, grads)
-        if targets is not None and node in targets:
-            for nr, i in targets[node]:
-                plan.captured[i] = grads[nr]
-        if node.__class__ is AccumulateGrad:
-            if accumulate and grads[0] is not None:
-                _accumulate(node.variable, grads[0], task)
-            continue
-        if executable is not None and node not in executable:
-            continue
-        outs = _run_node(node, grads, retain_graph)
-        for edge, g in zip(node.next_functions, outs):
-            if edge is None:
-                continue
-            nxt, nr = edge
-            buf = buffers.get(nxt)
-            if buf is None:
-                buf = buffers[nxt] = [None] * nxt.num_outputs
-            if g is not None:
-                old = buf[nr]
-                buf[nr] = g if old is None else old + g
-            left = deps[nxt] - 1
-            deps[nxt] = left
-            if left == 0 and (executable is None or plan.should_run(nxt)):
-                if ready is None and not heap:
-                    ready = nxt
-                else:
-                    if ready is not None:
-                        push(heap, (-ready.seq, id(ready), ready))
-                        ready = None
-                    push(heap, (-nxt.seq, id(nxt), nxt))
-
-
-def _run_node(node, grads, retain_graph: bool):
-    """One node's backward: its gradients per input (all None when no gradient reached it)."""
-    if grads[0] is None and all(g is None for g in grads):
-        return (None,) * len(node.next_functions)
+    node = None
     try:
-        outs = node.run_backward(grads)
+        while heap or ready is not None:
+            if ready is not None:
+                node, ready = ready, None
+            else:
+                node = pop(heap)[2]
+            grads = buffers.pop(node)
+            if node.pre_hooks:
+                _run_pre_hooks(node.pre_hooks, grads, task)
+            if targets is not None and node in targets:
+                for nr, i in targets[node]:
+                    plan.captured[i] = grads[nr]
+            if node.__class__ is AccumulateGrad:
+                if accumulate and grads[0] is not None:
+                    _accumulate(node.variable, grads[0], task)
+                continue
+            if executable is not None and node not in executable:
+                continue
+            if grads[0] is None and all(g is None for g in grads):
+                outs = (None,) * len(node.next_functions)  # no gradient reached it: pass on nothing
+            else:
+                outs = node.run_backward(grads, as_arrays)
+                if check_finite:
+                    _check_finite(node, outs)
+                if not retain_graph:
+                    node._saved = None
+            for edge, g in zip(node.next_functions, outs):
+                if edge is None:
+                    continue
+                nxt, nr = edge
+                buf = buffers.get(nxt)
+                if buf is None:
+                    buf = buffers[nxt] = [None] * nxt.num_outputs
+                if g is not None:
+                    old = buf[nr]
+                    buf[nr] = g if old is None else old + g
+                left = deps[nxt] - 1
+                deps[nxt] = left
+                if left == 0 and (executable is None or plan.should_run(nxt)):
+                    if ready is None and not heap:
+                        ready = nxt
+                    else:
+                        if ready is not None:
+                            push(heap, (-ready.seq, id(ready), ready))
+                            ready = None
+                        push(heap, (-nxt.seq, id(nxt), nxt))
     except Exception as exc:
-        _add_forward_trace(node, exc)
+        if node is not None and node.__class__ is not AccumulateGrad:
+            _add_forward_trace(node, exc)
         raise
-    if anomaly_mode.enabled:
-        _check_finite(node, outs)
-    if not retain_graph:
-        node._saved = None
-    return outs
 
 
 def _count_dependencies(start, want_parents: bool):
+    """How many edges lead into each node reachable from ``start`` (and, on request, from where)."""
     deps = {}
     parents = {} if want_parents else None
-    seen = set(start)
-    stack = list(seen)
+    start = set(start)
+    stack = list(start)
     while stack:
         node = stack.pop()
         for edge in node.next_functions:
             if edge is None:
                 continue
             nxt = edge[0]
-            deps[nxt] = deps.get(nxt, 0) + 1
+            count = deps.get(nxt, 0) + 1
+            deps[nxt] = count
             if want_parents:
                 parents.setdefault(nxt, []).append(node)
-            if nxt not in seen:
-                seen.add(nxt)
+            if count == 1 and nxt not in start:  # first time seen: walk on from it
                 stack.append(nxt)
     return deps, parents
 
@@ -204,16 +224,16 @@ def _strict_ancestors(targets, parents):
     return found
 
 
-def _run_pre_hooks(pre_hooks, grads):
+def _run_pre_hooks(pre_hooks, grads, task):
     for nr, hooks in pre_hooks.items():
-        g = grads[nr]
-        if g is None:
+        if grads[nr] is None:
             continue
+        g = task.as_tensor(grads[nr])
         for fn in tuple(hooks.values()):
             replaced = fn(g)
             if replaced is not None:
                 g = replaced
-        grads[nr] = g
+        grads[nr] = task.in_flight(g)
 
 
 def _add_forward_trace(node, exc) -> None:
@@ -226,9 +246,10 @@ def _check_finite(node, outs):
     for i, g in enumerate(outs):
         if g is None:
             continue
-        xp = g._xp
-        if not bool(xp.isfinite(g.array).all()):
-            kind = "nan" if bool(xp.isnan(g.array).any()) else "inf"
+        g = getattr(g, "array", g)  # a Tensor with create_graph, else an array
+        xp = array_module(g)
+        if not bool(xp.isfinite(g).all()):
+            kind = "nan" if bool(xp.isnan(g).any()) else "inf"
             trace = getattr(node, "forward_trace", "(recorded outside detect_anomaly)")
             raise RuntimeError(
                 f"Function '{node.name}' returned {kind} values in its {i}th output.\n"
@@ -241,10 +262,12 @@ def _accumulate(var, g, task):
     the post-accumulate hooks."""
     hooks = var._hooks
     if hooks:
+        g = task.as_tensor(g)
         for fn in tuple(hooks.values()):
             replaced = fn(g)
             if replaced is not None:
                 g = replaced
+        g = task.in_flight(g)
     if g.shape != var.shape:
         raise RuntimeError(
             f"gradient of shape {list(g.shape)} does not match the leaf's shape {list(var.shape)}"
@@ -253,16 +276,16 @@ def _accumulate(var, g, task):
         if task.create_graph:
             var.grad = g
         else:
-            data = g.array
+            g = as_array(g)
             # The array may be shared (another leaf's grad, a view, a root gradient): copy it then.
-            if id(data) in task.stored_arrays or data.base is not None or data.dtype != var.dtype:
-                data = data.astype(var.dtype, copy=True)
-            task.stored_arrays.add(id(data))
-            var.grad = type(g)(data)
+            if id(g) in task.stored_arrays or g.base is not None or g.dtype != var.dtype:
+                g = g.astype(var.dtype, copy=True)
+            task.stored_arrays.add(id(g))
+            var.grad = task.tensor_type(g)
     elif task.create_graph or var.grad.requires_grad:
-        var.grad = var.grad + g
+        var.grad = var.grad + task.as_tensor(g)
     else:
-        var.grad.array += g.array
+        var.grad.array += g
         increment_version(var.grad)
     post = var._post_accumulate_grad_hooks
     if post:

@@ -13,7 +13,7 @@ import numpy as _np
 
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
-from distgrad.autograd.node import Node, grad_accumulator
+from distgrad.autograd.node import Node, as_array, grad_accumulator
 from distgrad.tensor import Tensor
 
 _sequence = itertools.count()
@@ -35,6 +35,7 @@ class Function(Node):
     """
 
     is_view = False  # True for ops whose output shares memory with their first input
+    _output_meta = None  # (shape, dtype, xp) per output, kept for ops with several outputs
     # True when backward is plain arithmetic on its gradients (valid for arrays as for Tensors): a
     # first-order backward then runs it on the arrays, with no Tensor per intermediate result.
     arithmetic_backward = False
@@ -78,6 +79,21 @@ class Function(Node):
             out.append(t)
         return tuple(out)
 
+    @property
+    def saved_arrays(self) -> tuple:
+        """The arrays of ``saved_tensors`` (same checks), for a backward that runs on arrays."""
+        saved = self._saved
+        if saved is None:
+            raise RuntimeError(FREED_GRAPH_MESSAGE)
+        if not saved:
+            return ()
+        out = []
+        for t, version in zip(saved, self._saved_versions):
+            if t is not None and t._version[0] != version:
+                self.saved_tensors  # raises, naming the tensor
+            out.append(None if t is None else t.array)
+        return tuple(out)
+
     def mark_non_differentiable(self, *tensors) -> None:
         self._non_differentiable = {id(t) for t in tensors}
 
@@ -98,16 +114,29 @@ class Function(Node):
         finally:
             _grad_state.enabled = grad_on
 
-        single = out.__class__ is not tuple
-        if single:
-            outs = (Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args),)
-        else:
-            outs = tuple(_as_output(o, args) for o in out)
+        if out.__class__ is not tuple:  # one output: the common case, kept short
+            out = Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args)
+            if cls.is_view:
+                out._version = args[0]._version
+            if edges is not None and out.array.dtype.kind in "fc" and "_non_differentiable" not in ctx.__dict__:
+                out.requires_grad = True
+                out.grad_fn = ctx
+                ctx._attach(edges, (out,))
+            return out
+        outs = tuple(_as_output(o, args) for o in out)
         if cls.is_view:
             outs[0]._version = args[0]._version
         if edges is not None:
-            ctx._record(outs, edges, single)
-        return outs[0] if single else outs
+            nondiff = ctx.__dict__.get("_non_differentiable", ())
+            for nr, o in enumerate(outs):
+                if o.array.dtype.kind in "fc" and id(o) not in nondiff:
+                    o.requires_grad = True
+                    o.grad_fn = ctx
+                    o.output_nr = nr
+            ctx.num_outputs = len(outs)
+            ctx._output_meta = tuple((o.shape, o.dtype, o._xp) for o in outs)
+            ctx._attach(edges, outs)
+        return outs
 
     def _note_inputs(self, args):
         """Sets ``needs_input_grad``; the edges to the inputs' nodes when any input needs a gradient."""
@@ -123,23 +152,9 @@ class Function(Node):
         self.needs_input_grad = tuple(needs)
         return tuple(edges) if True in needs else None
 
-    def _record(self, outs, edges, single: bool) -> None:
-        """Makes this ctx the node of its differentiable outputs on the tape."""
-        nondiff = self.__dict__.get("_non_differentiable", ())
-        if single and nondiff:
-            return  # a single output marked non-differentiable: nothing to record
-        recorded = False
-        for nr, o in enumerate(outs):
-            if o.array.dtype.kind in "fc" and id(o) not in nondiff:
-                o.requires_grad = True
-                o.grad_fn = self
-                o.output_nr = nr
-                recorded = True
-        if not recorded and single:
-            return
-        if not single:
-            self.num_outputs = len(outs)
-            self._output_meta = tuple((o.shape, o.dtype, o._xp) for o in outs)
+    def _attach(self, edges, outs) -> None:
+        """Makes this ctx a node of the tape: a sequence number, edges to the inputs' nodes, and
+        the saved tensors' versions."""
         self.seq = next(_sequence)
         self.next_functions = edges
         if self._saved:
@@ -166,22 +181,26 @@ class Function(Node):
         self._saved = saved
 
     # --- called by the engine ------------------------------------------------------------------
-    def run_backward(self, grads: list):
-        """Calls ``backward`` with one gradient per output; returns one gradient per input."""
+    def run_backward(self, grads: list, as_arrays: bool):
+        """Calls ``backward`` with one gradient per output; returns one gradient per input.
+
+        With ``as_arrays`` (a first-order pass) gradients come and go as arrays: an
+        ``arithmetic_backward`` runs on them as they are, any other gets and returns Tensors."""
         if self._saved is None:
             raise RuntimeError(FREED_GRAPH_MESSAGE)
-        meta = self.__dict__.get("_output_meta")
+        meta = self._output_meta
         if meta is not None:
-            grads = [g if g is not None else Tensor(xp.zeros(s, dt)) for g, (s, dt, xp) in zip(grads, meta)]
-        if self.arithmetic_backward and not _grad_state.enabled:
-            result = type(self).backward(self, *[None if g is None else g.array for g in grads])
-            if result.__class__ is not tuple:
-                result = (result,)
-            result = tuple(None if r is None else _as_output(r, ()) for r in result)
-        else:
+            grads = [g if g is not None else xp.zeros(s, dt) if as_arrays else Tensor(xp.zeros(s, dt))
+                     for g, (s, dt, xp) in zip(grads, meta)]
+        if not as_arrays:
             result = type(self).backward(self, *grads)
-            if result.__class__ is not tuple:
-                result = (result,)
+        elif self.arithmetic_backward:
+            result = type(self).backward(self, *grads)  # may hold NumPy scalars: see as_array
+        else:
+            result = type(self).backward(self, *[None if g is None else Tensor(as_array(g)) for g in grads])
+            result = (_unwrap(result),) if result.__class__ is not tuple else tuple(_unwrap(r) for r in result)
+        if result.__class__ is not tuple:
+            result = (result,)
         if len(result) != len(self.next_functions):
             if len(result) > len(self.next_functions) and all(r is None for r in result[len(self.next_functions):]):
                 result = result[: len(self.next_functions)]
@@ -191,6 +210,11 @@ class Function(Node):
                     f"(expected {len(self.next_functions)}, got {len(result)})"
                 )
         return result
+
+
+def _unwrap(r):
+    """A backward's Tensor result as the array carried in a first-order pass."""
+    return None if r is None else r.array if isinstance(r, Tensor) else r
 
 
 def _as_output(o, args):
@@ -211,11 +235,11 @@ def _as_output(o, args):
 class _SavedOutput:
     """A saved output, kept without its grad_fn so that node and output do not form a cycle."""
 
-    __slots__ = ("array", "version", "output_nr")
+    __slots__ = ("array", "_version", "output_nr")
 
     def __init__(self, data, version, output_nr):
         self.array = data
-        self.version = version
+        self._version = version
         self.output_nr = output_nr
 
     @property
@@ -224,7 +248,7 @@ class _SavedOutput:
 
     def unpack(self, node):
         t = Tensor(self.array)
-        t._version = self.version
+        t._version = self._version
         t.requires_grad = True
         t.grad_fn = node
         t.output_nr = self.output_nr

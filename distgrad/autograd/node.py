@@ -12,6 +12,8 @@ a new tensor of the same kind.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from distgrad.autograd.hooks import add_hook
 
 
@@ -64,6 +66,12 @@ def gradient_edge(t):
     if t.requires_grad:
         return grad_accumulator(t), 0
     return None
+
+
+def as_array(g):
+    """A gradient carried in a first-order pass, as an array: arithmetic on 0-d NumPy arrays gives
+    NumPy scalars, which travel as they are until a Tensor is made of them."""
+    return np.asarray(g) if isinstance(g, np.generic) else g
 
 
 def increment_version(t) -> None:

@@ -1,12 +1,14 @@
 """Every differentiable op, grouped by family; importing a family binds its Tensor methods."""
-from distgrad.ops import (activation, adaptive_pooling, arithmetic, broadcast, comparison, conv, conversion, distance, dropout,
-                          elementwise, embedding, extremes, indexing, inplace, joining, linalg, loss, margin_loss,
-                          normalization, pointwise_activation, pointwise_loss, pooling, reduction, sampling, shape,
-                          upsampling)
+from distgrad.ops import (activation, adaptive_pooling, arithmetic, blas, broadcast, comparison, conv, conversion,
+                          cumulative, diagonal, distance, dropout, einsum, elementwise, embedding, extremes, indexing,
+                          inplace, interleave, joining, lerp, linalg, loss, margin_loss, memory_format, normalization,
+                          pointwise_activation, pointwise_loss, pooling, reduction, sampling, scatter, shape, sorting,
+                          triangular, upsampling)
 
 FAMILIES = (arithmetic, broadcast, elementwise, pointwise_activation, comparison, linalg, reduction, extremes, shape,
-            joining, indexing, inplace, conversion, activation, loss, pointwise_loss, margin_loss, distance,
-            normalization, dropout, embedding, conv, pooling, adaptive_pooling, upsampling, sampling)
+            joining, indexing, inplace, conversion, activation, loss, pointwise_loss, margin_loss, normalization,
+            dropout, embedding, conv, pooling, adaptive_pooling, upsampling, memory_format, einsum, blas, lerp,
+            distance, sorting, sampling, scatter, interleave, cumulative, triangular, diagonal)
 
 __all__ = []
 for _family in FAMILIES:

@@ -26,6 +26,8 @@ class Add(Function):
 
 
 class AddScalar(Function):
+    arithmetic_backward = True
+
     @staticmethod
     def forward(ctx, a, s):
         return a.array + s

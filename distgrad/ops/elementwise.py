@@ -46,9 +46,12 @@ class _Pointwise(Function):
 
     @classmethod
     def backward(cls, ctx, grad):
-        saved = ctx.saved_tensors if cls.saves != "nothing" else ()
-        if not isinstance(grad, Tensor):  # the arithmetic fast path: arrays in, arrays out
-            saved = tuple(t.array for t in saved)
+        if cls.saves == "nothing":
+            saved = ()
+        elif isinstance(grad, Tensor):
+            saved = ctx.saved_tensors
+        else:  # the arithmetic fast path: arrays in, arrays out
+            saved = ctx.saved_arrays
         return (cls.chain(grad, *saved, *ctx.options),) + (None,) * len(ctx.options)
 
 

@@ -11,6 +11,7 @@ import math
 
 from distgrad.autograd.function import Function
 from distgrad.ops.dims import wrap_dim
+from distgrad.ops.memory_format import contiguous_format, copy_in_format, is_in_format, preserve_format
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = ["reshape", "flatten", "unflatten", "transpose", "swapaxes", "swapdims", "t", "permute", "squeeze",
@@ -294,22 +295,27 @@ def select(input: Tensor, dim: int, index: int) -> Tensor:
 # --- copies --------------------------------------------------------------------------------------
 class Clone(Function):
     @staticmethod
-    def forward(ctx, a):
-        return a._xp.array(a.array, copy=True, order="C")
+    def forward(ctx, a, fmt):
+        return copy_in_format(a.array, fmt)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad
+        return grad, None
 
 
-def clone(input: Tensor) -> Tensor:
-    """A copy in fresh, C-contiguous memory, still in the graph."""
-    return Clone.apply(input)
+def clone(input: Tensor, *, memory_format=preserve_format) -> Tensor:
+    """A copy in fresh memory, still in the graph, laid out as ``memory_format`` (``memory_format.py``):
+    by default a dense tensor keeps its strides, any other becomes row-major."""
+    return Clone.apply(input, memory_format)
 
 
-def contiguous(input: Tensor) -> Tensor:
-    """``input`` itself when it is C-contiguous, else a contiguous copy."""
-    return input if input.array.flags.c_contiguous else Clone.apply(input)
+def contiguous(input: Tensor, memory_format=contiguous_format) -> Tensor:
+    """``input`` itself when it is laid out as ``memory_format`` (row-major by default), else a copy that is."""
+    if is_in_format(input.array, memory_format):
+        return input
+    if memory_format is preserve_format:
+        raise RuntimeError("preserve memory format is unsupported by the contiguous operator")
+    return Clone.apply(input, memory_format)
 
 
 class Flip(Function):
@@ -394,6 +400,6 @@ bind_methods(
     unsqueeze=unsqueeze, movedim=movedim, moveaxis=moveaxis, narrow=narrow, select=select, clone=clone,
     contiguous=contiguous, roll=roll, repeat=repeat,
     permute=lambda x, *dims: permute(x, _sizes(dims)), flip=lambda x, *dims: flip(x, _sizes(dims)),
-    tile=tile, is_contiguous=lambda x: bool(x.array.flags.c_contiguous),
+    tile=tile, is_contiguous=lambda x, memory_format=contiguous_format: is_in_format(x.array, memory_format),
     T=property(lambda x: Permute.apply(x, tuple(reversed(range(x.ndim))))), mT=property(_matrix_transpose),
 )
