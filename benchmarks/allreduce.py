@@ -3,8 +3,9 @@
 Sizes 4 KiB .. 64 MiB; per size, the median of 20 timed calls after 5 warm-ups, the two libraries
 taking turns call by call (and in turn going first) so that both see the same machine load. A call's
 time is the slowest rank's. algbw = bytes / time; busbw = algbw x 2 (n - 1) / n (NCCL-tests' rule).
-The measurement is ``distgrad.bench.allreduce.sweep`` (which also checks every sum); this script keeps
-W6's sizes and its one JSON line, printed by rank 0. ``distgrad-bench allreduce`` sweeps 4 B .. 256 MiB.
+The measurement is ``distgrad.bench.allreduce.sweep`` (which also checks every sum); this script prints
+W6's one JSON line (``w6_row``) from rank 0; on one rank the bandwidths are null (nothing moves).
+``distgrad-bench allreduce`` sweeps 4 B .. 256 MiB. docs/benchmarks.md defines W6.
 
     mpiexec -n 2 python benchmarks/allreduce.py        (or: distgrad-launch -n 2 benchmarks/allreduce.py)
 """
@@ -16,23 +17,9 @@ import json
 import mpi4py
 
 import distgrad.distributed as dist
-from common import environment
-from distgrad.bench.allreduce import sweep
+from distgrad.bench.allreduce import W6_SIZES, sweep, w6_row
+from distgrad.bench.machine import environment
 from distgrad.distributed import mpi_env
-
-SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20)
-
-
-def w6_row(row: dict) -> dict:
-    """A sweep row in W6's names: each library's time, algbw and busbw, and distgrad's busbw over raw mpi4py's."""
-    out = {"bytes": row["bytes"], "correct": row["correct"]}
-    for name, prefix in (("mpi4py", "mpi4py_"), ("distgrad", "")):
-        out[f"{name}_us"] = round(row[prefix + "time_us"], 2)
-        out[f"{name}_algbw_GBps"] = round(row[prefix + "algbw_GBps"], 3)
-        out[f"{name}_busbw_GBps"] = round(row[prefix + "busbw_GBps"], 3)
-    out["busbw_ratio"] = round(out["distgrad_busbw_GBps"] / out["mpi4py_busbw_GBps"], 3) \
-        if row["world_size"] > 1 else None
-    return out
 
 
 def main() -> None:
@@ -41,7 +28,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=20)
     args = p.parse_args()
     dist.init_process_group(backend="mpi")
-    rows = sweep({"device": "cpu", "dtypes": ["float32"], "sizes": list(SIZES), "warmup": args.warmup,
+    rows = sweep({"device": "cpu", "dtypes": ["float32"], "sizes": list(W6_SIZES), "warmup": args.warmup,
                   "reps": args.reps, "min_reps": args.reps, "seconds_per_size": float("inf")})
     if dist.get_rank() == 0:
         print(json.dumps({

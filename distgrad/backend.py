@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 
+from distgrad.dtypes import LOW_PRECISION, bfloat16, float32
+
 try:  # CuPy is optional: the CPU build of distgrad needs NumPy alone.
     import cupy as _cupy
 except Exception:  # ImportError, or a CuPy that cannot find its CUDA libraries
@@ -132,17 +134,110 @@ def from_dlpack(capsule_owner):
     """An array from any DLPack producer, on the producer's device, without a copy."""
     dev_type, _ = capsule_owner.__dlpack_device__()
     if int(dev_type) == 1:  # kDLCPU
-        return np.from_dlpack(capsule_owner)
-    return cupy_module().from_dlpack(capsule_owner)
+        seen = _BFloat16AsBits(capsule_owner)
+        array = np.from_dlpack(seen)
+        return array.view(bfloat16) if seen.was_bfloat16 else array
+    return cupy_module().from_dlpack(capsule_owner)  # CuPy 14 exchanges bfloat16 itself
+
+
+def to_dlpack(a, *args, **kwargs):
+    """``a.__dlpack__(...)``. NumPy refuses to export bfloat16, so a host bfloat16 array exports its
+    uint16 bits under DLPack's bfloat16 type code (what a consumer such as PyTorch then sees)."""
+    if a.dtype != bfloat16 or is_device_array(a):
+        return a.__dlpack__(*args, **kwargs)
+    capsule = a.view(np.uint16).__dlpack__(*args, **kwargs)
+    _dlpack_dtype(capsule)[0] = _KDL_BFLOAT
+    return capsule
+
+
+# DLPack's C structs, as far as the dtype: a DLTensor is {void *data; int32 device_type, device_id;
+# int32 ndim; uint8 code, bits; uint16 lanes; ...}; an unversioned capsule ("dltensor") points at a
+# DLManagedTensor that starts with its DLTensor, a versioned one ("dltensor_versioned") at a
+# DLManagedTensorVersioned, whose DLTensor follows {uint32 major, minor; void *ctx; void *deleter; uint64 flags}.
+_KDL_UINT, _KDL_BFLOAT = 1, 4
+_DTYPE_OFFSET = {b"dltensor": 20, b"dltensor_versioned": 32 + 20}
+
+
+def _dlpack_dtype(capsule):
+    """The (code, bits) bytes of the DLTensor in a DLPack capsule, writable."""
+    import ctypes
+
+    api = ctypes.pythonapi
+    api.PyCapsule_GetName.restype = ctypes.c_char_p
+    api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    name = api.PyCapsule_GetName(capsule)
+    if name not in _DTYPE_OFFSET:
+        raise BufferError(f"not an unconsumed DLPack capsule: {name!r}")
+    address = api.PyCapsule_GetPointer(capsule, name)
+    return (ctypes.c_uint8 * 2).from_address(address + _DTYPE_OFFSET[name])
+
+
+class _BFloat16AsBits:
+    """A DLPack producer seen through: a bfloat16 tensor is handed on as uint16 (NumPy refuses
+    bfloat16), and ``was_bfloat16`` tells the caller to view the result as bfloat16 again."""
+
+    def __init__(self, producer):
+        self.producer, self.was_bfloat16 = producer, False
+
+    def __dlpack_device__(self):
+        return self.producer.__dlpack_device__()
+
+    def __dlpack__(self, *args, **kwargs):
+        capsule = self.producer.__dlpack__(*args, **kwargs)
+        dtype = _dlpack_dtype(capsule)
+        if (dtype[0], dtype[1]) == (_KDL_BFLOAT, 16):
+            dtype[0], self.was_bfloat16 = _KDL_UINT, True
+        return capsule
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` of two arrays of one dtype; float16 and bfloat16 accumulate in float32 and round once.
+
+    A stack of matrices times one matrix, (..., m, k) @ (k, n), runs as the one 2-D product
+    (prod(...) * m, k) @ (k, n) it equals: NumPy multiplies stacks matrix by matrix outside BLAS, 10 to
+    40 times slower on a transformer's shapes (NumPy 2.4), and CuPy's batched bfloat16 path fails.
+
+    NumPy has no 16-bit matrix product worth the name (float16's is a scalar loop, thousands of times
+    slower than BLAS; ml_dtypes' bfloat16 one returns float32), so on the CPU both compute in float32
+    with BLAS and round on output, as PyTorch's CPU kernels do. CuPy multiplies float16 through cuBLAS
+    with float32 accumulation itself. For bfloat16, CuPy 14.0-14.2 calls cuBLAS GEMM (bf16 in, fp32
+    compute) for products of 1-D and 2-D operands only; its batched path rejects bfloat16 (later CuPy
+    computes it in float32), so other batched bfloat16 products compute in float32.
+    """
+    if a.ndim > 2 and b.ndim == 2:
+        result = _matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+    else:
+        result = _matmul(a, b)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _matmul(a, b):
+    dtype = a.dtype
+    xp = array_module(a)
+    if dtype not in LOW_PRECISION or is_device_array(a) and (dtype != bfloat16 or a.ndim <= 2 and b.ndim <= 2):
+        return xp.matmul(a, b)
+    return xp.matmul(a.astype(float32), b.astype(float32)).astype(dtype)
 
 
 def scatter_add(target, indices, values) -> None:
     """``target[indices] += values`` with repeated indices summed (``add.at`` of NumPy or CuPy).
 
     On a GPU the sums are atomic adds in no fixed order: not bitwise repeatable in floating point.
+    A bfloat16 target on the GPU is summed in a float32 copy: CuPy's ``add.at`` works by atomic adds,
+    which CuPy 14 does not promise for bfloat16, and float32 sums round once instead of per add.
     """
     if is_device_array(target):
         alert_not_deterministic("scatter_add (CuPy's add.at, used by indexing and embedding backward)")
+    if target.dtype == bfloat16 and is_device_array(target):
+        wide = target.astype(float32)
+        _cupy.add.at(wide, indices, values.astype(float32))
+        target[...] = wide.astype(bfloat16)
+        return
     array_module(target).add.at(target, indices, values)
 
 

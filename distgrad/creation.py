@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad import backend, dtypes
-from distgrad.random import default_generator
+from distgrad.random import default_generator, draw_dtype
 from distgrad.tensor import Tensor
 
 
@@ -126,10 +126,13 @@ def linspace(start, end, steps: int, dtype=None, device=None, requires_grad=Fals
     return _finish(data, requires_grad)
 
 
-def _random(draw, size, dtype, device, requires_grad, generator) -> Tensor:
+def _random(draw, kernel: str, size, dtype, device, requires_grad, generator) -> Tensor:
+    """Floats drawn by ``draw(generator, size, dtype)``; ``kernel`` names PyTorch's, refusing other dtypes."""
     dev = _device(device)
     gen = (generator or default_generator).for_device(dev)
     dtype = dtypes.to_dtype(dtype) or dtypes.get_default_dtype()
+    if not dtypes.is_floating_point(dtype):
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{dtypes.torch_name(dtype)}'")
     with backend.cuda_device_context(dev):
         data = draw(gen, size, dtype)
     return _finish(data, requires_grad)
@@ -137,13 +140,13 @@ def _random(draw, size, dtype, device, requires_grad, generator) -> Tensor:
 
 def rand(*sizes, size=None, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Uniform on [0, 1)."""
-    return _random(lambda g, s, d: g.random(s, dtype=d if d.itemsize >= 4 else np.float32).astype(d, copy=False),
+    return _random(lambda g, s, d: g.random(s, dtype=draw_dtype(d)).astype(d, copy=False), "check_uniform_bounds",
                    _size(sizes, size), dtype, device, requires_grad, generator)
 
 
 def randn(*sizes, size=None, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Standard normal."""
-    return _random(lambda g, s, d: g.standard_normal(s, dtype=d if d.itemsize >= 4 else np.float32).astype(d, copy=False),
+    return _random(lambda g, s, d: g.standard_normal(s, dtype=draw_dtype(d)).astype(d, copy=False), "normal_kernel_cpu",
                    _size(sizes, size), dtype, device, requires_grad, generator)
 
 

@@ -9,3 +9,7 @@ EXPECTED_WORLD_SIZE = "DISTGRAD_EXPECTED_WORLD_SIZE"  # set by distgrad-launch, 
 MPIEXEC = "DISTGRAD_MPIEXEC"  # the mpiexec the launcher runs
 MPI_CUDA_AWARE = "DISTGRAD_MPI_CUDA_AWARE"  # whether MPI may be handed device buffers
 DISTRIBUTED_DEBUG = "DISTGRAD_DISTRIBUTED_DEBUG"  # OFF, INFO or DETAIL
+RESTART_COUNT = "DISTGRAD_RESTART_COUNT"  # set by distgrad-launch: 0 on the first attempt, then 1, 2, ...
+LAUNCHER = "DISTGRAD_LAUNCHER"  # set by distgrad-launch: its pid@host:start, watched by each rank's keeper
+LAUNCH_STATUS_DIR = "DISTGRAD_LAUNCH_STATUS_DIR"  # set by distgrad-launch: where rank keepers record how ranks ended
+COLLECTIVE_CHECK = "DISTGRAD_COLLECTIVE_CHECK"  # 0 turns off the default check of mismatched collectives

@@ -17,13 +17,15 @@ from distgrad.backends import (are_deterministic_algorithms_enabled, get_float32
 from distgrad.creation import (arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like,
                                linspace, ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
                                randperm, tensor, zeros, zeros_like)
-from distgrad.dtypes import (bool_ as bool, double, float, float16, float32, float64, get_default_dtype, half, int,
-                             int8, int32, int64, long, set_default_dtype, uint8)
+from distgrad.dtypes import (bfloat16, bool_ as bool, double, finfo, float, float16, float32, float64, get_default_dtype,
+                             half, iinfo, int, int8, int16, int32, int64, long, set_default_dtype, short, uint8)
 from distgrad.ops import *  # noqa: F401,F403
+from distgrad.promotion import can_cast, promote_types, result_type
 from distgrad.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from distgrad.serialization import load, save
 from distgrad.tensor import Tensor, is_floating_point, is_tensor, numel
 from distgrad.tensor_factories import *  # noqa: F401,F403  (FloatTensor, LongTensor, ...)
+from distgrad.threads import get_num_threads, set_num_threads
 
 __all__ = [
     "GradcheckError", "gradcheck", "gradgradcheck",
@@ -34,11 +36,13 @@ __all__ = [
     "arange", "as_tensor", "empty", "empty_like", "eye", "from_dlpack", "from_numpy", "full", "full_like",
     "linspace", "ones", "ones_like", "rand", "rand_like", "randint", "randint_like", "randn", "randn_like",
     "randperm", "tensor", "zeros", "zeros_like",
-    "bool", "double", "float", "float16", "float32", "float64", "get_default_dtype", "half", "int",
-    "int8", "int32", "int64", "long", "set_default_dtype", "uint8",
+    "bfloat16", "bool", "double", "finfo", "float", "float16", "float32", "float64", "get_default_dtype", "half",
+    "iinfo", "int", "int8", "int16", "int32", "int64", "long", "set_default_dtype", "short", "uint8",
+    "can_cast", "promote_types", "result_type",
     "Generator", "get_rng_state", "initial_seed", "manual_seed", "seed", "set_rng_state",
     "load", "save",
     "Tensor", "is_floating_point", "is_tensor", "numel",
     *tensor_factories.__all__,
+    "get_num_threads", "set_num_threads",
     *ops.__all__,
 ]

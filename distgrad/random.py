@@ -50,6 +50,12 @@ class Generator:
 default_generator = Generator()
 
 
+def draw_dtype(dtype) -> np.dtype:
+    """The dtype the generators draw floats in for a tensor of ``dtype``: float64 for float64, else float32
+    (NumPy and CuPy draw no 16-bit floats; those tensors, and integer ones, take float32 draws converted)."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
 def manual_seed(seed: int) -> Generator:
     """Seeds the default generator (CPU and GPU draws) and returns it."""
     return default_generator.manual_seed(seed)

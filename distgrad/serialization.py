@@ -10,26 +10,34 @@ A node is JSON null, true/false, a string, a number, a list (a Python list), or 
 ``{"type": "scalar", "array": k}`` (a NumPy scalar), ``{"type": "tuple", "items": [...]}``,
 ``{"type": "dict" | "OrderedDict", "keys": [...], "values": [...]}`` (so integer keys stay integers),
 ``{"type": "float", "value": "inf" | "-inf" | "nan"}`` and ``{"type": "int", "hex": "0x..."}`` (beyond 64 bits).
-An array referenced twice (a tied weight) is stored once and loaded once, still shared.
+An array referenced twice (a tied weight) is stored once and loaded once, still shared. A bfloat16
+array, which ``.npy`` cannot name, is stored as its uint16 bits and its nodes say ``"dtype": "bfloat16"``.
 
 Loading parses JSON and ``.npy`` headers and copies bytes: nothing in the file is ever executed.
+A hostile or broken file is refused before anything of the size it declares is allocated: entries
+must be stored uncompressed (the writer never compresses), and each entry's declared size must fit in
+the bytes the file really has; every error names the file and the entry.
 Saving to a path writes a temporary file beside it and renames it over the target only when complete,
-so a crash mid-save leaves the previous checkpoint as it was.
+so a crash mid-save leaves the previous checkpoint as it was; the next save of the same target
+removes temporaries that such a crash left.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
 import math
 import os
+import socket
+import time
 import uuid
 import zipfile
 from collections import OrderedDict
 
 import numpy as np
 
-from distgrad import backend
+from distgrad import backend, dtypes
 from distgrad.tensor import Tensor
 
 __all__ = ["load", "save"]
@@ -41,6 +49,7 @@ _SUPPORTED = "Tensors, NumPy arrays and scalars, dicts, lists, tuples, str, int,
 _NON_FINITE = ("inf", "-inf", "nan")
 _READ_CHUNK = 16 << 20
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member times: saving the same object twice gives the same bytes
+_STALE_AFTER_S = 24 * 3600  # a temporary from another host counts as abandoned after this long
 
 
 def save(obj, f) -> None:
@@ -98,6 +107,8 @@ class _Encoder:
         if index is None:
             index = self._index_of[id(array)] = len(self.arrays)
             self.arrays.append(array)
+        if array.dtype == dtypes.bfloat16:
+            extra["dtype"] = "bfloat16"
         return {"type": kind, "array": index, **extra}
 
     def encode(self, obj, where: str):
@@ -140,7 +151,8 @@ def _write_checkpoint(tree, arrays: list, stream) -> None:
         manifest = {"format": FORMAT, "version": VERSION, "tree": tree}
         zf.writestr(zipfile.ZipInfo(MANIFEST, _ZIP_EPOCH), json.dumps(manifest, allow_nan=False))
         for index, array in enumerate(arrays):
-            _write_array(zf, f"arrays/{index}.npy", backend.to_device(array, backend.CPU))
+            array = backend.to_device(array, backend.CPU)
+            _write_array(zf, f"arrays/{index}.npy", array.view(np.uint16) if array.dtype == dtypes.bfloat16 else array)
 
 
 def _write_array(zf: zipfile.ZipFile, member: str, array: np.ndarray) -> None:
@@ -152,10 +164,18 @@ def _write_array(zf: zipfile.ZipFile, member: str, array: np.ndarray) -> None:
 
 def _replace_atomically(path: str, write) -> None:
     """``write(stream)`` into a temporary file beside ``path``, made durable, then renamed onto ``path``."""
+    given = path
     path = os.path.realpath(path)  # through a symlink, replace the file it points to, not the link
     directory = os.path.dirname(path)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot save to {given}: the folder {os.path.dirname(given) or '.'!r} does not exist")
+    _remove_stale_temporaries(path)
+    host = socket.gethostname().replace(".", "_")
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot save to {given}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as stream:
             write(stream)
@@ -167,6 +187,34 @@ def _replace_atomically(path: str, write) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(directory)
+
+
+def _remove_stale_temporaries(path: str) -> None:
+    """Removes temporaries of ``path`` left by a save that was killed: those of a process of this
+    host that is gone, and those of other hosts untouched for a day."""
+    host = socket.gethostname().replace(".", "_")
+    pattern = os.path.join(glob.escape(os.path.dirname(path)), f".{glob.escape(os.path.basename(path))}.*.tmp")
+    for temporary in glob.glob(pattern):
+        parts = os.path.basename(temporary)[len(os.path.basename(path)) + 2:-4].split(".")
+        try:
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+                stale = not _process_exists(int(parts[1]))
+            else:  # another host's, or an older naming
+                stale = time.time() - os.path.getmtime(temporary) > _STALE_AFTER_S or len(parts) == 1
+            if stale:
+                os.unlink(temporary)
+        except OSError:
+            pass  # raced with its owner, or not ours to remove
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_directory(directory: str) -> None:
@@ -187,23 +235,52 @@ def _fsync_directory(directory: str) -> None:
 def _read_checkpoint(stream, name: str):
     """The object tree (tensors still on the host) and the tensors with their saved devices."""
     try:
+        stream.seek(0, os.SEEK_END)
+        archive_size = stream.tell()
+        stream.seek(0)
         with zipfile.ZipFile(stream) as zf:
-            manifest = json.loads(zf.read(MANIFEST))
+            manifest = json.loads(_read_member(zf, MANIFEST, archive_size))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                raise ValueError(f"{MANIFEST} does not describe a {FORMAT}")
+                raise ValueError(f"entry {MANIFEST} does not describe a {FORMAT}")
             if manifest.get("version") != VERSION:
-                raise ValueError(f"format version {manifest.get('version')!r}; this distgrad reads version {VERSION}")
-            decoder = _Decoder(zf)
+                raise ValueError(f"entry {MANIFEST}: format version {manifest.get('version')!r}; this distgrad "
+                                 f"reads version {VERSION}")
+            decoder = _Decoder(zf, archive_size)
             return decoder.decode(manifest["tree"]), decoder.tensors
     except Exception as exc:  # anything that breaks while parsing untrusted bytes is the file's fault
-        raise RuntimeError(f"{name} is not a distgrad checkpoint or is corrupt: {exc}") from exc
+        reason = str(exc) or type(exc).__name__  # MemoryError and friends have no message
+        raise RuntimeError(f"{name} is not a distgrad checkpoint or is corrupt: {reason}") from exc
+
+
+def _stored_member(zf: zipfile.ZipFile, member: str, archive_size: int) -> zipfile.ZipInfo:
+    """``member``'s entry, refused unless it is stored uncompressed and fits in the archive's bytes
+    (so nothing the file merely declares is ever allocated)."""
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise ValueError(f"entry {member} is missing") from None
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"entry {member} is compressed (zip method {info.compress_type}); distgrad checkpoints "
+                         "store entries uncompressed, so this file was not written by distgrad.save")
+    if info.compress_size != info.file_size or info.header_offset + info.compress_size > archive_size:
+        raise ValueError(f"entry {member} declares {info.file_size} bytes but the file holds only "
+                         f"{max(0, archive_size - info.header_offset)} bytes from its start")
+    return info
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, archive_size: int) -> bytes:
+    try:
+        return zf.read(_stored_member(zf, member, archive_size))
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"entry {member}: {exc}") from exc
 
 
 class _Decoder:
     """Rebuilds the object tree from JSON nodes, reading each array once."""
 
-    def __init__(self, zf: zipfile.ZipFile):
+    def __init__(self, zf: zipfile.ZipFile, archive_size: int):
         self.zf = zf
+        self.archive_size = archive_size
         self.arrays: dict[int, np.ndarray] = {}
         self.tensors: list[tuple[Tensor, backend.Device]] = []
 
@@ -211,8 +288,20 @@ class _Decoder:
         if type(index) is not int:
             raise ValueError(f"array reference {index!r} is not an integer")
         if index not in self.arrays:
-            self.arrays[index] = _read_array(self.zf, f"arrays/{index}.npy")
+            self.arrays[index] = _read_array(self.zf, f"arrays/{index}.npy", self.archive_size)
         return self.arrays[index]
+
+    def _array_of(self, node) -> np.ndarray:
+        """The node's array, viewed as bfloat16 where the node says its uint16 bits are one."""
+        array = self.array(node["array"])
+        stored_as = node.get("dtype")
+        if stored_as is None:
+            return array
+        if stored_as != "bfloat16" or array.dtype not in (np.uint16, dtypes.bfloat16):
+            raise ValueError(f"array {node['array']} of {array.dtype} cannot be read as dtype {stored_as!r}")
+        if array.dtype == np.uint16:  # one view, kept, so that an array referenced twice stays one object
+            array = self.arrays[node["array"]] = array.view(dtypes.bfloat16)
+        return array
 
     def decode(self, node):
         if node is None or isinstance(node, (bool, int, float, str)):
@@ -221,15 +310,15 @@ class _Decoder:
             return [self.decode(v) for v in node]
         kind = node["type"]
         if kind == "tensor":
-            tensor = Tensor(self.array(node["array"]))
+            tensor = Tensor(self._array_of(node))
             if node["requires_grad"] is True:
                 tensor.requires_grad_(True)
             self.tensors.append((tensor, backend.Device(node["device"])))
             return tensor
         if kind == "ndarray":
-            return self.array(node["array"])
+            return self._array_of(node)
         if kind == "scalar":
-            return self.array(node["array"])[()]
+            return self._array_of(node)[()]
         if kind == "tuple":
             return tuple(self.decode(v) for v in node["items"])
         if kind in ("dict", "OrderedDict"):
@@ -245,35 +334,48 @@ class _Decoder:
         raise ValueError(f"unknown node {json.dumps(node)[:80]}")
 
 
-def _read_array(zf: zipfile.ZipFile, member: str) -> np.ndarray:
-    """One ``.npy`` member, checked against its own header (and the zip's CRC) before it is trusted."""
-    info = zf.getinfo(member)
-    with zf.open(info) as stream:
+def _read_array(zf: zipfile.ZipFile, member: str, archive_size: int) -> np.ndarray:
+    """One ``.npy`` entry, checked against its own header, the archive's real size and the zip's CRC."""
+    info = _stored_member(zf, member, archive_size)
+    try:
+        with zf.open(info) as stream:
+            shape, fortran_order, dtype = _npy_header(stream, member)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if info.file_size - stream.tell() != nbytes:
+                raise ValueError(f"entry {member} should hold {nbytes} bytes of {dtype} {shape} data but holds "
+                                 f"{info.file_size - stream.tell()}")
+            buffer = bytearray(nbytes)  # bounded: file_size fits in the archive (_stored_member)
+            view = memoryview(buffer)
+            filled = 0
+            while filled < nbytes:  # chunks, so a big array never exists twice in memory
+                chunk = stream.read(min(_READ_CHUNK, nbytes - filled))
+                if not chunk:
+                    raise EOFError(f"entry {member} ends after {filled} of {nbytes} bytes")
+                view[filled:filled + len(chunk)] = chunk
+                filled += len(chunk)
+            stream.read(1)  # at the end of the entry, zipfile checks its CRC-32
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"entry {member}: {exc}") from exc
+    array = np.frombuffer(buffer, dtype=dtype)
+    array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+
+def _npy_header(stream, member: str):
+    """(shape, fortran_order, dtype) from a ``.npy`` header; object arrays (pickle) are refused."""
+    try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
             shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
         elif version == (2, 0):
             shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
-            raise ValueError(f"{member} has unsupported .npy version {version}")
-        if dtype.hasobject:
-            raise ValueError(f"{member} holds Python objects, which would need pickle to load; refused")
-        nbytes = math.prod(shape) * dtype.itemsize
-        if info.file_size - stream.tell() != nbytes:
-            raise ValueError(f"{member} should hold {nbytes} bytes of {dtype} {shape} data but holds "
-                             f"{info.file_size - stream.tell()}")
-        buffer = bytearray(nbytes)
-        view = memoryview(buffer)
-        filled = 0
-        while filled < nbytes:  # chunks, so a big array never exists twice in memory
-            chunk = stream.read(min(_READ_CHUNK, nbytes - filled))
-            if not chunk:
-                raise EOFError(f"{member} ends after {filled} of {nbytes} bytes")
-            view[filled:filled + len(chunk)] = chunk
-            filled += len(chunk)
-    array = np.frombuffer(buffer, dtype=dtype)
-    array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
-    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+            raise ValueError(f"unsupported .npy version {version}")
+    except ValueError as exc:
+        raise ValueError(f"entry {member} is not a valid .npy array: {exc}") from None
+    if dtype.hasobject:
+        raise ValueError(f"entry {member} holds Python objects, which would need pickle to load; refused")
+    return shape, fortran_order, dtype
 
 
 # --- devices -----------------------------------------------------------------------------------

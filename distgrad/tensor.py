@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad import backend
+from distgrad.dtypes import FLOATING, bfloat16, float32
 
 
 class Tensor:
@@ -101,7 +102,7 @@ class Tensor:
         return self.array.dtype.itemsize
 
     def is_floating_point(self) -> bool:
-        return self.array.dtype.kind == "f"
+        return self.array.dtype in FLOATING
 
     def is_complex(self) -> bool:
         return self.array.dtype.kind == "c"
@@ -157,7 +158,7 @@ class Tensor:
         return int(self.item())
 
     def __dlpack__(self, *args, **kwargs):
-        return self.array.__dlpack__(*args, **kwargs)
+        return backend.to_dlpack(self.array, *args, **kwargs)
 
     def __dlpack_device__(self):
         return self.array.__dlpack_device__()
@@ -175,7 +176,7 @@ class Tensor:
         return self
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
-        if requires_grad and self.array.dtype.kind not in "fc":
+        if requires_grad and self.array.dtype not in FLOATING:
             raise RuntimeError(f"only Tensors of floating point dtype can require gradients, got {self.array.dtype.name}")
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
@@ -199,11 +200,13 @@ class Tensor:
         from distgrad.dtypes import get_default_dtype
 
         data = backend.to_device(self.array, backend.CPU)
+        if data.dtype == bfloat16:  # NumPy prints ml_dtypes' scalars without the precision argument
+            data = data.astype(float32)
         body = np.array2string(data, separator=", ", precision=4, prefix="tensor(",
                                threshold=1000, edgeitems=3)
         extras = []
-        if self.array.dtype.kind == "f" and self.array.dtype != get_default_dtype() or \
-                self.array.dtype.kind not in "fb" and self.array.dtype != np.int64:
+        if self.array.dtype in FLOATING and self.array.dtype != get_default_dtype() or \
+                self.array.dtype not in FLOATING and self.array.dtype.kind != "b" and self.array.dtype != np.int64:
             extras.append(f"dtype=distgrad.{self.array.dtype.name}")
         if self.array.size == 0:
             extras.append(f"size={tuple(self.shape)}")

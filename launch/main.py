@@ -3,18 +3,26 @@
     distgrad-launch -n 4 examples/mnist.py --epochs 1        # local: mpiexec (or srun in an allocation)
     distgrad-launch --slurm --nodes 2 --gpus-per-node 4 --time 00:30:00 --partition gpu train.py
     distgrad-launch --dry-run -n 2 train.py                  # print what would run
+    distgrad-launch -n 2 --max-restarts 3 train.py           # start the whole job again when a rank fails
+
+Each rank runs under a keeper (``distgrad.launch.rank``) that records how it ended and ends it when
+the launcher is gone; ``supervise`` runs one attempt. Threads per rank are chosen by the ranks
+themselves (``distgrad.threads``), so plain mpiexec/srun runs as fast as this launcher.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 
-from distgrad.launch import mpi, slurm
+from distgrad import envvars
+from distgrad.launch import mpi, rank, slurm, supervise
 
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+# Open MPI forwards only the variables it is told to; the others reach the ranks on their own.
+RANK_ENV = (envvars.RESTART_COUNT, envvars.LAUNCHER, envvars.LAUNCH_STATUS_DIR)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="auto: srun inside a SLURM allocation, mpiexec elsewhere")
     p.add_argument("--srun-mpi", help="srun's --mpi mode (default: pmi2 for MPICH, pmix for Open MPI)")
     p.add_argument("--dry-run", action="store_true", help="print the command (or sbatch script) and exit")
+    p.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                   help=f"when a rank fails, start the whole job again, up to K times; ranks read the attempt "
+                        f"number (0 first) from ${envvars.RESTART_COUNT} and resume from their checkpoint")
     s = p.add_argument_group("submitting to SLURM from outside an allocation")
     s.add_argument("--slurm", action="store_true", help="write an sbatch script and submit it")
     s.add_argument("--nodes", type=int, default=1)
@@ -38,20 +49,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.nproc is not None and args.nproc < 1:
         p.error(f"-n must be at least 1, got {args.nproc}")
+    if args.max_restarts < 0:
+        p.error(f"--max-restarts must be at least 0, got {args.max_restarts}")
     return args
 
 
-def run_forwarding_signals(command: list, env: dict) -> int:
-    """Runs ``command`` in its own session, passing our signals on; returns its exit status
-    (128 + N when a signal N ended it, as shells report)."""
-    child = subprocess.Popen(command, env=env, start_new_session=True)
-    previous = {sig: signal.signal(sig, lambda signum, frame: child.send_signal(signum)) for sig in FORWARDED_SIGNALS}
+def run_attempts(command: list, env: dict, world_size: int, max_restarts: int) -> int:
+    """Runs the job, and again after a failure up to ``max_restarts`` times; returns the exit status."""
+    status_dir = tempfile.mkdtemp(prefix="distgrad-launch-")
     try:
-        status = child.wait()
+        for attempt in range(max_restarts + 1):
+            for name in os.listdir(status_dir):
+                os.remove(os.path.join(status_dir, name))
+            outcome = supervise.run_job(command, {**env, envvars.RESTART_COUNT: str(attempt),
+                                                  envvars.LAUNCH_STATUS_DIR: status_dir})
+            if outcome.stopped_by is not None:
+                return outcome.exit_status
+            if outcome.status != 0:
+                first = supervise.first_to_end(status_dir, world_size)
+                print(f"distgrad-launch: the job failed ({supervise.describe_status(outcome.status)})"
+                      + (f": {first}" if first else ""), file=sys.stderr, flush=True)
+            if outcome.status == 0 or attempt == max_restarts:
+                return outcome.exit_status
+            print(f"distgrad-launch: restarting the job (restart {attempt + 1} of {max_restarts}, "
+                  f"{envvars.RESTART_COUNT}={attempt + 1})", file=sys.stderr, flush=True)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return status if status >= 0 else 128 - status
+        shutil.rmtree(status_dir, ignore_errors=True)
 
 
 def _mpi_mode(args) -> str:
@@ -70,19 +93,6 @@ def _submit(args, program: list) -> int:
     return subprocess.run(command, input=script, text=True).returncode
 
 
-def _thread_defaults(ranks: int, use_srun: bool) -> dict:
-    """OMP/BLAS threads per rank = cores / local ranks, unless the user chose (as torchrun does).
-
-    N ranks each running a BLAS with one thread per core oversubscribe the machine several times over.
-    """
-    if "OMP_NUM_THREADS" in os.environ:
-        return {}
-    if use_srun:
-        per_task = os.environ.get("SLURM_CPUS_PER_TASK")
-        return {"OMP_NUM_THREADS": per_task} if per_task else {}
-    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // ranks))}
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     program = [sys.executable, args.script] + args.script_args
@@ -93,17 +103,18 @@ def main(argv=None) -> int:
     if n is None:
         print("distgrad-launch: give the number of ranks with -n", file=sys.stderr)
         return 2
-    threads = _thread_defaults(n, use_srun)
+    kept = [sys.executable, "-m", rank.__name__] + program[1:]
     if use_srun:
-        command = slurm.srun_command(n, program, _mpi_mode(args))
+        command = slurm.srun_command(n, kept, _mpi_mode(args))
     else:
         mpiexec = mpi.find_mpiexec()
-        command = mpi.mpiexec_command(n, program, mpiexec, mpi.mpiexec_flavour(mpiexec), forward=tuple(threads))
-    expected = {mpi.EXPECTED_WORLD_SIZE_ENV: str(n), **threads}
+        command = mpi.mpiexec_command(n, kept, mpiexec, mpi.mpiexec_flavour(mpiexec), forward=RANK_ENV)
+    expected = {mpi.EXPECTED_WORLD_SIZE_ENV: str(n)}
     if args.dry_run:
         print(mpi.shell_line(command, expected))
         return 0
-    return run_forwarding_signals(command, {**os.environ, **expected})
+    env = {**os.environ, **expected, envvars.LAUNCHER: rank.launcher_identity()}
+    return run_attempts(command, env, n, args.max_restarts)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,12 @@
 """Helpers shared by the test files (import them with ``from helpers import ...``)."""
+import gzip
+import importlib.util
+import os
+import pathlib
+import struct
+
 import numpy as np
+import pytest
 
 import distgrad as dg
 from distgrad import backend
@@ -23,6 +30,64 @@ def leaf_keeping_layout(device, array):
     order = np.argsort([-s for s in array.strides], kind="stable")
     data = backend.to_device(np.ascontiguousarray(array.transpose(order)), dg.device(device))
     return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
+
+
+def expect_case_ok(reports: dict, case: str) -> None:
+    """Fails with the first rank's failure of ``case``; skips when the case skipped itself."""
+    for rank, report in reports.items():
+        result = report["results"][case]
+        if result.startswith("skipped:"):
+            pytest.skip(result)
+        assert result == "ok", f"rank {rank} of {len(reports)}:\n{result}"
+
+
+# --- side by side with PyTorch (tests that use these importorskip torch first) ------------------------
+def copy_torch_into(ours, theirs, device="cpu") -> None:
+    """Loads the PyTorch module ``theirs``' state dict into ``ours``: the keys must match one to one."""
+    ours.load_state_dict({k: dg.tensor(v.detach().numpy(), device=device) for k, v in theirs.state_dict().items()})
+
+
+def compare_gradients(ours, theirs, rtol: float = 1e-9, atol: float = 1e-11) -> None:
+    """Every parameter's gradient equals that of the PyTorch parameter of the same name."""
+    theirs_named = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        q = theirs_named[name]
+        if q.grad is None:
+            assert p.grad is None or not host(p.grad).any(), name
+        else:
+            np.testing.assert_allclose(host(p.grad), q.grad.numpy(), rtol=rtol, atol=atol, err_msg=name)
+
+
+def _converted(arrays, convert) -> list:
+    """Each array as a tensor; an array listed twice gives the same tensor twice (``key is value``)."""
+    memo = {}
+    for a in arrays:
+        if a is not None and id(a) not in memo:
+            memo[id(a)] = convert(a)
+    return [None if a is None else memo[id(a)] for a in arrays]
+
+
+def run_both(ours, theirs, arrays, call, device, grad_dtype=np.float64):
+    """``call(module, tensors)`` in both libraries on the same arrays (those of ``grad_dtype`` require
+    grad), then backward of a random projection of the (first) output. Returns both outputs and both
+    input lists."""
+    import torch
+    mine = _converted(arrays, lambda a: dg.tensor(a, device=device, requires_grad=a.dtype == grad_dtype))
+    yours = _converted(arrays, lambda a: torch.tensor(a, requires_grad=a.dtype == grad_dtype))
+    out, expected = call(ours, mine), call(theirs, yours)
+    first, expected_first = (out, expected) if isinstance(expected, torch.Tensor) else (out[0], expected[0])
+    weights = np.random.default_rng(5).standard_normal(tuple(expected_first.shape))
+    (first * dg.tensor(weights, device=device)).sum().backward()
+    (expected_first * torch.tensor(weights)).sum().backward()
+    return out, expected, mine, yours
+
+
+def assert_close(ours, theirs, rtol: float = 1e-9, atol: float = 1e-11) -> None:
+    """A distgrad tensor equals a PyTorch tensor (or both are None)."""
+    if theirs is None:
+        assert ours is None
+        return
+    np.testing.assert_allclose(host(ours.detach()), theirs.detach().numpy(), rtol=rtol, atol=atol)
 
 
 def _pair_inputs(torch, values, device, constants=()):
@@ -54,7 +119,7 @@ def assert_matches_torch(fn, values, device, rtol: float = 1e-7, atol: float = 1
     the same random weights, every gradient agree. Float arrays at the positions in ``constants``
     (float targets) take no gradient. With ``gradcheck``, distgrad's ``fn`` is also gradchecked in its
     float inputs. Returns distgrad's outputs."""
-    torch = __import__("pytest").importorskip("torch")
+    torch = pytest.importorskip("torch")
     ours, theirs, leaves = _pair_inputs(torch, values, device, constants)
     out_ours, out_theirs = _outputs(fn(dg, *ours)), _outputs(fn(torch, *theirs))
     assert len(out_ours) == len(out_theirs)
@@ -90,7 +155,6 @@ def assert_matches_torch(fn, values, device, rtol: float = 1e-7, atol: float = 1
 
 def assert_raises_like_torch(call, message: str, error=RuntimeError) -> None:
     """``call(module)`` raises ``error`` matching ``message`` with ``module`` distgrad and with torch."""
-    pytest = __import__("pytest")
     torch = pytest.importorskip("torch")
     for module in (dg, torch):
         with pytest.raises(error, match=message):
@@ -98,28 +162,68 @@ def assert_raises_like_torch(call, message: str, error=RuntimeError) -> None:
 
 
 def compare_with_torch(ours, theirs, *shapes, device="cpu", dtype=np.float32, rtol=1e-4, atol=1e-5):
-    """Copies ``ours``'s state into the torch layer, runs both on the same random inputs, compares
-    outputs, input gradients, parameter gradients and (updated) buffers."""
-    import pytest
+    """Gives the torch layer ``theirs`` the state of ``ours``, runs both on the same random inputs of
+    ``shapes`` (``run_both``), and compares outputs, input gradients, parameter gradients and the
+    (updated) buffers. Returns distgrad's output."""
     torch = pytest.importorskip("torch")
     theirs.load_state_dict({k: torch.from_numpy(np.array(host(v))) for k, v in ours.state_dict().items()})
     ours.to(device)
     rng = np.random.default_rng(1)
     arrays = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
-    xs = [dg.tensor(a, device=device, requires_grad=True) for a in arrays]
-    txs = [torch.from_numpy(a.copy()).requires_grad_() for a in arrays]
-    out, expected = ours(*xs), theirs(*txs)
-    np.testing.assert_allclose(host(out), expected.detach().numpy(), rtol=rtol, atol=atol)
-    upstream = rng.standard_normal(expected.shape).astype(dtype)
-    out.backward(dg.tensor(upstream, device=device))
-    expected.backward(torch.from_numpy(upstream))
-    for x, tx in zip(xs, txs):
-        np.testing.assert_allclose(host(x.grad), tx.grad.numpy(), rtol=rtol, atol=atol)
-    torch_params = dict(theirs.named_parameters())
-    for name, p in ours.named_parameters():
-        np.testing.assert_allclose(host(p.grad), torch_params[name].grad.numpy(), rtol=rtol, atol=atol,
-                                   err_msg=name)
+    out, expected, mine, yours = run_both(ours, theirs, arrays, lambda m, xs: m(*xs), device, grad_dtype=dtype)
+    assert_close(out, expected, rtol, atol)
+    for x, tx in zip(mine, yours):
+        assert_close(x.grad, tx.grad, rtol, atol)
+    compare_gradients(ours, theirs, rtol, atol)
     torch_buffers = dict(theirs.named_buffers())
     for name, b in ours.named_buffers():
         np.testing.assert_allclose(host(b), torch_buffers[name].numpy(), rtol=rtol, atol=atol, err_msg=name)
     return out
+
+
+def load_example(name: str):
+    """``examples/<name>.py`` as a module (the examples are scripts, not a package), so that a test
+    checks the very code a reader of the example runs."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def to_torch(t):
+    """The tensor's values as a CPU torch tensor of the same dtype (bfloat16 included), for oracle tests."""
+    import torch
+
+    values = host(t)
+    if values.dtype == dg.bfloat16:  # NumPy cannot hand bfloat16 to torch: pass the bits
+        return torch.from_numpy(values.view(np.uint16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(np.array(values, copy=True))
+
+
+def from_torch(t) -> np.ndarray:
+    """A torch tensor's values as a NumPy array of the same dtype (bfloat16 through ml_dtypes)."""
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(dg.bfloat16)
+    return t.numpy()
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """``array`` (uint8) in IDX format: magic 0x0000_08_<ndim>, the sizes, the values."""
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_split(folder, split="train", n=6, gz=True, seed=0):
+    """Tiny MNIST-format files: n images 28x28 and their labels; returns (images, labels)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    os.makedirs(folder, exist_ok=True)
+    for name, array in ((f"{split}-images-idx3-ubyte", images), (f"{split}-labels-idx1-ubyte", labels)):
+        data = idx_bytes(array)
+        with open(os.path.join(folder, name + ".gz" if gz else name), "wb") as f:
+            f.write(gzip.compress(data, mtime=0) if gz else data)
+    return images, labels

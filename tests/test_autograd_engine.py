@@ -6,6 +6,7 @@ import pytest
 
 import distgrad as dg
 from distgrad.autograd import Function
+from helpers import load_example
 
 
 def leaf(*values):
@@ -226,18 +227,7 @@ def test_repr_shows_grad_fn_and_requires_grad():
     assert repr(dg.tensor([1.0], dtype=dg.float64)) == "tensor([1.], dtype=distgrad.float64)"
 
 
-class LegendrePolynomial3(Function):
-    """PyTorch's custom-Function tutorial, unchanged but for the import."""
-
-    @staticmethod
-    def forward(ctx, input):
-        ctx.save_for_backward(input)
-        return 0.5 * (5 * input ** 3 - 3 * input)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (input,) = ctx.saved_tensors
-        return grad_output * 1.5 * (5 * input ** 2 - 1)
+LegendrePolynomial3 = load_example("custom_function").LegendrePolynomial3  # PyTorch's custom-Function tutorial
 
 
 def test_custom_function_legendre_p3():

@@ -115,3 +115,34 @@ def test_predictions_inside_one_node_use_the_node_link():
     assert rows[0]["samples_per_s"] == pytest.approx(8 * 32 / expected_step)
     assert rows[1]["efficiency"] < rows[0]["efficiency"]
 
+
+
+def test_a_reduce_scatter_or_all_gather_is_half_a_ring_all_reduce():
+    link = cm.Link.from_units(alpha_us=10, beta_GBps=10)
+    # 3*10us + (3/4)*1e9 B / 1e10 B/s
+    assert cm.ring_reduce_scatter_s(1e9, 4, link) == pytest.approx(0.07503)
+
+
+def test_zero_shards_the_optimizer_and_adds_an_all_gather_after_it():
+    compute = cm.StepCompute(forward_s=1.0, backward_s=2.0, optimizer_s=0.6)
+    # stage 1: 1 + 2 + 0.6 / 3, then all-reduces of 0.5 + 0.5, then the all-gather of 2 bytes: 0.5 * 2 / 2
+    one = cm.predict_zero_step(compute, [1, 1], lambda n: 0.5 * n, world_size=3, stage=1, overlap=False)
+    assert (one.step_s, one.compute_s, one.allreduce_s, one.exposed_s) == pytest.approx((4.7, 3.6, 1.5, 1.5))
+    # stage 2: reduce-scatters of half an all-reduce each, 0.25 + 0.25
+    two = cm.predict_zero_step(compute, [1, 1], lambda n: 0.5 * n, world_size=3, stage=2, overlap=False)
+    assert two.step_s == pytest.approx(4.2)
+    alone = cm.predict_zero_step(compute, [2], lambda n: 0.0, world_size=1, stage=2, overlap=True)
+    assert alone.step_s == pytest.approx(compute.total_s)
+    with pytest.raises(ValueError, match="stage must be 1 or 2"):
+        cm.predict_zero_step(compute, [1], lambda n: 0.0, world_size=2, stage=3, overlap=True)
+
+
+def test_predictions_cover_the_zero_configurations():
+    workloads = {"w": {"compute": cm.StepCompute(0.03, 0.06, 0.01), "grad_bytes": 100 * MiB}}
+    network = cm.Link.from_units(5, 22)
+    rows = scale.prediction_rows(workloads, {"ib200": (cm.PRESETS["nvlink"], network)}, 8, gpu_counts=(16,))
+    by_label = {row["configuration"]: row for row in rows}
+    assert set(by_label) == {c["label"] for c in scale.CONFIGURATIONS}
+    ddp, zero2 = by_label[scale.DDP_DEFAULT["label"]], by_label[scale.ZERO_2["label"]]
+    assert zero2["compute_ms"] == ddp["compute_ms"]
+    assert zero2["step_ms"] != ddp["step_ms"]

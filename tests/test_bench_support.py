@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from distgrad.bench import autograd_overhead, ddp, ranks, workloads
+from distgrad.bench import autograd_overhead, ddp, frameworks, ranks, workloads
 from distgrad.bench.progress import Progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +45,7 @@ def test_the_bare_array_step_trains_exactly_like_distgrad():
     x = rng.standard_normal((64, 784)).astype(np.float32)
     y = rng.integers(0, 10, 64)
     bare, bare_params = autograd_overhead.bare_array_step("cpu", x, y)
-    ours = autograd_overhead._distgrad_step("cpu", x, y)
+    ours = autograd_overhead.w1_step(frameworks.load("distgrad"), "cpu", x, y)
     for _ in range(3):
         np.testing.assert_allclose(float(bare()), ours().item(), rtol=1e-5)
 

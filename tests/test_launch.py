@@ -68,7 +68,7 @@ def test_dry_run_prints_the_mpiexec_line(monkeypatch, capsys):
     mpiexec = mpi.find_mpiexec()
     flags = mpi.mpiexec_command(2, [], mpiexec, mpi.mpiexec_flavour(mpiexec))[3:]
     expected = " ".join([f"DISTGRAD_EXPECTED_WORLD_SIZE=2 {mpiexec} -n 2"] + flags +
-                        [sys.executable, "train.py --epochs 1"])
+                        [sys.executable, "-m distgrad.launch.rank train.py --epochs 1"])
     assert capsys.readouterr().out.strip() == expected
 
 
@@ -81,19 +81,8 @@ def test_dry_run_with_open_mpi_as_root(tmp_path, monkeypatch, capsys):
     launch_main.main(["--dry-run", "-n", "3", "t.py"])
     assert capsys.readouterr().out.strip() == (
         f"DISTGRAD_EXPECTED_WORLD_SIZE=3 {tmp_path}/mpiexec -n 3 --allow-run-as-root --oversubscribe "
-        f"-x DISTGRAD_EXPECTED_WORLD_SIZE {sys.executable} t.py")
-
-
-def test_cores_are_split_between_ranks_when_threads_are_not_set(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setenv("DISTGRAD_MPIEXEC", fake_mpiexec(tmp_path, OPEN_MPI_4_VERSION))
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    launch_main.main(["--dry-run", "-n", "2", "t.py"])
-    assert capsys.readouterr().out.strip() == (
-        f"DISTGRAD_EXPECTED_WORLD_SIZE=2 OMP_NUM_THREADS=4 {tmp_path}/mpiexec -n 2 "
-        f"-x DISTGRAD_EXPECTED_WORLD_SIZE -x OMP_NUM_THREADS {sys.executable} t.py")
+        f"-x DISTGRAD_EXPECTED_WORLD_SIZE -x DISTGRAD_RESTART_COUNT -x DISTGRAD_LAUNCHER -x DISTGRAD_LAUNCH_STATUS_DIR "
+        f"{sys.executable} -m distgrad.launch.rank t.py")
 
 
 def test_inside_a_slurm_allocation_it_uses_srun_with_the_mode_of_the_mpi(monkeypatch, capsys):
@@ -102,7 +91,7 @@ def test_inside_a_slurm_allocation_it_uses_srun_with_the_mode_of_the_mpi(monkeyp
     launch_main.main(["--dry-run", "t.py", "-x"])
     mode = slurm.SRUN_MPI_MODES[mpi.library_flavour()]
     assert capsys.readouterr().out.strip() == \
-        f"DISTGRAD_EXPECTED_WORLD_SIZE=3 srun --mpi={mode} --ntasks=3 {sys.executable} t.py -x"
+        f"DISTGRAD_EXPECTED_WORLD_SIZE=3 srun --mpi={mode} --ntasks=3 {sys.executable} -m distgrad.launch.rank t.py -x"
     launch_main.main(["--dry-run", "--srun-mpi", "pmix", "-n", "2", "t.py"])
     assert "srun --mpi=pmix --ntasks=2" in capsys.readouterr().out
 
@@ -133,19 +122,6 @@ def test_worlds_of_size_one_where_two_ranks_were_asked_for_are_an_error(tmp_path
     assert "the launcher started 2 ranks but this process is in an MPI world of size 1" in finished.stderr
 
 
-def processes_running(needle: str) -> list:
-    """PIDs of processes whose command line contains ``needle``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if needle.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
-
-
 def test_a_terminate_signal_reaches_the_ranks(tmp_path):
     script = tmp_path / "sleeper.py"
     script.write_text("import sys, time\nimport distgrad.distributed as dist\ndist.init_process_group()\n"
@@ -159,7 +135,7 @@ def test_a_terminate_signal_reaches_the_ranks(tmp_path):
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=10) != 0
         time.sleep(0.5)
-        assert not processes_running(str(script)), "ranks outlived the launcher"
+        assert not runner.processes_mentioning(str(script)), "ranks outlived the launcher"
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)

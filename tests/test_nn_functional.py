@@ -30,6 +30,8 @@ BUILTIN_PARAMETERS = {
     "adaptive_max_pool1d": ["input", "output_size", "return_indices"],
     "adaptive_max_pool2d": ["input", "output_size", "return_indices"],
     "pixel_shuffle": ["input", "upscale_factor"], "pixel_unshuffle": ["input", "downscale_factor"],
+    "scaled_dot_product_attention": ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
+                                     "enable_gqa"],
 }
 
 

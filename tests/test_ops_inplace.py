@@ -220,11 +220,12 @@ def test_writing_into_read_only_memory_raises():
 
 def test_a_float_result_cannot_be_written_into_an_integer_tensor(device):
     t = dg.tensor([1, 2], device=device)
-    with pytest.raises(RuntimeError, match="mul_: result type float64 can't be cast to the desired output type int64"):
+    # PyTorch's words: a Python float counts as the default dtype (Float), the float64 tensor as Double
+    with pytest.raises(RuntimeError, match="mul_: result type Float can't be cast to the desired output type Long"):
         t.mul_(2.5)
-    with pytest.raises(RuntimeError, match="exp_: result type float64 can't be cast to the desired output type int64"):
+    with pytest.raises(RuntimeError, match="exp_: result type Float can't be cast to the desired output type Long"):
         t.exp_()
-    with pytest.raises(RuntimeError, match="add_: result type float64 can't be cast to the desired output type int64"):
+    with pytest.raises(RuntimeError, match="add_: result type Double can't be cast to the desired output type Long"):
         t.add_(tensor([0.5, 0.5], device, requires_grad=True))
     np.testing.assert_array_equal(host(t.mul_(3)), [3, 6])
 

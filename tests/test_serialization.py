@@ -236,7 +236,7 @@ def test_a_bit_flip_in_array_data_fails_the_checksum(checkpoint):
     data = bytearray(checkpoint.read_bytes())
     data[data.index(np.float64(49.0).tobytes())] ^= 0x01
     checkpoint.write_bytes(bytes(data))
-    with pytest.raises(RuntimeError, match=f"{CORRUPT}: Bad CRC-32 for file 'arrays/0.npy'"):
+    with pytest.raises(RuntimeError, match=f"{CORRUPT}: entry arrays/0.npy: Bad CRC-32 for file 'arrays/0.npy'"):
         load(checkpoint)
 
 
@@ -244,7 +244,7 @@ def test_a_bit_flip_in_the_description_fails_the_checksum(checkpoint):
     data = bytearray(checkpoint.read_bytes())
     data[data.index(b'"step"') + 1] ^= 0x20
     checkpoint.write_bytes(bytes(data))
-    with pytest.raises(RuntimeError, match=f"{CORRUPT}: Bad CRC-32 for file 'distgrad.json'"):
+    with pytest.raises(RuntimeError, match=f"{CORRUPT}: entry distgrad.json: Bad CRC-32 for file 'distgrad.json'"):
         load(checkpoint)
 
 
@@ -264,7 +264,7 @@ def test_any_single_bit_flip_loads_the_same_values_or_gives_the_clear_error(chec
 
 def test_array_data_that_disagrees_with_its_header_is_refused(checkpoint):
     rewrite_member(checkpoint, "arrays/0.npy", lambda raw: raw[:-8])
-    with pytest.raises(RuntimeError, match=f"{CORRUPT}: arrays/0.npy should hold 400 bytes"):
+    with pytest.raises(RuntimeError, match=f"{CORRUPT}: entry arrays/0.npy should hold 400 bytes"):
         load(checkpoint)
 
 
@@ -318,7 +318,7 @@ def test_a_pickled_object_array_inside_a_checkpoint_is_refused_and_never_run(che
         return buffer.getvalue()
 
     rewrite_member(checkpoint, "arrays/0.npy", object_array)
-    with pytest.raises(RuntimeError, match=f"{CORRUPT}: arrays/0.npy holds Python objects, which would need pickle"):
+    with pytest.raises(RuntimeError, match=f"{CORRUPT}: entry arrays/0.npy holds Python objects, which would need pickle"):
         load(checkpoint)
     assert not marker.exists()
 

@@ -10,9 +10,9 @@ from distgrad.launch import main as launch_main
 from distgrad.launch import slurm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATES = ("mnist.sbatch", "scaling.sbatch")
+TEMPLATES = ("mnist.sbatch", "scaling.sbatch", "gpt.sbatch")
 KNOWN_DIRECTIVES = {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "cpus-per-task", "time", "output",
-                    "partition", "exclusive"}
+                    "partition", "exclusive", "requeue", "signal", "open-mode"}
 
 
 def test_dry_run_prints_the_sbatch_script(capsys):
@@ -58,11 +58,22 @@ def test_templates_are_valid_bash_with_known_directives(name):
     assert "distgrad-launch" in text  # srun mode and world-size check come from the launcher
 
 
+def test_the_mnist_template_requeues_after_a_checkpoint_on_the_time_limit_warning():
+    with open(os.path.join(ROOT, "slurm", "mnist.sbatch")) as f:
+        text = f.read()
+    assert "#SBATCH --requeue" in text and "#SBATCH --signal=B:USR1@" in text
+    assert "trap time_limit_near USR1" in text and 'kill -USR1 "$launcher"' in text
+    assert text.index('wait "$launcher"') < text.index('scontrol requeue "$SLURM_JOB_ID"')  # after the checkpoint
+    assert "--resume" in text and "--max-restarts" in text
+
+
 def test_templates_run_scripts_that_exist():
     with open(os.path.join(ROOT, "slurm", "mnist.sbatch")) as f:
         assert "examples/mnist.py" in f.read()
+    with open(os.path.join(ROOT, "slurm", "gpt.sbatch")) as f:
+        assert "examples/gpt.py" in f.read()
     with open(os.path.join(ROOT, "slurm", "scaling.sbatch")) as f:
         scaling = f.read()
     assert "benchmarks/ddp_scaling.py" in scaling and "distgrad-launch benchmarks/allreduce.py" in scaling
-    for path in ("examples/mnist.py", "benchmarks/ddp_scaling.py", "benchmarks/allreduce.py"):
+    for path in ("examples/mnist.py", "examples/gpt.py", "benchmarks/ddp_scaling.py", "benchmarks/allreduce.py"):
         assert os.path.exists(os.path.join(ROOT, path)), path

@@ -55,8 +55,29 @@ def test_the_mnist_template_trains_on_two_ranks(cluster, tmp_path):
     done = subprocess.run(["sbatch", "--wait", "--gpus-per-node=0", "--cpus-per-task=1", "--overcommit",
                            f"--output={tmp_path}/mnist.out", "slurm/mnist.sbatch", "--limit-batches", "3",
                            "--device", "cpu"],
-                          env=cluster.env, cwd=root, capture_output=True, text=True, timeout=120)
+                          env={**cluster.env, "DISTGRAD_CHECKPOINT": str(tmp_path / "mnist.ckpt")}, cwd=root,
+                          capture_output=True, text=True, timeout=120)
     output = (tmp_path / "mnist.out").read_text()
     assert done.returncode == 0, done.stderr + output
     assert "rank 0 of world 2" in output and "rank 1 of world 2" in output
     assert "final test accuracy" in output
+
+
+def test_the_gpt_template_trains_on_two_ranks_and_resumes(cluster, tmp_path):
+    root = os.path.dirname(os.path.dirname(runner.SCRIPTS))
+    text = tmp_path / "text.txt"
+    text.write_text("Speak, speak. You are all resolved rather to die than to famish?\n" * 60)
+
+    def job(name, steps):
+        done = subprocess.run(["sbatch", "--wait", "--gpus-per-node=0", "--cpus-per-task=1", "--overcommit",
+                               f"--output={tmp_path}/{name}.out", f"--export=ALL,GPT_CHECKPOINT={tmp_path}/gpt.dg",
+                               "slurm/gpt.sbatch", "--preset", "tiny", "--data", str(text), "--device", "cpu",
+                               "--batch-size", "2", "--eval-iters", "1", "--eval-interval", "2", "--tokens", "5",
+                               "--steps", "4", "--stop-at", str(steps)],
+                              env=cluster.env, cwd=root, capture_output=True, text=True, timeout=180)
+        output = (tmp_path / f"{name}.out").read_text()
+        assert done.returncode == 0, done.stderr + output
+        return output
+    first = job("first", 2)
+    assert "rank 1 of world 2" in first and "after 2 steps on 2 rank(s)" in first
+    assert "after 4 steps on 2 rank(s)" in job("second", 4)  # resumed from the first job's checkpoint

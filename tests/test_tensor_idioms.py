@@ -7,7 +7,7 @@ import pytest
 
 import distgrad as dg
 from distgrad import backend
-from helpers import host
+from helpers import assert_matches_torch, assert_raises_like_torch, from_torch, host, to_torch
 
 
 # --- formatting ----------------------------------------------------------------------------------------
@@ -214,7 +214,31 @@ def test_integer_division_by_zero_raises_like_torch():
     for op in (lambda: dg.tensor([5]) // 0, lambda: dg.tensor([5]) % dg.tensor([0])):
         with pytest.raises(RuntimeError, match="ZeroDivisionError"):
             op()
+    for call in (lambda m: m.fmod(m.tensor([5, 3]), m.tensor([1, 0])),
+                 lambda m: m.div(m.tensor([5]), 0, rounding_mode="trunc"),
+                 lambda m: m.tensor([5], dtype=m.uint8).remainder_(0)):
+        assert_raises_like_torch(call, "ZeroDivisionError")
     assert dg.tensor([5.0]).floor_divide(0.0).tolist() == [float("inf")]
+
+
+@pytest.mark.parametrize("op", ["floor_divide", "remainder", "fmod"])
+def test_rounding_divisions_refuse_bool_operands_as_torch(op):
+    assert_raises_like_torch(lambda m: getattr(m, op)(m.tensor([True]), m.tensor([True])), "not implemented for 'Bool'",
+                             NotImplementedError)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_rounding_divisions_of_16_bit_floats_match_torch(dtype):
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    a = dg.tensor(rng.uniform(-50, 50, 200), dtype=getattr(dg, dtype))
+    b = dg.tensor(rng.uniform(0.1, 3, 200) * rng.choice([-1, 1], 200), dtype=getattr(dg, dtype))
+    ta, tb = to_torch(a), to_torch(b)
+    for fn in (lambda x, y: x // y, lambda x, y: x % y, lambda x, y: x.fmod(y),
+               lambda x, y: x.div(y, rounding_mode="trunc"), lambda x, y: x.div(2.5, rounding_mode="floor")):
+        ours, theirs = fn(a, b), fn(ta, tb)
+        assert ours.dtype.name == dtype
+        np.testing.assert_array_equal(host(ours).astype(np.float64), from_torch(theirs).astype(np.float64))
 
 
 def test_div_refuses_an_unknown_rounding_mode():
@@ -237,10 +261,16 @@ def test_remainder_and_fmod_gradients_match_torch_and_gradcheck(device):
         assert dg.gradcheck(getattr(dg, name), (x, y))
 
 
-def test_rounded_quotients_have_zero_gradients():
-    x = dg.randn(3, dtype=dg.float64, requires_grad=True)
-    (x // 2 + x.div(3, rounding_mode="trunc")).sum().backward()
-    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+def test_rounded_quotients_have_zero_gradients_and_floor_divide_none_as_in_torch():
+    torch = pytest.importorskip("torch")
+    values = np.random.default_rng(0).standard_normal(3)
+    for mode in ("floor", "trunc"):
+        assert_matches_torch(lambda m, x, y: m.div(x, y, rounding_mode=mode) + m.div(x, 3, rounding_mode=mode),
+                             [values, values + 2.5], "cpu")
+    for lib in (dg, torch):
+        x = lib.tensor(values, requires_grad=True)
+        with pytest.raises(RuntimeError, match="derivative for aten::floor_divide is not implemented"):
+            (x // 2).sum().backward()
 
 
 # --- Module.to, devices ------------------------------------------------------------------------------
@@ -370,3 +400,9 @@ def test_cuda_seeding_repeats_gpu_draws(device):
 @pytest.mark.parametrize("path", ["distgrad.backends", "distgrad.backends.cudnn", "distgrad.utils.data.distributed"])
 def test_new_packages_import_on_their_own(path):
     assert importlib.import_module(path)
+
+
+@pytest.mark.parametrize("name", ["rand", "randn"])
+def test_random_floats_refuse_an_integer_dtype_as_torch(name):
+    assert_raises_like_torch(lambda m: getattr(m, name)(2, dtype=m.int64), "not implemented for 'Long'",
+                             NotImplementedError)

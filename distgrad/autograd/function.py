@@ -14,6 +14,7 @@ import numpy as _np
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import Node, as_array, grad_accumulator
+from distgrad.dtypes import FLOATING
 from distgrad.tensor import Tensor
 
 _sequence = itertools.count()
@@ -118,7 +119,7 @@ class Function(Node):
             out = Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args)
             if cls.is_view:
                 out._version = args[0]._version
-            if edges is not None and out.array.dtype.kind in "fc" and "_non_differentiable" not in ctx.__dict__:
+            if edges is not None and out.array.dtype in FLOATING and "_non_differentiable" not in ctx.__dict__:
                 out.requires_grad = True
                 out.grad_fn = ctx
                 ctx._attach(edges, (out,))
@@ -129,7 +130,7 @@ class Function(Node):
         if edges is not None:
             nondiff = ctx.__dict__.get("_non_differentiable", ())
             for nr, o in enumerate(outs):
-                if o.array.dtype.kind in "fc" and id(o) not in nondiff:
+                if o.array.dtype in FLOATING and id(o) not in nondiff:
                     o.requires_grad = True
                     o.grad_fn = ctx
                     o.output_nr = nr
@@ -142,14 +143,18 @@ class Function(Node):
         """Sets ``needs_input_grad``; the edges to the inputs' nodes when any input needs a gradient."""
         needs = []
         edges = []
+        input_dtypes = []  # backward's gradients are converted to these, as PyTorch's engine does
         for a in args:
             if isinstance(a, Tensor) and a.requires_grad:
                 needs.append(True)
                 edges.append((a.grad_fn or grad_accumulator(a), a.output_nr))
+                input_dtypes.append(a.array.dtype)
             else:
                 needs.append(False)
                 edges.append(None)
+                input_dtypes.append(None)
         self.needs_input_grad = tuple(needs)
+        self._input_dtypes = input_dtypes
         return tuple(edges) if True in needs else None
 
     def _attach(self, edges, outs) -> None:
@@ -209,7 +214,30 @@ class Function(Node):
                     f"function {self.name} returned an incorrect number of gradients "
                     f"(expected {len(self.next_functions)}, got {len(result)})"
                 )
-        return result
+        return _in_input_dtypes(result, self._input_dtypes)
+
+
+def _in_input_dtypes(grads: tuple, dtypes: list) -> tuple:
+    """Each gradient (an array, or a Tensor under ``create_graph``) in its input's dtype, as PyTorch's
+    engine gives it: an op whose operands were promoted (float16 * float32) computes in the wider one."""
+    for i, (g, dtype) in enumerate(zip(grads, dtypes)):
+        if g is not None and dtype is not None and g.dtype != dtype:
+            g = CastGradient.apply(g, dtype) if isinstance(g, Tensor) else g.astype(dtype)
+            grads = grads[:i] + (g,) + grads[i + 1:]
+    return grads
+
+
+class CastGradient(Function):
+    """A gradient converted to its input's dtype (differentiable, for ``create_graph=True``)."""
+
+    @staticmethod
+    def forward(ctx, g, dtype):
+        ctx.in_dtype = g.dtype
+        return g.array.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return CastGradient.apply(grad, ctx.in_dtype), None
 
 
 def _unwrap(r):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad.autograd.grad import grad as autograd_grad
+from distgrad.dtypes import FLOATING
 from distgrad.tensor import Tensor
 
 
@@ -67,7 +68,7 @@ def gradcheck(func, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float =
         if inputs[i].dtype != np.float64:
             raise ValueError(f"gradcheck input {i} is {inputs[i].dtype.name}; use float64 inputs "
                              "(finite differences are too coarse in lower precision)")
-    outputs = [o for o in _tensors(func(*inputs)) if o.dtype.kind == "f"]
+    outputs = [o for o in _tensors(func(*inputs)) if o.dtype in FLOATING]
     for i in checked:
         numerical = _numerical_jacobians(func, inputs, i, eps)
         analytical = _analytical_jacobians(outputs, inputs, i)

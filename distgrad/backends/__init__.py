@@ -36,7 +36,7 @@ def is_deterministic_algorithms_warn_only_enabled() -> bool:
 
 def set_float32_matmul_precision(precision: str) -> None:
     """``'highest'``: float32 matrix products in full float32; ``'high'`` or ``'medium'``: TF32 on GPUs that
-    have it (distgrad has no bfloat16 path, so ``'medium'`` means TF32 too)."""
+    have it (``'medium'`` lets PyTorch use bfloat16 products; distgrad uses TF32 for it too)."""
     if precision not in _PRECISIONS:
         raise RuntimeError(f"Invalid precision {precision!r}: expected one of {list(_PRECISIONS)}")
     backend.set_float32_matmul_tf32(precision != "highest")

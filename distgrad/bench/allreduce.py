@@ -14,9 +14,12 @@ import time
 
 import numpy as np
 
-from distgrad.bench.metrics import algbw_GBps, busbw_GBps, median
+from distgrad.bench.metrics import allreduce_bandwidths, median
+from distgrad.bench.ranks import rank_device
 
-__all__ = ["message_sizes", "sweep", "worker"]
+__all__ = ["message_sizes", "sweep", "worker", "w6_row", "W6_SIZES"]
+
+W6_SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20)
 
 
 def message_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
@@ -101,9 +104,7 @@ def sweep(params: dict, progress=lambda label: None) -> list[dict]:
 
     comm, rank, world = MPI.COMM_WORLD, dist.get_rank(), dist.get_world_size()
     backend_name = dist.get_backend()
-    device = params["device"]
-    if device == "cuda":
-        device = f"cuda:{dist.get_local_rank() % backend.cuda_device_count()}"
+    device = rank_device(params["device"])
     on_gpu = device != "cpu"
     with_mpi4py = backend_name == "mpi" and not on_gpu and params.get("compare_mpi4py", True)
 
@@ -138,8 +139,8 @@ def sweep(params: dict, progress=lambda label: None) -> list[dict]:
                 seconds = median(samples)
                 prefix = "" if name == "distgrad" else "mpi4py_"
                 row[prefix + "time_us"] = seconds * 1e6
-                row[prefix + "algbw_GBps"] = algbw_GBps(row["bytes"], seconds)
-                row[prefix + "busbw_GBps"] = busbw_GBps(row["bytes"], seconds, world)
+                row[prefix + "algbw_GBps"], row[prefix + "busbw_GBps"] = allreduce_bandwidths(row["bytes"], seconds,
+                                                                                              world)
             rows.append(row)
             progress(f"{backend_name} {dtype.name} {row['bytes']} B on {world} rank(s)")
             del tensor, raw
@@ -162,3 +163,16 @@ def _time_calls(calls: dict, timed, warmup: int, reps: int, min_reps: int, secon
         for name, call in order if rep % 2 == 0 else order[::-1]:
             times[name].append(timed(call))
     return times
+
+
+def w6_row(row: dict) -> dict:
+    """A sweep row in W6's names: each library's time, algbw and busbw, and distgrad's busbw over raw mpi4py's."""
+    out = {"bytes": row["bytes"], "correct": row["correct"]}
+    for name, prefix in (("mpi4py", "mpi4py_"), ("distgrad", "")):
+        out[f"{name}_us"] = round(row[prefix + "time_us"], 2)
+        for figure in ("algbw_GBps", "busbw_GBps"):
+            value = row[prefix + figure]
+            out[f"{name}_{figure}"] = None if value is None else round(value, 3)
+    out["busbw_ratio"] = None if row["world_size"] < 2 else \
+        round(out["distgrad_busbw_GBps"] / out["mpi4py_busbw_GBps"], 3)
+    return out

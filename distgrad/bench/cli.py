@@ -21,6 +21,7 @@ import os
 import sys
 
 from distgrad.bench.metrics import parse_bytes, parse_count
+from distgrad.bench.threads import default_threads_per_rank
 
 ORDER = ("allreduce", "ddp", "autograd", "mnist", "model")
 
@@ -169,14 +170,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.command != "summary" and args.threads_per_rank is None:
         args.threads_per_rank = default_threads_per_rank(max(args.ranks))
     return args
-
-
-def default_threads_per_rank(largest_world: int) -> int:
-    """SLURM's ``--cpus-per-task`` inside an allocation; elsewhere the cores shared by the largest world
-    size, so that every world size of a sweep runs each rank with the same threads."""
-    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-        return int(os.environ["SLURM_CPUS_PER_TASK"])
-    return max(1, (os.cpu_count() or 1) // largest_world)
 
 
 def run(args, argv) -> tuple[dict, str]:

@@ -9,6 +9,11 @@ Across nodes of g devices the *hierarchical* variant reduce-scatters inside each
 each device's 1/g shard across the N nodes (the g shards share the node's network bandwidth), and
 all-gathers inside the node again: the latency term grows with N instead of p.
 
+A ring all-reduce is a reduce-scatter followed by an all-gather, each half of T_ring. ZeRO moves the
+same bytes in other places: stage 1 all-reduces the gradients as DDP does and all-gathers the
+updated parameters after the optimizer step; stage 2 reduce-scatters the gradient buckets instead of
+all-reducing them, then all-gathers the parameters. Both update 1/p of the parameters per device.
+
 A DDP step on one device costs forward + backward + optimizer (measured); data parallelism adds the
 all-reduce of every gradient bucket. Without overlap the buckets are reduced after backward; with
 overlap bucket i can start once backward has produced its gradients (taken as proportional to its
@@ -24,8 +29,9 @@ import numpy as np
 
 from distgrad.distributed.buckets import FIRST_BUCKET_BYTES
 
-__all__ = ["Link", "PRESETS", "ring_allreduce_s", "hierarchical_allreduce_s", "cluster_allreduce_s",
-           "ddp_bucket_bytes", "StepCompute", "StepPrediction", "predict_step", "fit_link"]
+__all__ = ["Link", "PRESETS", "ring_allreduce_s", "ring_reduce_scatter_s", "hierarchical_allreduce_s",
+           "cluster_allreduce_s", "ddp_bucket_bytes", "StepCompute", "StepPrediction", "predict_step",
+           "predict_zero_step", "fit_link"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,11 @@ def ring_allreduce_s(nbytes: float, p: int, link: Link) -> float:
     if p <= 1:
         return 0.0
     return 2 * (p - 1) * link.alpha_s + 2 * (p - 1) / p * nbytes / link.beta_Bps
+
+
+def ring_reduce_scatter_s(nbytes: float, p: int, link: Link) -> float:
+    """(p-1) alpha + (p-1)/p n / beta: half a ring all-reduce; an all-gather of n bytes costs the same."""
+    return ring_allreduce_s(nbytes, p, link) / 2
 
 
 def hierarchical_allreduce_s(nbytes: float, nodes: int, per_node: int, intra: Link, inter: Link) -> float:
@@ -121,7 +132,7 @@ class StepCompute:
 class StepPrediction:
     step_s: float
     compute_s: float
-    allreduce_s: float  # all buckets' all-reduces back to back
+    allreduce_s: float  # all buckets' all-reduces back to back (with ZeRO: its collectives)
     exposed_s: float  # what the step waits for beyond compute
 
     @property
@@ -145,6 +156,26 @@ def predict_step(compute: StepCompute, buckets: list[int], allreduce_s, overlap:
     else:
         exposed = sum(costs)
     return StepPrediction(compute.total_s + exposed, compute.total_s, sum(costs), exposed)
+
+
+def predict_zero_step(compute: StepCompute, buckets: list[int], allreduce_s, world_size: int, stage: int,
+                      overlap: bool) -> StepPrediction:
+    """Step time of DDP with ZeRO ``stage`` 1 or 2 over ``world_size`` devices.
+
+    The optimizer updates 1/world_size of the parameters. Stage 1 all-reduces the buckets (as
+    ``predict_step``), stage 2 reduce-scatters them (half of ``allreduce_s``, overlapped alike); both
+    then all-gather the updated parameters (as many bytes as the gradients: half of ``allreduce_s``),
+    after the optimizer step, where nothing hides it. ``compute_s`` stays one device's whole step, so
+    the efficiency can exceed DDP's when the optimizer's share outweighs the all-gather.
+    """
+    if stage not in (1, 2):
+        raise ValueError(f"ZeRO stage must be 1 or 2, got {stage}")
+    sharded = StepCompute(compute.forward_s, compute.backward_s, compute.optimizer_s / world_size)
+    reduce_s = allreduce_s if stage == 1 else (lambda nbytes: allreduce_s(nbytes) / 2)
+    step = predict_step(sharded, buckets, reduce_s, overlap)
+    gather_s = allreduce_s(sum(buckets)) / 2 if world_size > 1 else 0.0
+    return StepPrediction(step.step_s + gather_s, compute.total_s, step.allreduce_s + gather_s,
+                          step.exposed_s + gather_s)
 
 
 def fit_link(sizes, seconds, world_size: int, large_bytes: int = 2**20) -> Link:

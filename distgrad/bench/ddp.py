@@ -10,6 +10,8 @@ ranks compute at once) and by the same buckets' all-reduces alone:
 measurement together (barrier); every figure is the median over steps of the slowest rank's value,
 taken from the run whose step time is the median of ``--repeats`` runs in fresh processes.
 World size 1 trains the plain model in one process (no DDP): the baseline of the efficiencies.
+This is the one measurement of the hidden fraction: ``distgrad-bench ddp`` and
+``benchmarks/ddp_overlap.py`` (which adds the no-overlap reference, ``no_overlap: true``) both run it.
 """
 from __future__ import annotations
 
@@ -17,14 +19,15 @@ import time
 
 import numpy as np
 
+from distgrad.bench import frameworks
 from distgrad.bench.metrics import hidden_fraction, median, scaling_efficiency
-from distgrad.bench.workloads import build_model, parameter_count, synthetic_batch
+from distgrad.bench.ranks import rank_device
+from distgrad.bench.timing import synchronized_clock
+from distgrad.bench.workloads import build_model, parameter_count, sgd, synthetic_batch
 
 __all__ = ["plan", "worker", "median_run", "scaling_rows", "bucket_rows", "DEFAULT_BUCKET_CAP_MB"]
 
 DEFAULT_BUCKET_CAP_MB = 25.0
-PHASES = ("forward_ms", "backward_ms", "comm_wait_ms", "optimizer_ms", "step_ms", "plain_forward_ms",
-          "plain_backward_ms", "plain_optimizer_ms", "allreduce_ms")
 
 
 def plan(models: dict, ranks: list[int], modes: list[str], bucket_caps: list[float],
@@ -95,12 +98,9 @@ class _TimedFuture:
 def worker(params: dict, progress) -> dict:
     """One rank (started by ``distgrad-bench ddp``): every configuration of ``params['configs']``."""
     import distgrad.distributed as dist
-    from distgrad import backend
 
     dist.init_process_group(params["backend"])
-    device = params["device"]
-    if device == "cuda":
-        device = f"cuda:{dist.get_local_rank() % backend.cuda_device_count()}"
+    device = rank_device(params["device"])
     rows = []
     for config in params["configs"]:
         rows.append(_run_config(config, device, params["steps"], params["warmup"]))
@@ -109,81 +109,96 @@ def worker(params: dict, progress) -> dict:
     return {"rows": rows}
 
 
+def _deferred_allreduce(state, bucket):
+    """A comm hook that starts a bucket's all-reduce only when the end of backward waits for it: DDP
+    with every all-reduce after the whole backward (no overlap), the reference of ``no_overlap_*``."""
+    from distgrad.distributed.comm_hooks import CommFuture, allreduce_hook
+    return CommFuture(None, then=lambda: allreduce_hook(state, bucket).wait())
+
+
+def _timed_step(fw, model, optimizer, x, y, clock) -> dict:
+    """One training step's phases in seconds: forward (model and loss), backward, optimizer (``zero_grad``
+    and ``step``) and the whole step."""
+    t0 = clock()
+    loss = fw.F.cross_entropy(model(x), y)
+    t1 = clock()
+    optimizer.zero_grad()
+    t2 = clock()
+    loss.backward()
+    t3 = clock()
+    optimizer.step()
+    t4 = clock()
+    return {"forward": t1 - t0, "backward": t3 - t2, "optimizer": (t2 - t1) + (t4 - t3), "step": t4 - t0}
+
+
 def _run_config(config: dict, device: str, steps: int, warmup: int) -> dict:
+    """One configuration's row. Each measured step times, ranks aligned by a barrier before each: the DDP
+    step (comm wait timed by a hook), then on several ranks the plain model's step (``plain_*``), the
+    same buckets' all-reduces alone, and with ``config['no_overlap']`` a DDP step whose all-reduces
+    wait for the end of backward (``no_overlap_*``). Interleaved step by step, so that drifts in the
+    machine's load hit all alike."""
     import distgrad.distributed as dist
-    import distgrad.nn.functional as F
-    from distgrad import backend, optim
     from distgrad.distributed import ReduceOp
     from mpi4py import MPI
 
     world, rank = dist.get_world_size(), dist.get_rank()
-    synchronize = backend.synchronize if device != "cpu" else (lambda: None)
-    model = build_model(config["model"], config["params"], device)
+    fw = frameworks.load("distgrad")
+    synchronize = fw.synchronizer(device)
+    clock = synchronized_clock(synchronize)
+
+    def fresh_model():
+        return build_model(config["model"], config.get("params"), device, width=config.get("width"),
+                           depth=config.get("depth"))
+    model = fresh_model()
     grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    clock = _WaitClock(synchronize)
+    wait = _WaitClock(synchronize)
+    runs = {"": model}  # prefix of the figures -> the model trained in each measured step
     if world > 1:
-        trained = dist.DistributedDataParallel(model, bucket_cap_mb=config["bucket_cap_mb"])
-        trained.register_comm_hook(None, clock.hook)
-        plain = build_model(config["model"], config["params"], device)
-    else:
-        trained, plain = model, None
-    optimizer = optim.SGD(trained.parameters(), lr=0.01, momentum=0.9)
-    plain_optimizer = optim.SGD(plain.parameters(), lr=0.01, momentum=0.9) if plain is not None else None
+        runs[""] = dist.DistributedDataParallel(model, bucket_cap_mb=config["bucket_cap_mb"])
+        runs[""].register_comm_hook(None, wait.hook)
+        runs["plain_"] = fresh_model()
+        if config.get("no_overlap"):
+            runs["no_overlap_"] = dist.DistributedDataParallel(fresh_model(), bucket_cap_mb=config["bucket_cap_mb"])
+            runs["no_overlap_"].register_comm_hook(None, _deferred_allreduce)
+    optimizers = {prefix: sgd(fw, trained) for prefix, trained in runs.items()}
     x, y = synthetic_batch(config["per_rank_batch"], seed=rank, device=device)
 
-    def now() -> float:
-        synchronize()
-        return time.perf_counter()
+    def allreduce_alone() -> float:
+        start = clock()
+        works = [dist.all_reduce(b.buffer(), op=ReduceOp.AVG, async_op=True) for b in runs[""].reducer.buckets]
+        for work in works:
+            work.wait()
+        return clock() - start
 
-    def measure_step() -> list[float]:
-        dist.barrier()
-        clock.seconds = 0.0
-        t0 = now()
-        loss = F.cross_entropy(trained(x), y)
-        t1 = now()
-        optimizer.zero_grad()
-        t2 = now()
-        loss.backward()
-        t3 = now()
-        optimizer.step()
-        t4 = now()
-        figures = [t1 - t0, t3 - t2, clock.seconds, (t2 - t1) + (t4 - t3), t4 - t0, 0.0, 0.0, 0.0, 0.0]
-        if plain is not None:
+    def measure_step() -> dict:
+        """Milliseconds of every figure, each the slowest rank's."""
+        wait.seconds, figures = 0.0, {}
+        for prefix, trained in runs.items():
             dist.barrier()
-            t5 = now()
-            plain_loss = F.cross_entropy(plain(x), y)
-            t6 = now()
-            plain_optimizer.zero_grad()
-            t7 = now()
-            plain_loss.backward()
-            t8 = now()
-            plain_optimizer.step()
-            t9 = now()
-            figures[5:8] = [t6 - t5, t8 - t7, (t7 - t6) + (t9 - t8)]
+            phases = _timed_step(fw, trained, optimizers[prefix], x, y, clock)
+            figures.update({prefix + phase: seconds for phase, seconds in phases.items()})
+        figures["comm_wait"] = wait.seconds
+        if world > 1:
             dist.barrier()
-            t10 = now()
-            works = [dist.all_reduce(b.buffer(), op=ReduceOp.AVG, async_op=True) for b in trained.reducer.buckets]
-            for work in works:
-                work.wait()
-            figures[8] = now() - t10
+            figures["allreduce"] = allreduce_alone()
         slowest = np.empty(len(figures))
-        MPI.COMM_WORLD.Allreduce(np.array(figures), slowest, op=MPI.MAX)
-        return [1000 * s for s in slowest]
+        MPI.COMM_WORLD.Allreduce(np.array(list(figures.values())), slowest, op=MPI.MAX)
+        return {f"{name}_ms": 1000 * s for name, s in zip(figures, slowest)}
 
     for _ in range(warmup):
         measure_step()
     samples = [measure_step() for _ in range(steps)]
     row = {**{k: v for k, v in config.items() if k != "params"}, "world_size": world,
            "parameters": parameter_count(model), "grad_bytes": grad_bytes, "steps": steps}
-    row.update({name: median(s[i] for s in samples) for i, name in enumerate(PHASES)})
+    row.update({name: median(s[name] for s in samples) for name in samples[0]})
     row["backward_compute_ms"] = row["backward_ms"] - row["comm_wait_ms"]
     row["samples_per_s"] = world * config["per_rank_batch"] * 1000 / row["step_ms"]
-    if plain is not None:
-        row["buckets"] = [b.nbytes() for b in trained.reducer.buckets]
+    if world > 1:
+        row["buckets"] = [b.nbytes() for b in runs[""].reducer.buckets]
         row["hidden_fraction"] = hidden_fraction(row["plain_backward_ms"], row["allreduce_ms"], row["backward_ms"])
     else:
         row.update(buckets=[], hidden_fraction=None, plain_forward_ms=None, plain_backward_ms=None,
-                   plain_optimizer_ms=None, allreduce_ms=None)
+                   plain_optimizer_ms=None, plain_step_ms=None, allreduce_ms=None)
     return row
 
 

@@ -1,4 +1,8 @@
-"""Facts about the machine a benchmark ran on, for the results file: what would change the numbers."""
+"""Facts about the machine a benchmark ran on: what would change the numbers.
+
+``machine_facts`` is the ``machine`` entry of ``distgrad-bench``'s ``results.json``; ``environment`` is
+the shorter set that every ``benchmarks/*.py`` line carries beside its figures.
+"""
 from __future__ import annotations
 
 import json
@@ -12,8 +16,7 @@ import numpy as np
 
 import distgrad
 from distgrad import backend
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+from distgrad.bench.threads import thread_settings
 
 
 def cpu_model() -> str:
@@ -118,7 +121,7 @@ def machine_facts() -> dict:
         "memory_gib": memory_gib(), **gpu_facts(), **mpi_facts(),
         "python": platform.python_version(), "numpy": np.__version__, "torch": torch_version(),
         "distgrad": distgrad.__version__, "distgrad_commit": git_commit(), "executable": sys.executable,
-        "threads_env": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+        "threads_env": thread_settings(),
         "load_average_at_start": load_average(),
     }
 
@@ -129,3 +132,9 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def environment() -> dict:
+    """Versions, thread settings and the commit: what a benchmark's one JSON line says beside its figures."""
+    return {"python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
+            "cpus": os.cpu_count(), "threads": thread_settings(), "torch": torch_version(), "commit": git_commit()}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import statistics
 
-__all__ = ["algbw_GBps", "busbw_GBps", "allreduce_bus_factor", "scaling_efficiency", "hidden_fraction",
-           "median", "parse_count", "parse_bytes", "format_bytes"]
+__all__ = ["algbw_GBps", "busbw_GBps", "allreduce_bandwidths", "allreduce_bus_factor", "scaling_efficiency",
+           "hidden_fraction", "overlap_ratio", "median", "parse_count", "parse_bytes", "format_bytes"]
 
 
 def algbw_GBps(nbytes: int, seconds: float) -> float:
@@ -29,6 +29,14 @@ def busbw_GBps(nbytes: int, seconds: float, world_size: int) -> float:
     return algbw_GBps(nbytes, seconds) * allreduce_bus_factor(world_size)
 
 
+def allreduce_bandwidths(nbytes: int, seconds: float, world_size: int) -> tuple[float | None, float | None]:
+    """(algbw, busbw) of one all-reduce of ``nbytes`` that took ``seconds``; (None, None) on one rank,
+    where nothing crosses a link and a bandwidth would only time a call that has nothing to do."""
+    if world_size < 2:
+        return None, None
+    return algbw_GBps(nbytes, seconds), busbw_GBps(nbytes, seconds, world_size)
+
+
 def scaling_efficiency(throughput: float, world_size: int, single_rank_throughput: float) -> float:
     """throughput(n) / (n x throughput(1)): 1.0 when n ranks are exactly n times as fast as one."""
     return throughput / (world_size * single_rank_throughput)
@@ -42,6 +50,12 @@ def hidden_fraction(backward_s: float, allreduce_s: float, backward_with_allredu
     values may fall slightly outside [0, 1] through noise; they are not clipped.
     """
     return (backward_s + allreduce_s - backward_with_allreduce_s) / allreduce_s
+
+
+def overlap_ratio(backward_s: float, allreduce_s: float, backward_with_allreduce_s: float) -> float:
+    """``backward_with_allreduce / (backward + allreduce)``: below 1 when overlapping hid communication,
+    1 when DDP's backward takes as long as the two one after the other."""
+    return backward_with_allreduce_s / (backward_s + allreduce_s)
 
 
 def median(values) -> float:

@@ -2,27 +2,30 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from distgrad.bench import ddp
 from distgrad.bench.metrics import format_bytes
 
-__all__ = ["write_all"]
+__all__ = ["write_all", "available", "pyplot", "save"]
 
 PHASES = (("forward_ms", "forward"), ("backward_compute_ms", "backward"), ("comm_wait_ms", "comm wait"),
           ("optimizer_ms", "optimizer"))
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display); ImportError without matplotlib."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-def _save(fig, out: str, name: str) -> str:
+def save(fig, out: str, name: str) -> str:
+    """Writes ``fig`` to ``out/name`` and closes it; returns ``name``."""
     fig.tight_layout()
     fig.savefig(os.path.join(out, name), dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return name
 
 
@@ -34,7 +37,7 @@ def _log2_sizes(ax, sizes: list[int]) -> None:
 
 
 def allreduce_plot(section: dict, out: str) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (bw, tm) = plt.subplots(1, 2, figsize=(10, 3.8))
     groups = {}
     for r in section["rows"]:
@@ -54,11 +57,11 @@ def allreduce_plot(section: dict, out: str) -> str:
         _log2_sizes(ax, [r["bytes"] for r in section["rows"]])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, out, "allreduce.png")
+    return save(fig, out, "allreduce.png")
 
 
 def scaling_plot(section: dict, out: str) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (thr, eff) = plt.subplots(1, 2, figsize=(10, 3.8))
     for mode, style in (("weak", "-"), ("strong", "--")):
         by_model = {}
@@ -76,12 +79,12 @@ def scaling_plot(section: dict, out: str) -> str:
         ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, out, "ddp_scaling.png")
+    return save(fig, out, "ddp_scaling.png")
 
 
 def breakdown_plot(section: dict, out: str) -> str:
     """Each configuration's step as 100%, split into its phases; the total step time beside each bar."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for mode in ("weak", "strong") for r in ddp.scaling_rows(section["rows"], mode)
             if not (mode == "strong" and r["world_size"] == 1)]
     rows += [{**r, "mode": f"cap {r['bucket_cap_mb']:g} MiB"} for r in ddp.bucket_rows(section["rows"])
@@ -100,12 +103,12 @@ def breakdown_plot(section: dict, out: str) -> str:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     ax.legend(fontsize=7, ncol=4, loc="lower right")
-    return _save(fig, out, "ddp_breakdown.png")
+    return save(fig, out, "ddp_breakdown.png")
 
 
 def model_plot(section: dict, out: str) -> str:
     """Predicted efficiency against GPUs: one panel per workload, one line per network."""
-    plt = _pyplot()
+    plt = pyplot()
     workloads = list(dict.fromkeys(r["workload"] for r in section["predictions"]))
     fig, axes = plt.subplots(1, len(workloads) + 1, figsize=(4 * (len(workloads) + 1), 3.8), squeeze=False)
     default = section["settings"]["configurations"][0]
@@ -133,11 +136,11 @@ def model_plot(section: dict, out: str) -> str:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(f"model: {default}, {section['settings']['gpus_per_node']} GPUs per node", fontsize=9)
-    return _save(fig, out, "model_efficiency.png")
+    return save(fig, out, "model_efficiency.png")
 
 
 def mnist_plot(section: dict, out: str) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for r in section["rows"]:
         ax.plot([h["train_seconds"] for h in r["history"]], [100 * h["test_accuracy"] for h in r["history"]],
@@ -146,18 +149,28 @@ def mnist_plot(section: dict, out: str) -> str:
     ax.set(xlabel="training seconds", ylabel="test accuracy (%)", title="MNIST: accuracy against training time")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out, "mnist.png")
+    return save(fig, out, "mnist.png")
 
 
 PLOTS = {"allreduce": allreduce_plot, "ddp": (scaling_plot, breakdown_plot), "model": model_plot, "mnist": mnist_plot}
 
 
+def available() -> bool:
+    """Whether matplotlib can draw; if not, one line on stderr says that the plots were skipped and why
+    (the JSON and Markdown files hold every figure without them)."""
+    try:
+        pyplot()
+    except ImportError as e:
+        print(f"distgrad-bench: plots skipped: matplotlib cannot be imported ({e}); "
+              "pip install 'distgrad[bench]' to get them", file=sys.stderr)
+        return False
+    return True
+
+
 def write_all(results: dict, out: str) -> list[str]:
     """Every plot whose section is in ``results`` (and did not fail); the file names written."""
-    try:
-        _pyplot()
-    except ImportError:
-        return []  # matplotlib is optional (pip install 'distgrad[plot]'): the JSON and tables stand alone
+    if not available():
+        return []
     written = []
     for name, makers in PLOTS.items():
         section = results.get(name)

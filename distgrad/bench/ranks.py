@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 
-from distgrad.bench.machine import THREAD_VARIABLES
+from distgrad.bench.threads import THREAD_VARIABLES, thread_env
 from distgrad.launch import mpi, slurm
 
 RESULT_PREFIX = "distgrad-bench-result "
@@ -47,7 +47,7 @@ def run_task(task: str, params: dict, ranks: int | None, threads: int, on_progre
     """
     program = [sys.executable, "-m", "distgrad.bench.worker", task, json.dumps(params)]
     command = program if ranks is None else launch_command(ranks, program)
-    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
+    env = {**os.environ, **thread_env(threads)}
     if ranks is not None:
         env[mpi.EXPECTED_WORLD_SIZE_ENV] = str(ranks)
     result = None
@@ -75,6 +75,16 @@ def run_task(task: str, params: dict, ranks: int | None, threads: int, on_progre
         raise RuntimeError(f"distgrad-bench: task {task!r} on {where} failed (exit status {status}):\n"
                            f"{error_text[-4000:]}")
     return result
+
+
+def rank_device(device: str) -> str:
+    """The device this rank measures on: ``'cpu'``, or for ``'cuda'`` its own GPU of the node (local rank
+    modulo the GPUs CuPy sees). Called on a rank, after ``init_process_group``."""
+    if device != "cuda":
+        return device
+    import distgrad.distributed as dist
+    from distgrad import backend
+    return f"cuda:{dist.get_local_rank() % backend.cuda_device_count()}"
 
 
 class Reporter:

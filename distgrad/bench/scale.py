@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from distgrad.bench.costmodel import (PRESETS, Link, StepCompute, cluster_allreduce_s, ddp_bucket_bytes, fit_link,
-                                      predict_step, ring_allreduce_s)
+                                      predict_step, predict_zero_step, ring_allreduce_s)
 
 __all__ = ["GPU_COUNTS", "ANCHORS", "Anchor", "fit_networks", "validate_allreduce", "validate_ddp", "anchor_rows",
-           "measured_workloads", "prediction_rows", "DDP_DEFAULT", "WORST_CASE", "VALIDATION_VARIANTS"]
+           "measured_workloads", "prediction_rows", "DDP_DEFAULT", "WORST_CASE", "ZERO_1", "ZERO_2", "CONFIGURATIONS",
+           "VALIDATION_VARIANTS"]
 
 GPU_COUNTS = (8, 16, 32, 64, 128, 256, 512, 1024)
 MIB = 2**20
@@ -26,6 +27,11 @@ DDP_DEFAULT = {"label": "hierarchical, 25 MiB buckets, overlap", "hierarchical":
                "overlap": True}
 WORST_CASE = {"label": "flat ring, one all-reduce after backward", "hierarchical": False, "bucket_cap_bytes": None,
               "overlap": False}
+ZERO_1 = {"label": "ZeRO-1: DDP's default, optimizer on 1/N, all-gather after it", "hierarchical": True,
+          "bucket_cap_bytes": 25 * MIB, "overlap": True, "zero_stage": 1}
+ZERO_2 = {"label": "ZeRO-2: reduce-scatter buckets, optimizer on 1/N, all-gather after it", "hierarchical": True,
+          "bucket_cap_bytes": 25 * MIB, "overlap": True, "zero_stage": 2}
+CONFIGURATIONS = (DDP_DEFAULT, WORST_CASE, ZERO_1, ZERO_2)
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,7 @@ def measured_workloads(ddp_rows: list[dict]) -> dict[str, dict]:
 
 
 def prediction_rows(workloads: dict, networks: dict[str, tuple[Link, Link]], gpus_per_node: int,
-                    gpu_counts=GPU_COUNTS, configurations=(DDP_DEFAULT, WORST_CASE)) -> list[dict]:
+                    gpu_counts=GPU_COUNTS, configurations=CONFIGURATIONS) -> list[dict]:
     """Predicted step time and efficiency for every workload x network x configuration x GPU count."""
     out = []
     for workload, spec in workloads.items():
@@ -184,10 +190,13 @@ def prediction_rows(workloads: dict, networks: dict[str, tuple[Link, Link]], gpu
             for config in configurations:
                 buckets = ddp_bucket_bytes(spec["grad_bytes"], config["bucket_cap_bytes"])
                 for gpus in gpu_counts:
-                    prediction = predict_step(spec["compute"], buckets,
-                                              lambda n, g=gpus: cluster_allreduce_s(n, g, gpus_per_node, intra, inter,
-                                                                                    config["hierarchical"]),
-                                              config["overlap"])
+                    def allreduce_s(n, g=gpus, config=config):
+                        return cluster_allreduce_s(n, g, gpus_per_node, intra, inter, config["hierarchical"])
+                    if config.get("zero_stage"):
+                        prediction = predict_zero_step(spec["compute"], buckets, allreduce_s, gpus,
+                                                       config["zero_stage"], config["overlap"])
+                    else:
+                        prediction = predict_step(spec["compute"], buckets, allreduce_s, config["overlap"])
                     out.append({"workload": workload, "network": network, "configuration": config["label"],
                                 "gpus": gpus, "gpus_per_node": gpus_per_node, "step_ms": prediction.step_s * 1e3,
                                 "compute_ms": prediction.compute_s * 1e3, "exposed_comm_ms": prediction.exposed_s * 1e3,

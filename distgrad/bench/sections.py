@@ -129,7 +129,7 @@ def run_model(args, results: dict) -> dict:
                       for name, w in workloads.items()},
         "predictions": scale.prediction_rows(workloads, networks, args.gpus_per_node, args.gpus),
         "settings": {"gpus_per_node": args.gpus_per_node, "gpus": args.gpus, "intra": args.intra,
-                     "configurations": [scale.DDP_DEFAULT["label"], scale.WORST_CASE["label"]]},
+                     "configurations": [config["label"] for config in scale.CONFIGURATIONS]},
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from distgrad.bench import ddp
+from distgrad.bench import ddp, plots
 from distgrad.bench.metrics import format_bytes
 from distgrad.bench.report import table
 
@@ -38,15 +38,16 @@ def write(folders: list[str], out: str) -> str:
             for p in points]
     text = table(["results", "ranks", "largest all-reduce", "busbw (GB/s)"] + [f"{m} weak efficiency" for m in models],
                  rows)
+    plotted = plots.available()
     with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write("# distgrad-bench sweep\n\n" + text + "\n![summary](summary.png)\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return text
-    fig, (bw, eff) = plt.subplots(1, 2, figsize=(10, 3.8))
+        f.write("# distgrad-bench sweep\n\n" + text + ("\n![summary](summary.png)\n" if plotted else ""))
+    if plotted:
+        _plot(points, models, out)
+    return text
+
+
+def _plot(points: list[dict], models: list[str], out: str) -> None:
+    fig, (bw, eff) = plots.pyplot().subplots(1, 2, figsize=(10, 3.8))
     worlds = [p["world_size"] for p in points]
     bw.plot(worlds, [p["busbw_GBps"] or 0 for p in points], marker="o")
     bw.set(xlabel="ranks", ylabel="busbw of the largest all-reduce (GB/s)", xscale="log")
@@ -56,7 +57,4 @@ def write(folders: list[str], out: str) -> str:
     eff.legend(fontsize=8)
     for ax in (bw, eff):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "summary.png"), dpi=100)
-    plt.close(fig)
-    return text
+    plots.save(fig, out, "summary.png")

@@ -11,9 +11,18 @@ from distgrad.data.download import DownloadError, download
 from distgrad.data.idx import read_idx
 from distgrad.tensor import Tensor
 
-__all__ = ["MNIST", "FashionMNIST", "data_root"]
+__all__ = ["DatasetNotFoundError", "MNIST", "FashionMNIST", "data_root"]
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+
+
+class DatasetNotFoundError(RuntimeError):
+    """A dataset's files are missing and could not be downloaded. ``folder`` is where they were
+    looked for, ``files`` the missing names, ``reason`` why no download (None: not allowed)."""
+
+    def __init__(self, message: str, folder: str, files: list, reason: str | None):
+        super().__init__(message)
+        self.folder, self.files, self.reason = folder, files, reason
 
 
 def data_root(root: str | None = None) -> str:
@@ -73,16 +82,22 @@ class MNIST(Dataset):
             else:
                 missing.append(name + ".gz")
         if missing and not download_missing:
-            raise RuntimeError(f"Dataset not found. You can use download=True to download it. "
-                               f"{self._where(missing)}")
+            raise DatasetNotFoundError(f"Dataset not found. You can use download=True to download it. "
+                                       f"{self._where(missing)}", self.raw_folder, missing, None)
+        created = _folders_to_create(self.raw_folder) if missing else []
         for gz_name in missing:
             try:
                 paths[gz_name[:-3]] = download(gz_name, self.md5s[gz_name], self.raw_folder, self.mirrors)
             except DownloadError as exc:
-                raise RuntimeError(f"{type(self).__name__}: {exc}\n{self._where(missing)}") from None
+                for folder in created:  # leave no empty folders behind a failed download
+                    if os.path.isdir(folder) and not os.listdir(folder):
+                        os.rmdir(folder)
+                raise DatasetNotFoundError(f"{type(self).__name__}: {exc}\n{self._where(missing)}",
+                                           self.raw_folder, missing, str(exc)) from None
         return [paths[name] for name in names]
 
     def _where(self, files: list[str]) -> str:
+        """Where the files were looked for, and how to point the class at them."""
         return (f"{type(self).__name__} needs {', '.join(files)} in {self.raw_folder} (root {self.root!r}): "
                 f"copy them there, pass root=, or set the environment variable DISTGRAD_DATA to a directory "
                 f"with a {self.folder}/ folder holding them.")
@@ -117,6 +132,18 @@ class MNIST(Dataset):
     def __repr__(self) -> str:
         return (f"Dataset {type(self).__name__}\n    Number of datapoints: {len(self)}\n"
                 f"    Root location: {self.root}\n    Split: {'Train' if self.train else 'Test'}")
+
+
+def _folders_to_create(folder: str) -> list[str]:
+    """``folder`` and its missing parents, deepest first (what making it would create)."""
+    created = []
+    while folder and not os.path.exists(folder):
+        created.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return created
 
 
 class FashionMNIST(MNIST):

@@ -3,9 +3,11 @@
 Start ranks with ``mpiexec -n N python train.py``, ``distgrad-launch -n N train.py`` or SLURM's
 ``srun``; each calls ``init_process_group()``. Nothing starts MPI before that call.
 """
-from distgrad.distributed.collectives import (all_gather, all_reduce, barrier, broadcast, gather,  # noqa: F401
-                                              reduce, reduce_scatter, scatter)
-from distgrad.distributed.object_collectives import all_gather_object, broadcast_object_list  # noqa: F401
+from distgrad.distributed.collectives import (all_gather, all_gather_into_tensor, all_reduce,  # noqa: F401
+                                              barrier, broadcast, gather, reduce, reduce_scatter,
+                                              reduce_scatter_tensor, reduce_scatter_v, scatter)
+from distgrad.distributed.object_collectives import (all_gather_object, broadcast_object_list,  # noqa: F401
+                                                     gather_object)
 from distgrad.distributed.process_group import ProcessGroup  # noqa: F401
 from distgrad.distributed.reduce_op import ReduceOp  # noqa: F401
 from distgrad.distributed.work import Work  # noqa: F401
@@ -15,6 +17,7 @@ from distgrad.distributed.world import (GroupMember, get_backend,  # noqa: F401
                                         init_process_group, is_initialized, launched_by_mpi, new_group)
 from distgrad.distributed.ddp import DistributedDataParallel  # noqa: F401
 from distgrad.distributed.sampler import DistributedSampler  # noqa: F401
+from distgrad.distributed import batch_stats  # noqa: F401,E402  (gives nn.SyncBatchNorm its collectives)
 
 
 def is_available() -> bool:

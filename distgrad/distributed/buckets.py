@@ -7,12 +7,13 @@ first bucket is kept small (1 MiB, as in PyTorch) so that communication starts e
 """
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 from distgrad import backend
 from distgrad.tensor import Tensor
 
-__all__ = ["GradBucket", "assign_buckets", "FIRST_BUCKET_BYTES"]
+__all__ = ["GradBucket", "assign_buckets", "chunked_layout", "FIRST_BUCKET_BYTES"]
 
 FIRST_BUCKET_BYTES = 1024 * 1024  # PyTorch's dist._DEFAULT_FIRST_BUCKET_BYTES
 
@@ -43,6 +44,22 @@ def assign_buckets(params: Sequence[Tensor], order: Sequence[int], bucket_cap_by
     return sorted(closed, key=lambda indices: position[indices[0]])
 
 
+def chunked_layout(owners: Sequence[int], numels: Sequence[int], world_size: int) -> tuple[list[int], int]:
+    """Where items go in a flat buffer of ``world_size`` equal chunks, chunk r holding rank r's items.
+
+    Item i (``numels[i]`` elements, owned by rank ``owners[i]``) follows the earlier items of its rank;
+    every chunk is as long as the longest (the others end in padding), because ``all_gather_into_tensor``
+    moves equal chunks (ZeRO-1's flat parameter buffers). Returns ``(offsets, chunk length)``.
+    """
+    filled = [0] * world_size
+    within = []
+    for owner, numel in zip(owners, numels):
+        within.append(filled[owner])
+        filled[owner] += numel
+    chunk = max(filled, default=0)
+    return [owner * chunk + start for owner, start in zip(owners, within)], chunk
+
+
 class GradBucket:
     """Parameters whose gradients travel together: one flat buffer, and a view of it per parameter.
 
@@ -54,17 +71,15 @@ class GradBucket:
         self.param_indices = list(param_indices)
         members = [params[i] for i in self.param_indices]
         self.dtype, self.device = members[0].dtype, members[0].device
-        xp = backend.module_for(self.device)
-        with backend.cuda_device_context(self.device):
-            flat = xp.zeros(sum(p.numel() for p in members), dtype=self.dtype)
         self._index, self._is_last = index, is_last
         self._params = members
+        # Each gradient after the other: parameter k's slice starts at offsets[k].
+        self.offsets = list(itertools.accumulate((p.numel() for p in members[:-1]), initial=0))
+        self.length = sum(p.numel() for p in members)
+        with backend.cuda_device_context(self.device):
+            flat = backend.module_for(self.device).zeros(self.length, dtype=self.dtype)
         self._buffer = Tensor(flat)
-        self.views = []
-        offset = 0
-        for p in members:
-            self.views.append(flat[offset:offset + p.numel()].reshape(p.shape))
-            offset += p.numel()
+        self.views = [flat[start:start + p.numel()].reshape(p.shape) for p, start in zip(members, self.offsets)]
         self.pending = len(members)  # gradients still to come in this backward pass
         self.future = None  # the hook's future while the bucket is being reduced
 
@@ -87,8 +102,8 @@ class GradBucket:
         return self._is_last
 
     def nbytes(self) -> int:
-        return int(self._buffer.array.nbytes)
+        return self.length * self.dtype.itemsize
 
     def __repr__(self) -> str:
         return (f"GradBucket(index={self._index}, parameters={len(self._params)}, "
-                f"{self.dtype.name}[{self._buffer.array.size}] on {self.device})")
+                f"{self.dtype.name}[{self.length}] on {self.device})")

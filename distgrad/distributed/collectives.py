@@ -14,17 +14,27 @@ from distgrad.distributed import debug, world
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.tensor import Tensor
 
-__all__ = ["all_gather", "all_reduce", "barrier", "broadcast", "gather", "reduce", "reduce_scatter", "scatter"]
+__all__ = ["all_gather", "all_gather_into_tensor", "all_reduce", "barrier", "broadcast", "gather", "reduce",
+           "reduce_scatter", "reduce_scatter_tensor", "reduce_scatter_v", "scatter"]
 
 
 def run_collective(group, kind: str, arrays, call, async_op: bool, **details):
-    """Enters collective ``kind`` of ``group``: numbers it, compares it across ranks in debug mode,
-    and runs ``call(communicator)`` under the watchdog. Returns the ``Work`` for ``async_op``."""
-    seq = group.enter(kind)
+    """Enters collective ``kind`` of ``group``: numbers it, checks that the ranks agree on it
+    (``debug``), and runs ``call(communicator)`` under the watchdog. Returns the ``Work`` for ``async_op``."""
+    checked = group.check_collectives or world.debug_detail()
+    fp = debug.fingerprint(kind, arrays, **details) if checked else debug.bare_fingerprint(kind)
+    fp_hash = hash(fp)  # of integers only: the same on every rank
+    seq = group.enter(kind, fp, fp_hash)
     watchdog = world.watchdog()
     with watchdog.watching(group, kind, seq):
         if world.debug_detail():
-            debug.check_same_collective(group, seq, debug.fingerprint(kind, arrays, **details))
+            debug.check_same_collective(group, seq, fp)
+        elif group.check_collectives and group.board.node_mismatches(seq, fp_hash):
+            # Read again, field by field, naming every node peer that arrives soon: a mismatch must
+            # be certain before it ends the job.
+            fingerprints = {group.ranks[r]: other for r, other in group.board.node_fingerprints(seq).items()}
+            if any(other != fp for other in fingerprints.values()):
+                raise RuntimeError(debug.mismatch_message(group, seq, {group.ranks[group.rank()]: fp, **fingerprints}))
         work = call(group.communicator_for(arrays[0] if arrays else None))
     if work is None:
         return None
@@ -123,6 +133,66 @@ def reduce_scatter(output: Tensor, input_list: list, op: ReduceOp = ReduceOp.SUM
     inputs = _arrays(input_list, "input_list", "reduce_scatter", out, pg.size(), written=False)
     return run_collective(pg, "reduce_scatter", [out], lambda comm: comm.reduce_scatter(out, inputs, op, async_op),
                           async_op, op=op)
+
+
+def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=None, async_op: bool = False):
+    """``output_tensor``, of group-size times ``input_tensor``'s elements, receives every rank's
+    ``input_tensor`` in rank order; ``input_tensor`` may be this rank's own chunk of it (in place)."""
+    pg = _group(group, "all_gather_into_tensor")
+    if pg is None:
+        return None
+    a = _array(input_tensor, "input_tensor", "all_gather_into_tensor", written=False)
+    out = _array(output_tensor, "output_tensor", "all_gather_into_tensor")
+    _check_flat_sizes("all_gather_into_tensor", out, a, pg.size(),
+                      "output tensor size must be equal to world_size times input tensor size")
+    return run_collective(pg, "all_gather_into_tensor", [a],
+                          lambda comm: comm.all_gather_into_tensor(out, a, async_op), async_op)
+
+
+def reduce_scatter_tensor(output: Tensor, input: Tensor, op: ReduceOp = ReduceOp.SUM, group=None,
+                          async_op: bool = False):
+    """Group rank i's ``output`` becomes the reduction over ranks of chunk i of their ``input`` (group-size
+    times ``output``'s elements)."""
+    pg = _group(group, "reduce_scatter_tensor")
+    if pg is None:
+        return None
+    out, op = _array(output, "output", "reduce_scatter_tensor"), _check_op(op)
+    a = _array(input, "input", "reduce_scatter_tensor", written=False)
+    _check_flat_sizes("reduce_scatter_tensor", a, out, pg.size(),
+                      "input tensor must be the same size as output size times world size")
+    return run_collective(pg, "reduce_scatter_tensor", [out],
+                          lambda comm: comm.reduce_scatter_tensor(out, a, op, async_op), async_op, op=op)
+
+
+def reduce_scatter_v(output: Tensor, input: Tensor, counts, op: ReduceOp = ReduceOp.SUM, group=None,
+                     async_op: bool = False):
+    """Like ``reduce_scatter_tensor`` with chunks of different sizes (MPI's ``MPI_Reduce_scatter``; a
+    distgrad addition): ``input`` is ``counts[0]``, ``counts[1]``, ... elements one after the other, and
+    group rank i's ``output`` (``counts[i]`` elements, possibly none) becomes the reduction of chunk i."""
+    pg = _group(group, "reduce_scatter_v")
+    if pg is None:
+        return None
+    out, op = _array(output, "output", "reduce_scatter_v"), _check_op(op)
+    a = _array(input, "input", "reduce_scatter_v", written=False)
+    counts = [int(c) for c in counts]
+    if len(counts) != pg.size() or min(counts) < 0:
+        raise ValueError(f"reduce_scatter_v: counts must hold one count >= 0 per rank ({pg.size()}), got {counts}")
+    if a.size != sum(counts) or out.size != counts[pg.rank()]:
+        raise ValueError(f"reduce_scatter_v: input has {a.size} elements and output {out.size}, but counts {counts} "
+                         f"need {sum(counts)} and {counts[pg.rank()]} on group rank {pg.rank()}")
+    if out.dtype != a.dtype or backend.device_of(out) != backend.device_of(a):
+        raise ValueError(f"reduce_scatter_v: input and output must have the same dtype and device, got "
+                         f"{a.dtype} on {backend.device_of(a)} and {out.dtype} on {backend.device_of(out)}")
+    return run_collective(pg, "reduce_scatter_v", [a], lambda comm: comm.reduce_scatter_v(out, a, counts, op, async_op),
+                          async_op, op=op, length=hash(tuple(counts)))  # int hashes agree across ranks
+
+
+def _check_flat_sizes(op_name: str, whole, chunk, size: int, message: str) -> None:
+    if whole.size != chunk.size * size:
+        raise ValueError(f"{op_name}: {message} ({whole.size} != {size} x {chunk.size})")
+    if whole.dtype != chunk.dtype or backend.device_of(whole) != backend.device_of(chunk):
+        raise ValueError(f"{op_name}: input and output must have the same dtype and device, got "
+                         f"{chunk.dtype} on {backend.device_of(chunk)} and {whole.dtype} on {backend.device_of(whole)}")
 
 
 def gather(tensor: Tensor, gather_list: list | None = None, dst: int = 0, group=None, async_op: bool = False):

@@ -13,10 +13,10 @@ import numpy as np
 from distgrad import backend
 from distgrad.distributed import collectives, world
 from distgrad.distributed.buckets import GradBucket
-from distgrad.distributed.reduce_op import ReduceOp
+from distgrad.distributed.reduce_op import ReduceOp, divide_in_place
 from distgrad.tensor import Tensor
 
-__all__ = ["CommFuture", "allreduce_hook", "fp16_compress_hook", "bf16_compress_hook",
+__all__ = ["CommFuture", "allreduce_hook", "allreduce_divided_hook", "fp16_compress_hook", "bf16_compress_hook",
            "float_to_bf16_bits", "bf16_bits_to_float"]
 
 
@@ -50,6 +50,18 @@ def allreduce_hook(process_group, bucket: GradBucket) -> CommFuture:
     buffer = bucket.buffer()
     work = collectives.all_reduce(buffer, op=ReduceOp.AVG, group=process_group, async_op=True)
     return CommFuture(work, buffer)
+
+
+def allreduce_divided_hook(process_group, bucket: GradBucket, divisor: int) -> CommFuture:
+    """Sums the bucket across ranks, then divides by ``divisor``: under ``Join`` with
+    ``divide_by_initial_world_size=False``, the number of ranks still training."""
+    buffer = bucket.buffer()
+    work = collectives.all_reduce(buffer, op=ReduceOp.SUM, group=process_group, async_op=True)
+
+    def divide() -> Tensor:
+        divide_in_place(buffer.array, divisor)
+        return buffer
+    return CommFuture(work, then=divide)
 
 
 def fp16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:

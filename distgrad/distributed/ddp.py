@@ -3,7 +3,9 @@
 Wrapping checks that every rank holds the same parameters and copies rank 0's values to all; each
 forward copies rank 0's buffers; each backward averages the gradients across ranks, overlapped with
 backward itself (``reducer.py``), so that ``optimizer.step()`` takes the same step on every rank.
-How it works inside is told in ``docs/distributed.md``.
+With ``gradient_sharding=zero`` (ZeRO-2) the buckets are reduce-scattered instead (``grad_sharding.py``).
+Under ``Join`` (uneven inputs) a rank that ran out of batches shadows the others' collectives
+(``_DDPJoinHook``). How it works inside is told in ``docs/distributed.md``.
 """
 from __future__ import annotations
 
@@ -11,8 +13,14 @@ import contextlib
 
 from distgrad import backend
 from distgrad.autograd.grad_mode import is_grad_enabled
-from distgrad.autograd.node import AccumulateGrad, increment_version
+from distgrad.autograd.node import AccumulateGrad
+import numpy as np
+
 from distgrad.distributed import collectives, object_collectives, world
+from distgrad.distributed.algorithms.join import Join, Joinable, JoinHook
+from distgrad.distributed.coalesced import broadcast_coalesced
+from distgrad.distributed.grad_sharding import ShardedReducer
+from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.distributed.reducer import Reducer
 from distgrad.nn.module import Module
 from distgrad.tensor import Tensor
@@ -20,7 +28,7 @@ from distgrad.tensor import Tensor
 __all__ = ["DistributedDataParallel"]
 
 
-class DistributedDataParallel(Module):
+class DistributedDataParallel(Module, Joinable):
     """Data parallelism: wrap the model on every rank, train as usual; gradients are averaged across ranks.
 
     Args:
@@ -32,13 +40,19 @@ class DistributedDataParallel(Module):
             without it, a parameter that gets no gradient is an error at the end of backward.
         gradient_as_bucket_view: ``p.grad`` becomes a view into its bucket (saves a copy and memory).
         process_group: the ranks to average over (default: the world).
+        gradient_sharding: a ``ZeroRedundancyOptimizer`` over the module's parameters (same process group):
+            ZeRO-2. Buckets are reduce-scattered, and after backward ``p.grad`` holds the average only
+            for the parameters whose optimizer state lives on this rank (None for the others). A
+            distgrad addition; DeepSpeed calls it ZeRO stage 2, PyTorch's FSDP ``SHARD_GRAD_OP``.
 
     Arguments after ``device_ids`` are keyword-only (PyTorch's positional order has more arguments).
     """
 
     def __init__(self, module: Module, device_ids=None, *, bucket_cap_mb: float = 25, broadcast_buffers: bool = True,
-                 find_unused_parameters: bool = False, gradient_as_bucket_view: bool = False, process_group=None):
-        super().__init__()
+                 find_unused_parameters: bool = False, gradient_as_bucket_view: bool = False, process_group=None,
+                 gradient_sharding=None):
+        Module.__init__(self)
+        Joinable.__init__(self)
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel expects a distgrad.nn.Module, got {type(module).__name__}")
         trained = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
@@ -60,24 +74,67 @@ class DistributedDataParallel(Module):
         self.bucket_bytes_cap = int(bucket_cap_mb * 1024 * 1024)
         self.require_backward_grad_sync = True
         self._src_rank = group.ranks[0]
+        self._join_device = trained[0][1].device
+        self._divide_by_initial_world_size = True
         _verify_same_parameters(module, process_group)
-        _broadcast_coalesced([p for _, p in module.named_parameters()] + list(module.buffers()),
-                             self._src_rank, process_group)
-        self.reducer = Reducer(trained, process_group, self.bucket_bytes_cap, find_unused_parameters,
-                               gradient_as_bucket_view)
+        broadcast_coalesced([p for _, p in module.named_parameters()] + list(module.buffers()),
+                            self._src_rank, process_group)
+        if gradient_sharding is None:
+            self.reducer = Reducer(trained, process_group, self.bucket_bytes_cap, find_unused_parameters,
+                                   gradient_as_bucket_view)
+        else:
+            if gradient_as_bucket_view:
+                raise ValueError("DistributedDataParallel: gradient_as_bucket_view=True cannot be combined with "
+                                 "gradient_sharding (each rank keeps only its shard's gradients, outside the buckets)")
+            self.reducer = ShardedReducer(trained, process_group, self.bucket_bytes_cap, find_unused_parameters,
+                                          _shard_owners(gradient_sharding, trained, group))
 
     def forward(self, *inputs, **kwargs):
-        if is_grad_enabled():
+        sync_backward = is_grad_enabled() and self.require_backward_grad_sync
+        buffers = list(self.module.buffers()) if self.broadcast_buffers and self.require_backward_grad_sync else []
+        Join.notify_join_context(self)
+        buffer_src = self._src_rank
+        if self._join_config.enable:  # tell joined ranks which collectives this iteration runs
+            backward_ranks, _ = _join_flags(self, sync_backward, bool(buffers))
+            self._set_divisor(backward_ranks)
+            if buffers:  # joined ranks hold stale buffers: take the highest rank still training
+                buffer_src = _highest_rank(self, candidate=True)
+        if sync_backward:
             self.reducer.rebuild_buckets_if_needed()
-        if self.broadcast_buffers and self.require_backward_grad_sync:
-            buffers = list(self.module.buffers())
-            if buffers:
-                _broadcast_coalesced(buffers, self._src_rank, self.process_group)
+        if buffers:
+            broadcast_coalesced(buffers, buffer_src, self.process_group)
         outputs = self.module(*inputs, **kwargs)
-        if is_grad_enabled() and self.require_backward_grad_sync:
+        if sync_backward:
             unused = _unreached_parameters(outputs, self.reducer.params) if self.find_unused_parameters else []
             self.reducer.prepare_for_backward(unused)
         return outputs
+
+    def _set_divisor(self, backward_ranks: int) -> None:
+        size = world.get_world_size(self.process_group)
+        dynamic = not self._divide_by_initial_world_size and 0 < backward_ranks < size
+        self.reducer.divisor = backward_ranks if dynamic else None
+
+    # --- uneven inputs (Join) -----------------------------------------------------------------------
+    def join(self, divide_by_initial_world_size: bool = True, enable: bool = True,
+             throw_on_early_termination: bool = False) -> Join:
+        """``with model.join(): for batch in my_batches: ...`` trains on uneven inputs: ranks that run out of
+        batches shadow the collectives of the others until all have run out (``Join([model])``).
+
+        ``divide_by_initial_world_size``: the average divides by the world size even when fewer ranks
+        still train (their gradients count as zeros); False divides by the ranks still training."""
+        return Join([self], enable, throw_on_early_termination,
+                    divide_by_initial_world_size=divide_by_initial_world_size)
+
+    def join_hook(self, **kwargs) -> JoinHook:
+        return _DDPJoinHook(self, divide_by_initial_world_size=kwargs.get("divide_by_initial_world_size", True))
+
+    @property
+    def join_device(self):
+        return self._join_device
+
+    @property
+    def join_process_group(self):
+        return self.process_group
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -99,6 +156,66 @@ class DistributedDataParallel(Module):
     def bucket_layout(self) -> list[list[str]]:
         """The parameter names of each bucket, in the order the buckets are reduced (distgrad only)."""
         return [[self.reducer.names[i] for i in bucket.param_indices] for bucket in self.reducer.buckets]
+
+
+class _DDPJoinHook(JoinHook):
+    """A joined rank's side of DDP's collectives, one iteration of the ranks still training per call."""
+
+    def __init__(self, ddp: DistributedDataParallel, divide_by_initial_world_size: bool):
+        self.ddp = ddp
+        ddp._divide_by_initial_world_size = divide_by_initial_world_size
+
+    def main_hook(self) -> None:
+        ddp = self.ddp
+        backward_ranks, buffer_ranks = _join_flags(ddp, False, False)
+        if backward_ranks:
+            ddp.reducer.rebuild_buckets_if_needed()
+        if buffer_ranks:
+            src = _highest_rank(ddp, candidate=False)
+            broadcast_coalesced(list(ddp.module.buffers()), src, ddp.process_group)
+        if backward_ranks:
+            ddp._set_divisor(backward_ranks)
+            ddp.reducer.shadow_backward()
+
+    def post_hook(self, is_last_joiner: bool) -> None:
+        """Every rank takes the model of the last rank to join (the highest such rank)."""
+        ddp = self.ddp
+        src = _highest_rank(ddp, candidate=is_last_joiner)
+        broadcast_coalesced([p for _, p in ddp.module.named_parameters()] + list(ddp.module.buffers()), src,
+                            ddp.process_group)
+
+
+def _join_flags(ddp: DistributedDataParallel, sync_backward: bool, sync_buffers: bool) -> tuple[int, int]:
+    """How many ranks will reduce gradients in this iteration's backward, and how many broadcast buffers
+    now (joined ranks say 0 and 0); one all-reduce."""
+    flags = Tensor(np.array([int(sync_backward), int(sync_buffers)], dtype=np.int64))
+    collectives.all_reduce(flags, group=ddp.process_group)
+    return int(flags.array[0]), int(flags.array[1])
+
+
+def _highest_rank(ddp: DistributedDataParallel, candidate: bool) -> int:
+    """The highest global rank among the candidates (every rank calls it; at least one is a candidate)."""
+    rank = Tensor(np.array([world.get_rank() if candidate else -1], dtype=np.int64))
+    collectives.all_reduce(rank, op=ReduceOp.MAX, group=ddp.process_group)
+    return int(rank.array[0])
+
+
+def _shard_owners(zero, trained: list, group) -> list[int]:
+    """The group rank that owns each trained parameter in the ZeroRedundancyOptimizer ``zero``."""
+    if not hasattr(zero, "owner_of"):
+        raise TypeError(f"gradient_sharding expects a ZeroRedundancyOptimizer, got {type(zero).__name__}")
+    if world.resolve_group(zero.process_group) is not group:
+        raise ValueError("DistributedDataParallel(gradient_sharding=...): the ZeroRedundancyOptimizer must use the "
+                         "same process group as DistributedDataParallel")
+    owners = []
+    for name, p in trained:
+        try:
+            owners.append(zero.owner_of(p))
+        except KeyError:
+            raise ValueError(f"DistributedDataParallel(gradient_sharding=...): parameter '{name}' is not one of the "
+                             "ZeroRedundancyOptimizer's parameters; give it every trained parameter of the "
+                             "module") from None
+    return owners
 
 
 def _check_device_ids(device_ids, params) -> None:
@@ -149,22 +266,6 @@ def _verify_same_parameters(module: Module, process_group) -> None:
     problem = first_parameter_mismatch(everyone, world.resolve_group(process_group).ranks)
     if problem is not None:
         raise RuntimeError(problem)
-
-
-def _broadcast_coalesced(tensors: list, src: int, process_group) -> None:
-    """Every rank's ``tensors`` become rank ``src``'s: one broadcast per dtype and device."""
-    by_kind = {}
-    for t in tensors:
-        by_kind.setdefault((t.dtype, t.device), []).append(t)
-    for members in by_kind.values():
-        xp = members[0]._xp
-        flat = Tensor(xp.concatenate([t.array.reshape(-1) for t in members]))
-        collectives.broadcast(flat, src, group=process_group)
-        offset = 0
-        for t in members:
-            t.array[...] = flat.array[offset:offset + t.numel()].reshape(t.shape)
-            increment_version(t)
-            offset += t.numel()
 
 
 def _tensors_in(outputs) -> list:

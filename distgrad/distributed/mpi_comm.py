@@ -180,10 +180,28 @@ class MPICommunicator:
         return self._run("Allgather", (self._readable(array), gathered),
                          lambda: _scatter_rows(gathered, outputs), async_op)
 
-    def reduce_scatter(self, output, inputs: list, op: ReduceOp, async_op: bool):
-        stacked = self._readable(backend.array_module(output).stack(inputs))
+    def all_gather_into_tensor(self, output, array, async_op: bool):
+        """``output`` holds ``size`` chunks of ``array``'s size; chunk r becomes rank r's ``array``."""
+        if not self._staged(output) and _is_chunk_of(array, output, self.rank):
+            # ZeRO's flat parameter buffer: each rank's chunk is already in place, so MPI sends it from there.
+            return self._run("Allgather", (self._MPI.IN_PLACE, output), None, async_op)
         buffer = self._writable(output)
-        return self._run("Reduce_scatter_block", (stacked, buffer, self._ops[op]),
+        return self._run("Allgather", (self._readable(array), buffer), self._finisher(output, buffer), async_op)
+
+    def reduce_scatter(self, output, inputs: list, op: ReduceOp, async_op: bool):
+        return self.reduce_scatter_tensor(output, backend.array_module(output).stack(inputs), op, async_op)
+
+    def reduce_scatter_tensor(self, output, array, op: ReduceOp, async_op: bool):
+        """``array`` holds ``size`` chunks of ``output``'s size; rank r's ``output`` becomes the reduction of
+        every rank's chunk r. (MPI's in-place variant leaves the result where NCCL's would not: none here.)"""
+        buffer = self._writable(output)
+        return self._run("Reduce_scatter_block", (self._readable(array), buffer, self._ops[op]),
+                         self._finisher(output, buffer, op), async_op)
+
+    def reduce_scatter_v(self, output, array, counts: list, op: ReduceOp, async_op: bool):
+        """Rank r's ``output`` becomes the reduction of every rank's chunk r (``counts[r]`` elements)."""
+        buffer = self._writable(output)
+        return self._run("Reduce_scatter", (self._readable(array), buffer, counts, self._ops[op]),
                          self._finisher(output, buffer, op), async_op)
 
     def gather(self, array, outputs: list | None, root: int, async_op: bool):
@@ -200,6 +218,17 @@ class MPICommunicator:
 
     def barrier(self, async_op: bool):
         return self._run("Barrier", (), None, async_op)
+
+
+def _is_chunk_of(array, output, rank: int) -> bool:
+    """Whether ``array`` is exactly chunk ``rank`` of the contiguous ``output`` (the same memory)."""
+    if array.size == 0 or array.dtype != output.dtype or not array.flags.c_contiguous:
+        return False
+    return _address(array) == _address(output) + rank * array.size * array.itemsize
+
+
+def _address(array) -> int:
+    return array.data.ptr if backend.is_device_array(array) else array.__array_interface__["data"][0]
 
 
 def _scatter_rows(gathered, outputs: list) -> None:

@@ -108,14 +108,40 @@ class NCCLCommunicator:
 
     def all_gather(self, outputs: list, array, async_op: bool) -> NCCLWork:
         gathered = self._cp.empty((self.size,) + array.shape, array.dtype)
-        return self._launch([array, gathered], lambda s: self.comm.allGather(
-            array.data.ptr, gathered.data.ptr, array.size, self._dtype(array), s),
-            finish=lambda: _copy_rows(gathered, outputs))
+        return self._all_gather(gathered, array, finish=lambda: _copy_rows(gathered, outputs))
+
+    def all_gather_into_tensor(self, output, array, async_op: bool) -> NCCLWork:
+        # In place when ``array`` is this rank's chunk of ``output``: NCCL allows exactly that aliasing.
+        return self._all_gather(output, array)
+
+    def _all_gather(self, output, array, finish=None) -> NCCLWork:
+        return self._launch([array, output], lambda s: self.comm.allGather(
+            array.data.ptr, output.data.ptr, array.size, self._dtype(array), s), finish=finish)
 
     def reduce_scatter(self, output, inputs: list, op: ReduceOp, async_op: bool) -> NCCLWork:
-        stacked = self._cp.stack(inputs)
-        return self._launch([output, stacked], lambda s: self.comm.reduceScatter(
-            stacked.data.ptr, output.data.ptr, output.size, self._dtype(output), self._ops[op], s))
+        return self.reduce_scatter_tensor(output, self._cp.stack(inputs), op, async_op)
+
+    def reduce_scatter_tensor(self, output, array, op: ReduceOp, async_op: bool) -> NCCLWork:
+        """Rank r's ``output`` becomes the reduction of every rank's chunk r of the flat ``array``."""
+        return self._launch([output, array], lambda s: self.comm.reduceScatter(
+            array.data.ptr, output.data.ptr, output.size, self._dtype(output), self._ops[op], s))
+
+    def reduce_scatter_v(self, output, array, counts: list, op: ReduceOp, async_op: bool) -> NCCLWork:
+        """NCCL's reduce-scatter needs equal chunks: one ``reduce`` per rank's chunk instead, to that rank,
+        fused in one group (as DeepSpeed reduces a bucket to the owners of its parts)."""
+        itemsize, dtype = array.dtype.itemsize, self._dtype(array)
+
+        def reduce_each(stream):
+            self._nccl.groupStart()
+            start = 0
+            for root, count in enumerate(counts):
+                if count:
+                    send = array.data.ptr + start * itemsize
+                    receive = output.data.ptr if root == self.rank else send  # read on the root only
+                    self.comm.reduce(send, receive, count, dtype, self._ops[op], root, stream)
+                start += count
+            self._nccl.groupEnd()
+        return self._launch([output, array], reduce_each)
 
     def gather(self, array, outputs: list | None, root: int, async_op: bool) -> NCCLWork:
         if self.rank != root:

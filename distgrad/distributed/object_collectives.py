@@ -4,7 +4,7 @@ from __future__ import annotations
 from distgrad.distributed.collectives import run_collective
 from distgrad.distributed.world import resolve_group
 
-__all__ = ["all_gather_object", "broadcast_object_list"]
+__all__ = ["all_gather_object", "broadcast_object_list", "gather_object"]
 
 
 def broadcast_object_list(object_list: list, src: int = 0, group=None, device=None) -> None:
@@ -35,3 +35,22 @@ def all_gather_object(object_list: list, obj, group=None) -> None:
         object_list[:] = comm.comm.allgather(obj)
 
     run_collective(pg, "all_gather_object", [], call, async_op=False)
+
+
+def gather_object(obj, object_gather_list: list | None = None, dst: int = 0, group=None) -> None:
+    """On global rank ``dst``, ``object_gather_list[i]`` becomes group rank i's ``obj`` (one slot per rank);
+    the other ranks pass None."""
+    pg = resolve_group(group)
+    if pg is None:
+        return
+    root = pg.group_rank(dst)
+    if pg.rank() == root and (object_gather_list is None or len(object_gather_list) != pg.size()):
+        raise ValueError(f"gather_object: object_gather_list must have one entry per rank ({pg.size()}) on the "
+                         "destination rank")
+
+    def call(comm):
+        gathered = comm.comm.gather(obj, root=root)
+        if pg.rank() == root:
+            object_gather_list[:] = gathered
+
+    run_collective(pg, "gather_object", [], call, async_op=False, dst=dst)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from distgrad import backend
+from distgrad.distributed import debug
 from distgrad.distributed.mpi_comm import MPICommunicator
 from distgrad.distributed.progress_board import ProgressBoard
 
@@ -27,6 +28,7 @@ class ProcessGroup:
             from distgrad.distributed.nccl_comm import NCCLCommunicator
             self.nccl = NCCLCommunicator(comm)
         self.seq = 0
+        self.check_collectives = debug.check_enabled() and self.size() > 1
 
     def rank(self) -> int:
         return self.mpi.rank
@@ -41,10 +43,13 @@ class ProcessGroup:
         except ValueError:
             raise ValueError(f"Global rank {global_rank} is not part of group {self.name}") from None
 
-    def enter(self, kind: str) -> int:
-        """Counts a new collective of ``kind`` and posts it on the progress board; returns its number."""
+    def enter(self, kind: str, fingerprint: tuple | None = None, fp_hash: int | None = None) -> int:
+        """Counts a new collective of ``kind`` and posts it (``debug.fingerprint``) on the progress
+        board; returns its number."""
+        if fingerprint is None:
+            fingerprint = debug.bare_fingerprint(kind)
         self.seq += 1
-        self.board.post(self.seq, kind)
+        self.board.post(self.seq, hash(fingerprint) if fp_hash is None else fp_hash, fingerprint)
         return self.seq
 
     def communicator_for(self, array):

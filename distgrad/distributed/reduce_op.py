@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 
-from distgrad import backend
+from distgrad import backend, dtypes
 
 
 class ReduceOp(enum.Enum):
@@ -18,7 +18,7 @@ class ReduceOp(enum.Enum):
 
 def divide_in_place(array, divisor: int) -> None:
     """``array /= divisor``; integer division truncates toward zero, as NCCL's ``ncclAvg`` does."""
-    if array.dtype.kind in "fc":
+    if dtypes.is_floating_point(array.dtype):
         array /= divisor
         return
     xp = backend.array_module(array)

@@ -7,6 +7,12 @@ of earlier layers. Buckets are launched strictly in index order, the same on eve
 NCCL match collectives by the order in which ranks issue them), so a bucket that fills early waits
 for the earlier ones. The first hook of a backward pass queues an end-of-backward callback, which
 waits for the buckets in order and writes the averaged gradients into ``p.grad``.
+
+Under ``Join`` a rank that has run out of inputs runs ``shadow_backward``: the same buckets, in the
+same order, filled with zeros, so that the ranks still training find a partner for every collective;
+the average divides by ``divisor`` (the ranks still training) when Join asks for it. ``ZeRO-2``
+(``grad_sharding.py``) changes three steps of this class: how a gradient enters its bucket, how a
+bucket is reduced (reduce-scatter) and what is written back (only this rank's shard).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from distgrad.autograd.engine import queue_callback
 from distgrad.autograd.node import increment_version
 from distgrad.distributed import collectives, object_collectives, world
 from distgrad.distributed.buckets import GradBucket, assign_buckets
-from distgrad.distributed.comm_hooks import allreduce_hook
+from distgrad.distributed.comm_hooks import allreduce_divided_hook, allreduce_hook
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.tensor import Tensor
 
@@ -52,6 +58,8 @@ class Reducer:
         self.gradient_as_bucket_view = gradient_as_bucket_view
         self.comm_hook_state, self.comm_hook = process_group, allreduce_hook
         self._comm_hook_registered = False
+        self.divisor = None  # what the built-in reduction divides the sum by; None: the group's size
+        self._shadowing = False  # True while a joined rank runs shadow_backward
         # Gradients usually become ready in reverse registration order: the last layer's first.
         self._build_buckets(list(reversed(range(len(self.params)))))
         self.expect_hooks = False  # True from a synced forward until its backward has finished
@@ -76,11 +84,23 @@ class Reducer:
 
     def _build_buckets(self, order: list[int]) -> None:
         groups = assign_buckets(self.params, order, self.bucket_cap_bytes)
-        self.buckets = [GradBucket(b, indices, self.params, b == len(groups) - 1) for b, indices in enumerate(groups)]
-        self._slot = [None] * len(self.params)  # parameter index -> (bucket, view of the bucket's buffer)
+        self.buckets = [self._make_bucket(b, indices, b == len(groups) - 1) for b, indices in enumerate(groups)]
+        self._slot = [None] * len(self.params)  # parameter index -> (bucket, its position in the bucket)
         for bucket in self.buckets:
-            for i, view in zip(bucket.param_indices, bucket.views):
-                self._slot[i] = (bucket, view)
+            for k, i in enumerate(bucket.param_indices):
+                self._slot[i] = (bucket, k)
+
+    def _make_bucket(self, index: int, param_indices: list[int], is_last: bool) -> GradBucket:
+        return GradBucket(index, param_indices, self.params, is_last)
+
+    def held_bytes(self) -> int:
+        """Bytes that the gradient buffers (the buckets) keep between steps."""
+        return sum(bucket.nbytes() for bucket in self.buckets)
+
+    def _view(self, i: int):
+        """Parameter ``i``'s slice of its bucket's buffer."""
+        bucket, k = self._slot[i]
+        return bucket.views[k]
 
     def register_comm_hook(self, state, hook) -> None:
         if self._comm_hook_registered:
@@ -102,11 +122,12 @@ class Reducer:
         order = [self._rebuild_order]
         root = world.resolve_group(self.process_group).ranks[0]
         object_collectives.broadcast_object_list(order, src=root, group=self.process_group)
-        old_slots = self._slot
+        old_views = [self._view(i) for i in range(len(self.params))] if self.gradient_as_bucket_view else []
         self._build_buckets(order[0])
         if self.gradient_as_bucket_view:  # gradients that live in the old buckets move to the new ones
-            for p, (_, old_view), (_, view) in zip(self.params, old_slots, self._slot):
+            for i, (p, old_view) in enumerate(zip(self.params, old_views)):
                 if p.grad is not None and p.grad.array is old_view:
+                    view = self._view(i)
                     view[...] = old_view
                     p.grad = Tensor(view)
         self._rebuild_order, self.has_rebuilt_buckets = None, True
@@ -126,6 +147,19 @@ class Reducer:
         self._unused = unused
         if self._ready_order is not None:
             self._ready_order = []
+
+    def shadow_backward(self) -> None:
+        """A joined rank's part in one synced backward of the ranks still training: every bucket is
+        reduced, in the same order, with zeros for this rank's gradients; the averages land in ``p.grad``
+        (PyTorch drops them; keeping them lets ZeroRedundancyOptimizer's join hook step this rank's shard)."""
+        self.prepare_for_backward([])
+        self._shadowing = True
+        try:
+            for i in [i for bucket in self.buckets for i in bucket.param_indices]:  # the order of the layout
+                self._mark_ready(i)
+            self._finalize_backward()
+        finally:
+            self._shadowing = False
 
     # --- backward side: the hooks ------------------------------------------------------------------
     def grad_ready(self, i: int) -> None:
@@ -147,14 +181,8 @@ class Reducer:
         self._drive_progress()
 
     def _mark_ready(self, i: int) -> None:
-        bucket, view = self._slot[i]
-        grad = self.params[i].grad
-        if grad is None:
-            view.fill(0)
-        elif grad.array is not view:
-            view[...] = grad.array
-            if self.gradient_as_bucket_view:
-                self.params[i].grad = Tensor(view)
+        bucket = self._slot[i][0]
+        self._fill_slot(i)
         self._ready[i] = True
         if self._ready_order is not None:
             self._ready_order.append(i)
@@ -162,13 +190,29 @@ class Reducer:
         if bucket.pending == 0:
             self._launch_ready_buckets()
 
+    def _fill_slot(self, i: int) -> None:
+        """Parameter ``i``'s gradient (zeros if it has none, or while shadowing) into its bucket slot."""
+        view, grad = self._view(i), self.params[i].grad
+        if grad is None or self._shadowing:
+            view.fill(0)
+        elif grad.array is not view:
+            view[...] = grad.array
+            if self.gradient_as_bucket_view:
+                self.params[i].grad = Tensor(view)
+
     def _launch_ready_buckets(self) -> None:
         """Launches, in index order, every full bucket whose predecessors have all been launched."""
         buckets = self.buckets
         while self._next_launch < len(buckets) and buckets[self._next_launch].pending == 0:
             bucket = buckets[self._next_launch]
-            bucket.future = self.comm_hook(self.comm_hook_state, bucket)
+            bucket.future = self._reduce(bucket)
             self._next_launch += 1
+
+    def _reduce(self, bucket: GradBucket):
+        """Starts the bucket's reduction; returns its future (``CommFuture``)."""
+        if self.divisor is not None and not self._comm_hook_registered:
+            return allreduce_divided_hook(self.process_group, bucket, self.divisor)
+        return self.comm_hook(self.comm_hook_state, bucket)
 
     def _drive_progress(self) -> None:
         # MPI moves a non-blocking collective along only inside MPI calls: one test of the oldest
@@ -191,14 +235,17 @@ class Reducer:
             self._mark_ready(i)
         globally_used = self._globally_used() if self.find_unused_parameters else None
         for bucket in self.buckets:
-            reduced = bucket.future.wait()
-            if reduced.array is not bucket.buffer().array:
-                bucket.buffer().array[...] = reduced.array
+            self._receive(bucket, bucket.future.wait())
             bucket.future = None
         self._write_back(globally_used)
         self._locally_used[:] = False
         if self._ready_order is not None:
             self._rebuild_order, self._ready_order = self._ready_order, None
+
+    def _receive(self, bucket: GradBucket, reduced: Tensor) -> None:
+        """Takes a bucket's reduced gradients (the hook's result) into its buffer."""
+        if reduced.array is not bucket.buffer().array:
+            bucket.buffer().array[...] = reduced.array
 
     def _wait_for_launched(self) -> None:
         for bucket in self.buckets[:self._next_launch]:
@@ -216,7 +263,7 @@ class Reducer:
         for i, p in enumerate(self.params):
             if globally_used is not None and not globally_used[i]:
                 continue
-            view = self._slot[i][1]
+            view = self._view(i)
             if self.gradient_as_bucket_view:
                 if p.grad is None or p.grad.array is not view:
                     p.grad = Tensor(view)

@@ -9,7 +9,7 @@ import datetime
 import os
 import warnings
 
-from distgrad import envvars
+from distgrad import envvars, threads
 from distgrad.backend import cuda_device_count, cupy_module
 from distgrad.distributed import debug, failure, mpi_env
 from distgrad.distributed.nccl_comm import nccl_available
@@ -97,6 +97,7 @@ def init_process_group(backend=None, timeout=None, world_size: int = -1, rank: i
                          f"world size {size}, rank {my_rank}")
     local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=my_rank)
     _world.local_rank, _world.local_world_size = local.Get_rank(), local.Get_size()
+    threads.choose_for_ranks(local)  # ranks sharing cores share them, under any launcher
     local.Free()
     if cuda_device_count() > 0:
         cupy_module().cuda.Device(_world.local_rank % cuda_device_count()).use()

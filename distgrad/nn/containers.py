@@ -79,18 +79,39 @@ class Sequential(Module):
         return input
 
 
-class ModuleList(Module):
-    """A list of modules, registered so their parameters are found; it has no ``forward``."""
+class _ListContainer(Module):
+    """What ``ModuleList`` and ``ParameterList`` share: members registered under ``"0"``, ``"1"``, ...
+    in the dict that ``_members`` names (``"_modules"`` or ``"_parameters"``); ``extend`` adds them."""
 
-    def __init__(self, modules: Iterable[Module] | None = None):
+    _members: str
+
+    def __init__(self, values: Iterable | None = None):
         super().__init__()
-        if modules is not None:
-            self.extend(modules)
+        if values is not None:
+            self.extend(values)
+
+    def _items(self) -> dict:
+        return self.__dict__[self._members]
 
     def __getitem__(self, idx):
         if isinstance(idx, slice):
-            return type(self)(list(self._modules.values())[idx])
-        return self._modules[str(_checked_index(idx, len(self)))]
+            return type(self)(list(self._items().values())[idx])
+        return self._items()[str(_checked_index(idx, len(self)))]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self):
+        return iter(self._items().values())
+
+    def __iadd__(self, values: Iterable):
+        return self.extend(values)
+
+
+class ModuleList(_ListContainer):
+    """A list of modules, registered so their parameters are found; it has no ``forward``."""
+
+    _members = "_modules"
 
     def __setitem__(self, idx, module: Module) -> None:
         setattr(self, str(_checked_index(idx, len(self))), module)
@@ -99,15 +120,6 @@ class ModuleList(Module):
         modules = list(self._modules.values())
         del modules[idx if isinstance(idx, slice) else _checked_index(idx, len(self))]
         self._modules = OrderedDict((str(i), m) for i, m in enumerate(modules))
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __iadd__(self, modules: Iterable[Module]) -> "ModuleList":
-        return self.extend(modules)
 
     def append(self, module: Module) -> "ModuleList":
         self.add_module(str(len(self)), module)
@@ -194,32 +206,15 @@ class ModuleDict(Module):
             self[key] = module
 
 
-class ParameterList(Module):
+class ParameterList(_ListContainer):
     """A list of Parameters, registered under ``"0"``, ``"1"``, ...; plain Tensors are wrapped as Parameters."""
 
-    def __init__(self, values: Iterable[Tensor] | None = None):
-        super().__init__()
-        if values is not None:
-            self.extend(values)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return type(self)(list(self._parameters.values())[idx])
-        return self._parameters[str(_checked_index(idx, len(self)))]
+    _members = "_parameters"
 
     def __setitem__(self, idx, param: Tensor) -> None:
         if not isinstance(param, Parameter):
             param = Parameter(param)
         setattr(self, str(_checked_index(idx, len(self))), param)
-
-    def __len__(self) -> int:
-        return len(self._parameters)
-
-    def __iter__(self):
-        return iter(self._parameters.values())
-
-    def __iadd__(self, params: Iterable[Tensor]) -> "ParameterList":
-        return self.extend(params)
 
     def append(self, param: Tensor) -> "ParameterList":
         self.register_parameter(str(len(self)), param if isinstance(param, Parameter) else Parameter(param))

@@ -51,6 +51,8 @@ from distgrad.ops import (  # noqa: F401
     pixel_unshuffle,
     poisson_nll_loss,
     prelu,
+    rms_norm,
+    scaled_dot_product_attention,
     sigmoid,
     smooth_l1_loss,
     soft_margin_loss,
@@ -63,6 +65,7 @@ from distgrad.ops import (  # noqa: F401
     tanhshrink,
     triplet_margin_loss,
 )
+from distgrad.nn.multi_head_attention import multi_head_attention_forward  # noqa: F401
 from distgrad.ops.adaptive_pooling import adaptive_max_pool1d, adaptive_max_pool2d  # noqa: F401
 from distgrad.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
@@ -77,11 +80,13 @@ __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss",
     "cosine_embedding_loss", "margin_ranking_loss", "hinge_embedding_loss", "soft_margin_loss",
     "multilabel_soft_margin_loss", "triplet_margin_loss",
-    "layer_norm", "batch_norm", "group_norm", "instance_norm", "normalize", "cosine_similarity", "pairwise_distance",
+    "layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm",
+    "normalize", "cosine_similarity", "pairwise_distance",
     "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "pad", "one_hot",
     "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d",
     "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
     "interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle", "pixel_unshuffle",
+    "scaled_dot_product_attention", "multi_head_attention_forward",
 ]
 
 

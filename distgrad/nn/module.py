@@ -37,13 +37,20 @@ def _addindent(text: str, spaces: int) -> str:
     return first + "\n" + "\n".join(" " * spaces + line for line in rest)
 
 
-def _check_member_name(kind: str, name) -> None:
+def _check_new_member(module, kind: str, name, members: str) -> None:
+    """PyTorch's checks before ``name`` joins ``module.<members>`` (its dict of parameters, buffers or
+    modules): ``Module.__init__`` has run, the name is a non-empty string without a dot, and no other
+    attribute has it."""
+    if members not in module.__dict__:
+        raise AttributeError(f"cannot assign {kind} before Module.__init__() call")
     if not isinstance(name, str):
         raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
     if "." in name:
         raise KeyError(f"{kind} name can't contain \".\", got: {name}")
     if name == "":
         raise KeyError(f"{kind} name can't be empty string \"\"")
+    if hasattr(module, name) and name not in module.__dict__[members]:
+        raise KeyError(f"attribute '{name}' already exists")
 
 
 class Module:
@@ -79,11 +86,7 @@ class Module:
     # --- registration ----------------------------------------------------------------------------
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Adds ``param`` (or a ``None`` placeholder) under ``name``."""
-        if "_parameters" not in self.__dict__:
-            raise AttributeError("cannot assign parameter before Module.__init__() call")
-        _check_member_name("parameter", name)
-        if hasattr(self, name) and name not in self._parameters:
-            raise KeyError(f"attribute '{name}' already exists")
+        _check_new_member(self, "parameter", name, "_parameters")
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
                             "(distgrad.nn.Parameter or None required)")
@@ -94,11 +97,7 @@ class Module:
 
         Persistent buffers are part of ``state_dict()``; all buffers move with ``to()``.
         """
-        if "_buffers" not in self.__dict__:
-            raise AttributeError("cannot assign buffer before Module.__init__() call")
-        _check_member_name("buffer", name)
-        if hasattr(self, name) and name not in self._buffers:
-            raise KeyError(f"attribute '{name}' already exists")
+        _check_new_member(self, "buffer", name, "_buffers")
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
                             "(distgrad Tensor or None required)")
@@ -112,9 +111,7 @@ class Module:
         """Adds a child module, reachable as the attribute ``name``."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
-        _check_member_name("module", name)
-        if hasattr(self, name) and name not in self._modules:
-            raise KeyError(f"attribute '{name}' already exists")
+        _check_new_member(self, "module", name, "_modules")
         self._modules[name] = module
 
     register_module = add_module
@@ -308,7 +305,7 @@ class Module:
         device, dtype = _parse_to(*args, **kwargs)
 
         def convert(array):
-            if dtype is not None and array.dtype.kind == dtype.kind:
+            if dtype is not None and dtypes.is_floating_point(array.dtype):
                 array = array.astype(dtype, copy=False)
             if device is not None:
                 array = backend.to_device(array, device)
@@ -407,6 +404,6 @@ class Module:
 def _parse_to(*args, **kwargs):
     """``(device, dtype)`` from ``Module.to``'s PyTorch-style arguments (either may be None)."""
     device, dtype, _ = parse_to(*args, **kwargs)
-    if dtype is not None and dtype.kind not in "fc":
+    if dtype is not None and not dtypes.is_floating_point(dtype):
         raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired dtype={dtype}")
     return device, dtype

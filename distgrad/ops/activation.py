@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 from distgrad.autograd.function import Function
+from distgrad.dtypes import FLOATING, compute_dtype
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.tensor import Tensor, bind_methods
@@ -32,9 +33,9 @@ class Softmax(Function):
     def forward(ctx, x, dim):
         xp = x._xp
         axis = dim if x.ndim else None
-        e = xp.exp(_shifted(x.array, axis))
+        e = xp.exp(_shifted(x.array.astype(compute_dtype(x.dtype), copy=False), axis))  # 16-bit: in float32
         e /= e.sum(axis=axis, keepdims=True)
-        out = Tensor(e)
+        out = Tensor(e.astype(x.dtype, copy=False))
         ctx.dim = dim
         ctx.save_for_backward(out)
         return out
@@ -51,11 +52,11 @@ class LogSoftmax(Function):
     def forward(ctx, x, dim):
         xp = x._xp
         axis = dim if x.ndim else None
-        shifted = _shifted(x.array, axis)
+        shifted = _shifted(x.array.astype(compute_dtype(x.dtype), copy=False), axis)  # 16-bit: in float32
         shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
         ctx.dim = dim
         ctx.save_for_backward(x)
-        return shifted
+        return shifted.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -69,7 +70,7 @@ def _softmax_dim(name: str, input: Tensor, dim) -> int:
         dim = 0 if input.ndim in (0, 1, 3) else 1
         warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
                       f"Change the call to include dim=X as an argument.", stacklevel=3)
-    if input.dtype.kind != "f":
+    if input.dtype not in FLOATING:
         raise NotImplementedError(f'"{name}" not implemented for \'{input.dtype.name}\'; '
                                   f"pass a floating point tensor or dtype=")
     return wrap_dim(dim, input.ndim)

@@ -2,7 +2,8 @@
 Python operators bound to them (``==``, ``<``, ``&``, ``~`` ...), and ``isclose``/``allclose``/``equal``.
 
 Each returns a new tensor (bool, or the integer dtype for bitwise ops) outside the graph: none of these
-has a gradient. ``other`` may be a Tensor or a number, and broadcasts.
+has a gradient. ``other`` may be a Tensor or a number, and broadcasts. Comparisons and bitwise ops
+see their operands in PyTorch's result dtype (``int tensor == 2.5`` compares in the default float).
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from distgrad.dtypes import torch_name
+from distgrad.promotion import promoted
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = [
@@ -19,13 +22,9 @@ __all__ = [
 ]
 
 
-def _data(value):
-    return value.array if isinstance(value, Tensor) else value
-
-
 def _bool_op(name: str, ufunc_name: str):
     def compare(input, other):
-        return Tensor(getattr(input._xp, ufunc_name)(input.array, _data(other)))
+        return Tensor(getattr(input._xp, ufunc_name)(*promoted(input, other)))
     compare.__name__ = name
     compare.__doc__ = f"Elementwise ``{ufunc_name}`` as a bool tensor (broadcasts; ``other`` may be a number)."
     return compare
@@ -65,7 +64,7 @@ def _require_integral(op: str, *values) -> None:
 def _bitwise(name: str):
     def bitwise(input, other):
         _require_integral(name, input, other)
-        return Tensor(getattr(input._xp, name)(input.array, _data(other)))
+        return Tensor(getattr(input._xp, name)(*promoted(input, other)))
     bitwise.__name__ = name
     bitwise.__doc__ = f"``{name}`` of integer or bool tensors (logical on bools)."
     return bitwise
@@ -86,10 +85,6 @@ def isinf(input): return Tensor(input._xp.isinf(input.array))
 def isfinite(input): return Tensor(input._xp.isfinite(input.array))
 
 
-_TYPE_NAMES = {"f": "Float", "d": "Double", "e": "Half", "l": "Long", "i": "Int", "h": "Short", "b": "Char",
-               "B": "Byte", "?": "Bool"}
-
-
 def isclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
     """``|input - other| <= atol + rtol * |other|`` elementwise, as a bool tensor (same dtypes; broadcasts)."""
     for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
@@ -97,8 +92,7 @@ def isclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-
             raise TypeError(f"isclose(): argument '{name}' (position {position}) must be Tensor, not "
                             f"{type(value).__name__}")
     if input.dtype != other.dtype:
-        names = [_TYPE_NAMES.get(t.dtype.char, t.dtype.name) for t in (input, other)]
-        raise RuntimeError(f"{names[0]} did not match {names[1]}")
+        raise RuntimeError(f"{torch_name(input.dtype)} did not match {torch_name(other.dtype)}")
     try:
         np.broadcast_shapes(input.shape, other.shape)
     except ValueError:

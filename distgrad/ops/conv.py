@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from distgrad.autograd.function import Function
-from distgrad.backend import array_module
+from distgrad.backend import array_module, matmul
 from distgrad.tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -115,7 +115,7 @@ def conv_forward(x, w, b, geo: ConvGeometry, out_hw: tuple):
     o = w.shape[0]
     g = geo.groups
     cols = im2col(x, geo, out_hw)
-    y = xp.matmul(w.reshape(g, o // g, -1), _per_group(cols, g)).reshape(o, cols.shape[1])
+    y = matmul(w.reshape(g, o // g, -1), _per_group(cols, g)).reshape(o, cols.shape[1])
     if b is not None:
         y += b[:, None]
     return y.reshape(o, *out_hw, n).transpose(3, 0, 1, 2), cols
@@ -143,7 +143,7 @@ def conv_input_grad(gy, w, x_shape: tuple, geo: ConvGeometry):
     for start, stop in ((k * ho // slabs, (k + 1) * ho // slabs) for k in range(slabs)):
         m = (stop - start) * wo * n
         cols = buffer[:col_rows * m].reshape(w_t.shape[0], w_t.shape[1], m)
-        xp.matmul(w_t, rows_of_gy[:, start:stop].reshape(g, w_t.shape[2], m), out=cols)
+        matmul(w_t, rows_of_gy[:, start:stop].reshape(g, w_t.shape[2], m), out=cols)
         col2im_add(padded[:, start * geo.stride[0]:], cols.reshape(col_rows, m), geo, (stop - start, wo))
     return padded[:, top:top + h, left:left + width].transpose(3, 0, 1, 2)
 
@@ -157,8 +157,8 @@ def conv_weight_grad(x, gy, w_shape: tuple, geo: ConvGeometry, cols=None):
     cols, gy = _per_group(cols, g), _channel_major(gy, g)
     # OpenBLAS runs this long-and-thin product faster with its longer side as the rows (10-30% on W2's shapes)
     if cols.shape[1] > gy.shape[1]:
-        return xp.matmul(cols, gy.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w_shape)
-    return xp.matmul(gy, cols.transpose(0, 2, 1)).reshape(w_shape)
+        return matmul(cols, gy.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w_shape)
+    return matmul(gy, cols.transpose(0, 2, 1)).reshape(w_shape)
 
 
 # --- the Functions --------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ integer or bool dtype do not require grad). When nothing changes and ``copy=Fals
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from distgrad import backend, dtypes
@@ -79,6 +81,23 @@ def to(self: Tensor, *args, **kwargs) -> Tensor:
     return ToCopy.apply(self, dtype, device)
 
 
+def computes_in_float32(fn):
+    """``fn`` with its float16/bfloat16 Tensor arguments converted to float32 and its Tensor result
+    rounded back to their dtype: what PyTorch's CPU kernels do inside ops that reduce (losses), here
+    as two differentiable casts around the op, so its gradients come back in the 16-bit dtype."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        low = next((a.dtype for a in (*args, *kwargs.values())
+                    if isinstance(a, Tensor) and a.dtype in dtypes.LOW_PRECISION), None)
+        if low is None:
+            return fn(*args, **kwargs)
+        up = [to(a, dtype=dtypes.float32) if isinstance(a, Tensor) and a.dtype == low else a for a in args]
+        kw = {k: to(v, dtype=dtypes.float32) if isinstance(v, Tensor) and v.dtype == low else v
+              for k, v in kwargs.items()}
+        return to(fn(*up, **kw), dtype=low)
+    return wrapper
+
+
 def cpu(self: Tensor, memory_format=None) -> Tensor:
     """This tensor in host memory (``self`` when it is there already)."""
     return to(self, device=backend.CPU)
@@ -91,6 +110,7 @@ def cuda(self: Tensor, device=None, non_blocking: bool = False, memory_format=No
 
 TYPE_NAMES = {
     np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor", np.dtype(np.float16): "HalfTensor",
+    dtypes.bfloat16: "BFloat16Tensor",
     np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor", np.dtype(np.int16): "ShortTensor",
     np.dtype(np.int8): "CharTensor", np.dtype(np.uint8): "ByteTensor", np.dtype(np.bool_): "BoolTensor",
 }
@@ -133,6 +153,7 @@ def _caster(name: str, dtype: np.dtype):
 bind_methods(
     to=to, cpu=cpu, cuda=cuda, type=type_, type_as=type_as,
     **{name: _caster(name, np.dtype(dt)) for name, dt in [
-        ("float", np.float32), ("double", np.float64), ("half", np.float16), ("long", np.int64),
+        ("float", np.float32), ("double", np.float64), ("half", np.float16), ("bfloat16", dtypes.bfloat16),
+        ("long", np.int64),
         ("int", np.int32), ("short", np.int16), ("char", np.int8), ("byte", np.uint8), ("bool", np.bool_)]},
 )

@@ -23,6 +23,7 @@ import collections
 import numpy as np
 
 from distgrad.autograd.function import Function
+from distgrad.dtypes import LOW_PRECISION, is_floating_point
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.indexing import gather
@@ -47,8 +48,8 @@ class Cumprod(Function):
         data = a.array
         if data.dtype.kind in "biu":  # integer products accumulate and come back in int64, as in torch
             out = data.cumprod(axis=axis, dtype=np.int64)
-        elif data.dtype == np.float16:
-            out = data.cumprod(axis=axis, dtype=np.float32).astype(np.float16)
+        elif data.dtype in LOW_PRECISION:  # float16/bfloat16 accumulate in float32, as in torch
+            out = data.cumprod(axis=axis, dtype=np.float32).astype(data.dtype)
         else:
             out = data.cumprod(axis=axis)
         out = Tensor(out)
@@ -127,7 +128,7 @@ def _running_extreme(op: str, input: Tensor, dim: int):
     xp, data = input._xp, input.array
     extreme = running(xp.maximum if op == "cummax" else xp.minimum, data, axis)
     reached = data == extreme  # positions where the running extreme is (re)attained
-    if data.dtype.kind in "fc":
+    if is_floating_point(data.dtype):
         reached |= xp.isnan(data) & xp.isnan(extreme)
     positions = xp.arange(data.shape[axis], dtype=np.int64).reshape((-1,) + (1,) * (data.ndim - axis - 1))
     indices = running(xp.maximum, xp.where(reached, positions, 0), axis)

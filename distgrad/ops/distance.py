@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from distgrad.autograd.function import Function
+from distgrad.dtypes import compute_dtype, is_floating_point
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.elementwise import sign
@@ -58,10 +59,9 @@ class CDist(Function):
     def forward(ctx, x1, x2, p, use_products):
         ctx.p = p
         xp = x1._xp
-        if p == 2 and use_products:
-            out = _by_products(xp, x1.array, x2.array)
-        else:
-            out = _by_differences(xp, x1.array, x2.array, p)
+        compute = compute_dtype(x1.dtype)  # float16/bfloat16 sum in float32
+        a, b = x1.array.astype(compute, copy=False), x2.array.astype(compute, copy=False)
+        out = _by_products(xp, a, b) if p == 2 and use_products else _by_differences(xp, a, b, p)
         out = Tensor(out.astype(x1.dtype, copy=False))
         ctx.save_for_backward(x1, x2, out)
         return out
@@ -100,7 +100,7 @@ def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_fo
     for name, t in (("X1", x1), ("X2", x2)):
         if t.ndim < 2:
             raise RuntimeError(f"cdist only supports at least 2D tensors, {name} got: {t.ndim}D")
-        if t.dtype.kind != "f":
+        if not is_floating_point(t.dtype):
             raise RuntimeError(f"cdist only supports floating-point dtypes, {name} got: {t.dtype.name}")
     if x1.dtype != x2.dtype:
         raise RuntimeError(f"cdist: expected both inputs to have the same dtype, got {x1.dtype.name} and "
@@ -135,7 +135,7 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     cannot overflow and stays within [-1, 1].
     """
     for t in (x1, x2):
-        if t.dtype.kind != "f":
+        if not is_floating_point(t.dtype):
             raise RuntimeError(f"expected common dtype to be floating point, yet common dtype is {t.dtype.name}")
     try:
         shape = np.broadcast_shapes(x1.shape, x2.shape)

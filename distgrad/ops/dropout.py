@@ -6,8 +6,6 @@ makes them repeatable.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from distgrad import random
 from distgrad.autograd.function import Function
 from distgrad.autograd.node import increment_version
@@ -31,12 +29,19 @@ class Dropout(Function):
         return grad * mask, None
 
 
+def draw_keep(shape: tuple, dtype, device, p: float):
+    """A boolean array of ``shape`` on ``device``: each element False with probability ``p``.
+
+    Drawn from ``distgrad.random.default_generator`` in float64 for float64 ``dtype``, else float32.
+    """
+    generator = random.default_generator.for_device(device)
+    return generator.random(shape, dtype=random.draw_dtype(dtype)) >= p
+
+
 def _scaled_mask(input: Tensor, p: float, shape: tuple | None = None):
     """Zeros with probability ``p``, else ``1 / (1 - p)``, in the input's dtype and on its device; of the
     input's shape, or of ``shape`` (broadcasting against it)."""
-    generator = random.default_generator.for_device(input.device)
-    draw_dtype = np.float64 if input.dtype == np.float64 else np.float32
-    keep = generator.random(input.shape if shape is None else shape, dtype=draw_dtype) >= p
+    keep = draw_keep(input.shape if shape is None else shape, input.dtype, input.device, p)
     return keep.astype(input.dtype) * (1 / (1 - p)) if p < 1 else keep.astype(input.dtype)
 
 

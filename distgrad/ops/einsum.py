@@ -20,6 +20,7 @@ from __future__ import annotations
 import string
 
 from distgrad.autograd.function import Function
+from distgrad.dtypes import compute_dtype
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.shape import reshape
 from distgrad.tensor import Tensor
@@ -36,10 +37,14 @@ class Einsum(Function):
     def forward(ctx, terms, output, *operands):
         ctx.terms, ctx.output = terms, output
         ctx.save_for_backward(*operands)
-        arrays = [t.array for t in operands]
+        dtype = operands[0].dtype
+        compute = compute_dtype(dtype)  # float16/bfloat16 products sum in float32 (NumPy has no bf16 einsum)
+        arrays = [t.array.astype(compute, copy=False) for t in operands]
         xp = operands[0]._xp
         equation = ",".join("".join(t) for t in terms) + "->" + "".join(output)
         out = xp.einsum(equation, *arrays, optimize=len(arrays) > 1)
+        if compute != dtype:
+            return out.astype(dtype)
         # A single-operand einsum (a transpose, a diagonal) may return a view of its input: copy it, so
         # that writes to the result leave the input alone, as the result is not marked as a view.
         if any(xp.may_share_memory(out, a) for a in arrays):

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as _np
+
 from distgrad.autograd.function import Function
-from distgrad.dtypes import get_default_dtype, int64
+from distgrad.backend import array_module
+from distgrad.dtypes import FLOATING, compute_dtype, get_default_dtype, int64
 from distgrad.ops.broadcast import sum_to
+from distgrad.promotion import cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = [
@@ -36,9 +40,15 @@ class _Pointwise(Function):
     @classmethod
     def forward(cls, ctx, x, *options):
         data = x.array
-        if cls.promotes_integers and data.dtype.kind not in "fc":
-            data = data.astype(get_default_dtype())
-        y = Tensor(cls.f(x._xp, data, *options))
+        out_dtype = data.dtype
+        if cls.promotes_integers and out_dtype not in FLOATING:
+            out_dtype = get_default_dtype()
+        # float16/bfloat16 compute in float32 and round once on output, as PyTorch's CPU kernels do
+        compute = compute_dtype(out_dtype)
+        if data.dtype != compute:
+            data = data.astype(compute)
+        y = cls.f(x._xp, data, *options)
+        y = Tensor(y if y.dtype == out_dtype else y.astype(out_dtype))
         ctx.options = options
         if cls.saves != "nothing":
             ctx.save_for_backward(y if cls.saves == "output" else x)
@@ -67,7 +77,7 @@ def _zero_grad(grad, *options):
 
 def _on_floats(fn):
     """``fn`` for floating arrays; integer arrays are returned as a copy (rounding them is a no-op)."""
-    return lambda xp, x, *options: fn(xp, x, *options) if x.dtype.kind in "fc" else x.copy()
+    return lambda xp, x, *options: fn(xp, x, *options) if x.dtype in FLOATING else x.copy()
 
 
 Exp = _pointwise("Exp", lambda xp, x: xp.exp(x), lambda g, y: g * y, saves="output", arithmetic_backward=True)
@@ -155,8 +165,29 @@ def _horner(t, coefficients):
     return acc
 
 
+# Single precision: one rational function on [-4, 4] (erf is +-1 in float32 beyond), odd numerator over
+# even denominator, the fast float erf of Eigen and XLA: within 7 float32 ulps of erf (4.2e-7 absolute),
+# and one pass per coefficient instead of Cody's three approximations with exp (about 4x less time).
+_ERF32_NUM = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+              -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF32_DEN = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+              -1.42647390514189e-02)
+
+
+def _erf_single(xp, x):
+    x = xp.clip(x, -4.0, 4.0)
+    x_sq = x * x
+    numerator = _horner(x_sq, _ERF32_NUM)
+    numerator *= x
+    numerator /= _horner(x_sq, _ERF32_DEN)
+    return numerator
+
+
 def _erf_array(xp, x):
-    """Cody's three rational approximations, each evaluated on the whole array and then selected."""
+    """Cody's three rational approximations, each evaluated on the whole array and then selected
+    (float64); a single rational function for float32 and float16."""
+    if x.dtype.itemsize <= 4:
+        return _erf_single(xp, x)
     y = xp.abs(x)
     near = xp.clip(x, -0.46875, 0.46875)
     near_sq = near * near
@@ -181,13 +212,74 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _KAPPA = 0.044715
 
 
+_BLOCK = 1 << 16
+"""Elements per block of ``_blockwise``: its temporaries (256 KiB each in float32) stay in a 1 MiB L2 cache."""
+
+
+def _blockwise(xp, fn, *arrays):
+    """``fn(xp, *arrays)`` for same-shaped arrays, computed block by block on the CPU.
+
+    A formula of many element-wise steps makes one pass over memory per step on whole arrays; on
+    blocks, all steps but the first read and the last write stay in cache (GELU's forward and
+    backward: about 3x faster on W7's 1M-element activations). CuPy gets the whole arrays.
+    """
+    first = arrays[0]
+    if (array_module(first) is not _np or first.size <= 2 * _BLOCK
+            or any(a.shape != first.shape or not a.flags.c_contiguous for a in arrays)):
+        return fn(xp, *arrays)
+    flat = [a.reshape(-1) for a in arrays]
+    out = None
+    for start in range(0, first.size, _BLOCK):
+        block = fn(xp, *(a[start:start + _BLOCK] for a in flat))
+        if out is None:
+            out = _np.empty(first.size, block.dtype)
+        out[start:start + block.size] = block
+    return out.reshape(first.shape)
+
+
 def _gelu_array(xp, x, approximate):
+    return _blockwise(xp, lambda xp, x: _gelu_block(xp, x, approximate), x)
+
+
+def _gelu_block(xp, x, approximate):
     if approximate == "tanh":
         return 0.5 * x * (1 + xp.tanh(_SQRT_2_OVER_PI * (x + _KAPPA * x * x * x)))
-    return 0.5 * x * (1 + _erf_array(xp, x * _SQRT_HALF))
+    out = _erf_array(xp, x * _SQRT_HALF)
+    out += 1
+    out *= x
+    out *= 0.5
+    return out
+
+
+def _gelu_derivative_times(xp, grad, x, approximate):
+    """``grad * gelu'(x)`` on arrays (a first-order backward), in few passes over memory."""
+    if approximate == "tanh":
+        x_sq = x * x
+        t = xp.tanh(_SQRT_2_OVER_PI * (x + _KAPPA * x_sq * x))
+        # 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 kappa x^2)
+        x_sq *= 3 * _KAPPA * _SQRT_2_OVER_PI
+        x_sq += _SQRT_2_OVER_PI
+        x_sq *= x
+        x_sq *= 1 - t * t
+        x_sq += 1 + t
+        x_sq *= 0.5
+        x_sq *= grad
+        return x_sq
+    out = _erf_array(xp, x * _SQRT_HALF)
+    out += 1
+    out *= 0.5  # the cdf
+    pdf = x * x
+    pdf *= -0.5
+    xp.exp(pdf, out=pdf)
+    pdf *= x * _INV_SQRT_2PI
+    out += pdf
+    out *= grad
+    return out
 
 
 def _gelu_chain(grad, x, approximate):
+    if not isinstance(grad, Tensor):  # arrays: a first-order backward
+        return _blockwise(array_module(grad), lambda xp, g, x: _gelu_derivative_times(xp, g, x, approximate), grad, x)
     if approximate == "tanh":
         x_sq = x * x
         t = (_SQRT_2_OVER_PI * (x + _KAPPA * x_sq * x)).tanh()
@@ -197,7 +289,7 @@ def _gelu_chain(grad, x, approximate):
     return grad * (cdf + x * pdf)
 
 
-Gelu = _pointwise("Gelu", _gelu_array, _gelu_chain)
+Gelu = _pointwise("Gelu", _gelu_array, _gelu_chain, arithmetic_backward=True)
 
 
 def exp(input): return Exp.apply(input)
@@ -252,21 +344,11 @@ def gelu(input, approximate: str = "none"):
 
 
 # --- clamp, maximum/minimum, where ---------------------------------------------------------------
-def _arrays(tensor: Tensor, *values) -> list:
-    """The arrays of ``tensor`` and ``values`` (Tensors, numbers or None), numbers in torch's dtype.
-
-    A float number makes an integer tensor compute in the default float dtype and an int number
-    makes a bool tensor int64; otherwise numbers take the tensor's dtype.
-    """
-    dtype = tensor.dtype
-    for v in values:
-        if isinstance(v, float) and dtype.kind not in "fc":
-            dtype = get_default_dtype()
-        elif isinstance(v, int) and not isinstance(v, bool) and dtype.kind == "b":
-            dtype = int64
-    xp = tensor._xp
-    return [tensor.array.astype(dtype, copy=False)] + [
-        v.array if isinstance(v, Tensor) else None if v is None else xp.asarray(v, dtype) for v in values]
+def _promoted_arrays(xp, *values) -> list:
+    """The arrays of ``values`` (Tensors, numbers or None) in their PyTorch result dtype."""
+    dtype = result_type(*values)
+    return [None if v is None else cast(v, dtype) if isinstance(v, Tensor) else xp.asarray(cast(v, dtype), dtype)
+            for v in values]
 
 
 class Clamp(Function):
@@ -277,7 +359,7 @@ class Clamp(Function):
         xp = x._xp
         ctx.save_for_backward(x, *(b if isinstance(b, Tensor) else None for b in (lo, hi)))
         ctx.numbers = lo, hi
-        out, lo_array, hi_array = _arrays(x, lo, hi)
+        out, lo_array, hi_array = _promoted_arrays(xp, x, lo, hi)
         if lo is not None:
             out = xp.maximum(out, lo_array)
         if hi is not None:
@@ -333,7 +415,7 @@ class _Extremum(Function):
     @classmethod
     def forward(cls, ctx, a, b):
         ctx.save_for_backward(a, b)
-        return cls.pick(a._xp, a.array, b.array)
+        return cls.pick(a._xp, *promoted(a, b))
 
     @classmethod
     def backward(cls, ctx, grad):
@@ -381,8 +463,8 @@ class Where(Function):
     def forward(ctx, condition, a, b):
         ctx.save_for_backward(condition)
         ctx.shapes = tuple(t.shape if isinstance(t, Tensor) else () for t in (a, b))
-        a_array, b_array = _arrays(a, b) if isinstance(a, Tensor) else _arrays(b, a)[::-1]
-        return condition._xp.where(condition.array, a_array, b_array)
+        xp = condition._xp
+        return xp.where(condition.array, *_promoted_arrays(xp, a, b))
 
     @staticmethod
     def backward(ctx, grad):
@@ -403,9 +485,6 @@ def where(condition, input=None, other=None):
                            f"{condition.dtype.name}")
     if input is None and other is None:
         return tuple(Tensor(i) for i in condition._xp.nonzero(condition.array))
-    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
-        floats = isinstance(input, float) or isinstance(other, float)
-        input = Tensor(condition._xp.asarray(input, dtype=get_default_dtype() if floats else None))
     return Where.apply(condition, input, other)
 
 

@@ -11,6 +11,10 @@ backward stay valid), the result is written into ``self.array``, and ``self`` ta
 history (``grad_fn``). Tensors saved earlier whose data changed make backward raise the engine's
 "modified by an inplace operation" error, through the version counter.
 
+The result dtype is PyTorch's (``promotion.result_type`` of ``self`` and the operands); it may be
+narrower than it but of no higher category (``int_tensor.add_(1.5)`` raises "result type Float can't
+be cast to the desired output type Long"), checked before anything is written.
+
 Not supported (raises): an in-place op on a leaf that requires grad while grad mode is on (as in
 PyTorch), and a recorded in-place op on a *view* of a tensor in the graph, because distgrad cannot
 rewrite the history of the view's base; write ``base = base.op(...)`` or clone the view first.
@@ -23,9 +27,12 @@ from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import AccumulateGrad, increment_version
-from distgrad.ops.arithmetic import add, floor_divide, fmod, remainder, sub
+from distgrad.dtypes import LOW_PRECISION, bool_, get_default_dtype
+from distgrad.ops.arithmetic import add, refuse_bool_subtraction, sub
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
+from distgrad.ops.rounding import floor_divide, fmod, remainder
+from distgrad.promotion import cast, check_in_place, result_type
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = []  # in-place ops are Tensor methods only, as in PyTorch
@@ -63,7 +70,7 @@ def record_inplace(self: Tensor, op: str, compute) -> Tensor:
     alias.requires_grad, alias.grad_fn, alias.output_nr = self.requires_grad, node, self.output_nr
     out = compute(alias)
     try:
-        self._xp.copyto(self.array, out.array, casting="same_kind")
+        self._xp.copyto(self.array, out.array, casting="unsafe")  # the dtypes were checked up front
     except (TypeError, ValueError) as exc:
         raise_update_error(self, op, exc, out)
     increment_version(self)
@@ -96,22 +103,21 @@ def raise_update_error(self: Tensor, op: str, exc: Exception, *operands):
     if broadcast != self.shape:
         raise RuntimeError(f"{op}: output with shape {list(self.shape)} doesn't match the broadcast shape "
                            f"{list(broadcast)}") from exc
-    result = np.result_type(self.dtype, *[getattr(_array(o), "dtype", o) for o in operands])
-    if not np.can_cast(result, self.dtype, casting="same_kind"):
-        raise RuntimeError(f"{op}: result type {result.name} can't be cast to the desired output type "
-                           f"{self.dtype.name}") from exc
     if "read-only" in str(exc):
         raise RuntimeError(f"{op}: the tensor of shape {list(self.shape)} is read-only (its memory was "
                            "shared read-only, e.g. by a broadcast); clone() it before writing") from exc
     raise exc
 
 
-def _array(x):
-    return x.array if isinstance(x, Tensor) else x
-
-
 def _scaled(arr, value):
     return arr if value == 1 else arr * value
+
+
+def _promoted(op: str, self: Tensor, *others) -> list:
+    """``others`` as arrays (or numbers) in the result dtype, which must fit ``self``'s dtype."""
+    dtype = result_type(self, *others)
+    check_in_place(op, dtype, self.dtype)
+    return [cast(o, dtype) for o in others]
 
 
 def update_in_place(self: Tensor, op: str, update, *operands) -> Tensor:
@@ -128,23 +134,31 @@ def update_in_place(self: Tensor, op: str, update, *operands) -> Tensor:
 # --- arithmetic ----------------------------------------------------------------------------------
 def add_(self: Tensor, other, *, alpha=1) -> Tensor:
     """``self += alpha * other``."""
+    (value,) = _promoted("add_", self, other)
     if needs_recording(self, other):
         return record_inplace(self, "add_", lambda alias: add(alias, other, alpha=alpha))
-    return update_in_place(self, "add_", lambda xp, a: xp.add(a, _scaled(_array(other), alpha), out=a), other)
+    return update_in_place(self, "add_", lambda xp, a: xp.add(a, _scaled(value, alpha), out=a, casting="unsafe"),
+                           other)
 
 
 def sub_(self: Tensor, other, *, alpha=1) -> Tensor:
     """``self -= alpha * other``."""
+    refuse_bool_subtraction(self, other)
+    (value,) = _promoted("sub_", self, other)
     if needs_recording(self, other):
         return record_inplace(self, "sub_", lambda alias: sub(alias, other, alpha=alpha))
-    return update_in_place(self, "sub_", lambda xp, a: xp.subtract(a, _scaled(_array(other), alpha), out=a), other)
+    return update_in_place(
+        self, "sub_", lambda xp, a: xp.subtract(a, _scaled(value, alpha), out=a, casting="unsafe"), other)
 
 
 def _binary_inplace(op: str, ufunc: str, out_of_place):
     def method(self: Tensor, other) -> Tensor:
+        (value,) = _promoted(op, self, other)
+        if op == "div_":  # true division: integers are refused above, as their quotient is a float
+            check_in_place(op, get_default_dtype(), self.dtype)
         if needs_recording(self, other):
             return record_inplace(self, op, lambda alias: out_of_place(alias, other))
-        return update_in_place(self, op, lambda xp, a: getattr(xp, ufunc)(a, _array(other), out=a), other)
+        return update_in_place(self, op, lambda xp, a: getattr(xp, ufunc)(a, value, out=a, casting="unsafe"), other)
     method.__name__ = op
     method.__doc__ = f"In-place ``{ufunc}``: writes into ``self`` and returns it."
     return method
@@ -161,17 +175,34 @@ def _div(a, b):
 mul_ = _binary_inplace("mul_", "multiply", _mul)
 div_ = _binary_inplace("div_", "true_divide", _div)
 pow_ = _binary_inplace("pow_", "power", lambda a, b: a ** b)
-floor_divide_ = _binary_inplace("floor_divide_", "floor_divide", floor_divide)
-remainder_ = _binary_inplace("remainder_", "remainder", remainder)
-fmod_ = _binary_inplace("fmod_", "fmod", fmod)
+
+
+def _rounding_inplace(op: str, out_of_place):
+    """An in-place rounding division: computed by the out-of-place op (its checks: integer division by zero,
+    bool operands) and written into ``self``."""
+    def method(self: Tensor, other) -> Tensor:
+        _promoted(op, self, other)
+        if needs_recording(self, other):
+            return record_inplace(self, op, lambda alias: out_of_place(alias, other))
+        return update_in_place(
+            self, op, lambda xp, a: xp.copyto(a, out_of_place(Tensor(a), other).array, casting="unsafe"), other)
+    method.__name__ = op
+    method.__doc__ = f"In-place ``{out_of_place.__name__}``: writes into ``self`` and returns it."
+    return method
+
+
+floor_divide_ = _rounding_inplace("floor_divide_", floor_divide)
+remainder_ = _rounding_inplace("remainder_", remainder)
+fmod_ = _rounding_inplace("fmod_", fmod)
 
 
 def _addc_inplace(op: str, combine):
     def method(self: Tensor, tensor1, tensor2, *, value=1) -> Tensor:
+        first, second = _promoted(op, self, tensor1, tensor2)
         if needs_recording(self, tensor1, tensor2):
             return record_inplace(self, op, lambda alias: alias + value * combine(tensor1, tensor2))
         return update_in_place(
-            self, op, lambda xp, a: xp.add(a, _scaled(combine(_array(tensor1), _array(tensor2)), value), out=a),
+            self, op, lambda xp, a: xp.add(a, _scaled(combine(first, second), value), out=a, casting="unsafe"),
             tensor1, tensor2)
     method.__name__ = op
     method.__doc__ = f"``self += value * tensor1 {'*' if combine is _mul else '/'} tensor2`` in place."
@@ -183,10 +214,14 @@ addcdiv_ = _addc_inplace("addcdiv_", _div)
 
 
 def lerp_(self: Tensor, end, weight) -> Tensor:
-    """``self += weight * (end - self)``."""
+    """``self += weight * (end - self)``; ``end`` (and a tensor ``weight``) have ``self``'s dtype, as in PyTorch."""
+    for name, other in (("end", end), ("weight", weight)):
+        if isinstance(other, Tensor) and other.dtype != self.dtype:
+            raise RuntimeError(f"lerp_: expected dtype {self.dtype.name} for `{name}` but got dtype {other.dtype.name}")
     if needs_recording(self, end, weight):
         return record_inplace(self, "lerp_", lambda alias: alias + weight * (end - alias))
-    return update_in_place(self, "lerp_", lambda xp, a: xp.add(a, (_array(end) - a) * _array(weight), out=a),
+    end_array, weight_value = (cast(x, self.dtype) for x in (end, weight))
+    return update_in_place(self, "lerp_", lambda xp, a: xp.add(a, (end_array - a) * weight_value, out=a),
                            end, weight)
 
 
@@ -212,11 +247,22 @@ _UNARY = {  # in-place op: (array update, out-of-place Tensor method used when r
 }
 
 
+_KEEPS_DTYPE = ("abs_", "neg_", "relu_")  # the others give floats, which integer tensors cannot hold
+
+
 def _unary_inplace(op: str, update, method_name: str):
     def method(self: Tensor) -> Tensor:
+        if op not in _KEEPS_DTYPE:
+            check_in_place(op, get_default_dtype(), self.dtype)
+        elif op == "neg_" and self.dtype == bool_:
+            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+                               "invert a mask, use the `~` or `logical_not()` operator instead.")
         if needs_recording(self):
             return record_inplace(self, op, lambda alias: getattr(alias, method_name)())
-        return update_in_place(self, op, update, 1.0)  # 1.0: the results are floating point
+        if self.dtype in LOW_PRECISION:  # computed in float32 and rounded once, as the out-of-place op
+            update_low = lambda xp, a: xp.copyto(a, getattr(Tensor(a), method_name)().array)  # noqa: E731
+            return update_in_place(self, op, update_low)
+        return update_in_place(self, op, update)
     method.__name__ = op
     method.__doc__ = f"In-place ``{method_name}``: writes into ``self`` and returns it."
     return method
@@ -226,9 +272,11 @@ def clamp_(self: Tensor, min=None, max=None) -> Tensor:
     """Clips ``self`` into ``[min, max]`` in place (either bound may be None)."""
     if min is None and max is None:
         raise RuntimeError("clamp_: At least one of 'min' or 'max' must not be None")
+    _promoted("clamp_", self, min, max)
     if needs_recording(self, min, max):
         return record_inplace(self, "clamp_", lambda alias: alias.clamp(min, max))
-    return update_in_place(self, "clamp_", lambda xp, a: xp.clip(a, _array(min), _array(max), out=a), min, max)
+    return update_in_place(
+        self, "clamp_", lambda xp, a: xp.copyto(a, Tensor(a).clamp(min, max).array, casting="unsafe"), min, max)
 
 
 # --- overwriting -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from distgrad.autograd.function import Function
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.shape import ConstantPad, flip, index_along, narrow
+from distgrad.promotion import cast, result_type
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = ["cat", "concat", "concatenate", "stack", "split", "chunk", "unbind", "pad"]
@@ -23,30 +24,32 @@ class Cat(Function):
     @staticmethod
     def forward(ctx, *tensors, dim):
         ctx.dim, ctx.sizes = dim, tuple(t.shape[dim] for t in tensors)
-        return tensors[0]._xp.concatenate([t.array for t in tensors], axis=dim)
+        return tensors[0]._xp.concatenate(_promoted(tensors), axis=dim)
 
     @staticmethod
     def backward(ctx, grad):
         return split(grad, ctx.sizes, ctx.dim)
 
 
-def _check_dtypes(op: str, tensors) -> None:
+def _check_tensors(op: str, tensors) -> None:
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}(): argument 'tensors' must be a sequence of Tensors, but element {i} is "
                             f"{type(t).__name__}")
-        if t.dtype != tensors[0].dtype:
-            raise RuntimeError(f"{op}(): expected all tensors to have the same dtype, but got "
-                               f"{tensors[0].dtype.name} for tensor 0 and {t.dtype.name} for tensor {i} "
-                               "(distgrad does not promote dtypes here: convert them first)")
+
+
+def _promoted(tensors) -> list:
+    """The arrays in the tensors' PyTorch result dtype (``cat`` of float16 and int64 is float16)."""
+    dtype = result_type(*tensors)
+    return [cast(t, dtype) for t in tensors]
 
 
 def cat(tensors, dim: int = 0) -> Tensor:
-    """The tensors joined along the existing dim ``dim``; all other sizes and the dtypes must match."""
+    """The tensors joined along the existing dim ``dim``; all other sizes must match, dtypes promote."""
     tensors = tuple(tensors)
     if not tensors:
         raise ValueError("cat(): expected a non-empty list of Tensors")
-    _check_dtypes("cat", tensors)
+    _check_tensors("cat", tensors)
     first = tensors[0]
     for i, t in enumerate(tensors):
         if t.ndim == 0:
@@ -69,7 +72,7 @@ class Stack(Function):
     @staticmethod
     def forward(ctx, *tensors, dim):
         ctx.dim = dim
-        return tensors[0]._xp.stack([t.array for t in tensors], axis=dim)
+        return tensors[0]._xp.stack(_promoted(tensors), axis=dim)
 
     @staticmethod
     def backward(ctx, grad):
@@ -81,7 +84,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
     tensors = tuple(tensors)
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
-    _check_dtypes("stack", tensors)
+    _check_tensors("stack", tensors)
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
             raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} "

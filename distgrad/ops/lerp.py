@@ -8,6 +8,7 @@ The forward uses PyTorch's two-sided formula (``end - (end - input) * (1 - weigh
 from __future__ import annotations
 
 from distgrad.autograd.function import Function
+from distgrad.dtypes import is_floating_point
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor, bind_methods
 
@@ -38,7 +39,7 @@ class Lerp(Function):
 
 def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
     """``input + weight * (end - input)``; the three broadcast together (``weight`` may be a number)."""
-    if input.dtype.kind != "f":
+    if not is_floating_point(input.dtype):
         raise RuntimeError(f"lerp: only floating-point tensors are supported, got {input.dtype.name}")
     if end.dtype != input.dtype:
         raise RuntimeError(f"expected dtype {input.dtype.name} for `end` but got dtype {end.dtype.name}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.elementwise import require_tensor
@@ -82,7 +83,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a._xp.matmul(a.array, b.array)
+        return backend.matmul(a.array, b.array)
 
     @staticmethod
     def backward(ctx, grad):
@@ -102,7 +103,7 @@ class Dot(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a._xp.dot(a.array, b.array)
+        return backend.matmul(a.array, b.array)
 
     @staticmethod
     def backward(ctx, grad):
@@ -184,7 +185,7 @@ class Linear(Function):
     def forward(ctx, input, weight, bias):
         ctx.save_for_backward(input, weight)
         ctx.bias_shape = None if bias is None else bias.shape
-        out = input._xp.matmul(input.array, weight.array.T)
+        out = backend.matmul(input.array, weight.array.T)
         if bias is not None:
             out += bias.array
         return out

@@ -15,8 +15,10 @@ import numpy as np
 from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.dtypes import FLOATING
 from distgrad.ops.activation import log_softmax, reduced_shape, softmax
 from distgrad.ops.broadcast import sum_to
+from distgrad.ops.conversion import computes_in_float32
 from distgrad.tensor import Tensor
 
 __all__ = ["cross_entropy", "nll_loss"]
@@ -140,7 +142,7 @@ class CrossEntropy(Function):
         log_probs -= xp.log(total)
 
         ctx.class_dim, ctx.reduction, ctx.label_smoothing = class_dim, reduction, label_smoothing
-        ctx.probability_target = target.dtype.kind == "f" and target.shape == input.shape
+        ctx.probability_target = target.dtype in FLOATING and target.shape == input.shape
         w = _check_weight(weight, input.shape[class_dim])
         ctx.class_weights = None if w is None else _class_view(w.astype(input.dtype), input.ndim, class_dim)
         if ctx.probability_target:
@@ -237,6 +239,7 @@ def _quiet_nan():
     return np.errstate(invalid="ignore", divide="ignore")
 
 
+@computes_in_float32
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Cross entropy of logits ``input`` (C), (N, C) or (N, C, d1, ...) against ``target``.
@@ -246,12 +249,13 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *
     check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    if target.dtype.kind == "f" and target.shape != input.shape and target.ndim == input.ndim:
+    if target.dtype in FLOATING and target.shape != input.shape and target.ndim == input.ndim:
         raise RuntimeError(f"cross_entropy: class-probability target must have the input's shape "
                            f"{list(input.shape)}, got {list(target.shape)}")
     return CrossEntropy.apply(input, target, as_constant(weight), ignore_index, reduction, float(label_smoothing))
 
 
+@computes_in_float32
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` at class indices ``target``.

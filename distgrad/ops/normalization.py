@@ -1,60 +1,117 @@
-"""``layer_norm``, ``batch_norm``, ``group_norm``, ``instance_norm``: standardise, then scale and shift.
+"""``layer_norm``, ``batch_norm``, ``group_norm``, ``instance_norm``, ``rms_norm``: standardise, then scale and shift.
 
-All four share one Function, ``Normalize``: ``(x - mean) / sqrt(var + eps) * weight + bias`` with the
+All five share one Function, ``Normalize``: ``(x - mean) / sqrt(var + eps) * weight + bias`` with the
 statistics taken over the axes where ``stats_shape`` is 1. Its backward is the closed form
 ``rstd * (g - mean(g) - xhat * mean(g * xhat))`` (``g`` the gradient of ``xhat``), written with Tensor
-ops so that second derivatives work.
+ops so that second derivatives work. ``rms_norm`` does not centre (``mean`` is 0, ``var`` the mean
+square), and the ``mean(g)`` term, which comes from the centring, drops out of its backward.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.autograd.node import increment_version
+from distgrad.dtypes import compute_dtype
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
 
-__all__ = ["layer_norm", "batch_norm", "group_norm", "instance_norm"]
+__all__ = ["layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"]
 
 
-def _standardize(x: Tensor, stats_shape: tuple, eps: float):
-    """``(xhat, rstd, mean, var)`` of ``x`` with statistics reduced to ``stats_shape`` (biased variance)."""
+def _standardize(x: Tensor, stats_shape: tuple, eps: float, center: bool = True):
+    """``(xhat, rstd, mean, var)`` of ``x`` with statistics reduced to ``stats_shape`` (biased variance).
+
+    Without ``center``, ``mean`` is 0 and ``var`` the mean square (RMS normalisation).
+    """
     count = x.numel() // math.prod(stats_shape)
-    mean = sum_to(x, stats_shape) / count
-    centered = x - mean
+    mean = sum_to(x, stats_shape) / count if center else Tensor(x._xp.zeros(stats_shape, x.dtype))
+    centered = x - mean if center else x
     var = sum_to(centered * centered, stats_shape) / count
     rstd = (var + eps) ** -0.5
     return centered * rstd, rstd, mean, var
+
+
+def _trailing_size(input: Tensor, stats_shape: tuple, weight, bias) -> int | None:
+    """D when each statistic covers the last dims of ``input`` (D elements in all) and ``weight``/``bias``
+    have exactly those dims (layer_norm, rms_norm, group_norm's grouped view); else None."""
+    lead = len(stats_shape)
+    while lead and stats_shape[lead - 1] == 1:
+        lead -= 1
+    trailing = input.shape[lead:]
+    if stats_shape[:lead] != input.shape[:lead] or any(t is not None and t.shape != trailing for t in (weight, bias)):
+        return None
+    return math.prod(trailing)
+
+
+def _row_means(xp, rows):
+    """(R, D) -> (R, 1) means, as one matrix-vector product: NumPy's reduction along a short last axis is
+    several times slower than BLAS (W7's LayerNorm over 128 features)."""
+    return xp.matmul(rows, xp.full((rows.shape[1], 1), 1 / rows.shape[1], rows.dtype))
+
+
+def _column_sums(xp, rows):
+    return xp.matmul(xp.ones((1, rows.shape[0]), rows.dtype), rows).reshape(-1)
+
+
+def _standardize_rows(x: Tensor, size: int, eps: float, center: bool):
+    """``_standardize`` on arrays for statistics over the last ``size`` elements: (xhat, rstd, mean, var) as
+    (R, size) and (R, 1) arrays."""
+    xp = x._xp
+    rows = x.array.reshape(-1, size)
+    mean = _row_means(xp, rows) if center else xp.zeros((rows.shape[0], 1), rows.dtype)
+    xhat = rows - mean if center else rows.copy()
+    var = _row_means(xp, xhat * xhat)
+    rstd = 1 / xp.sqrt(var + xhat.dtype.type(eps))
+    xhat *= rstd
+    return xhat, rstd, mean, var
 
 
 class Normalize(Function):
     """``xhat * weight + bias`` with ``xhat = (x - mean) * rstd``; ``weight``/``bias`` broadcast against x.
 
     With ``running_stats = (running_mean, running_var, momentum)`` the batch statistics are folded into
-    the running ones in place (``running_var`` with the unbiased variance, as in PyTorch).
+    the running ones in place (``running_var`` with the unbiased variance, as in PyTorch). With
+    ``center=False`` the mean is taken as 0 (``rms_norm``).
     """
 
     @staticmethod
-    def forward(ctx, input, weight, bias, stats_shape, eps, running_stats=None):
-        xhat, rstd, mean, var = _standardize(input, stats_shape, eps)
+    def forward(ctx, input, weight, bias, stats_shape, eps, running_stats=None, center=True):
+        # float16/bfloat16 inputs are normalised in float32 (mean and rstd are kept so), as in PyTorch
+        compute = compute_dtype(input.dtype)
+        x = input if compute == input.dtype else Tensor(input.array.astype(compute))
+        ctx.trailing = _trailing_size(x, stats_shape, weight, bias)
+        if ctx.trailing is not None:  # rows of D elements: reductions as products; weight and bias flat
+            xhat, rstd, mean, var = _standardize_rows(x, ctx.trailing, eps, center)
+            mean, rstd, var = (Tensor(a.reshape(stats_shape)) for a in (mean, rstd, var))
+            affine = [None if t is None else t.array.reshape(-1) for t in (weight, bias)]
+        else:
+            xhat, rstd, mean, var = _standardize(x, stats_shape, eps, center)
+            xhat = xhat.array
+            affine = [None if t is None else t.array for t in (weight, bias)]
         if running_stats is not None:
             _update_running_stats(*running_stats, mean.array, var.array, input.numel() // mean.numel())
-        out = xhat.array * weight.array if weight is not None else xhat.array.copy()
-        if bias is not None:
-            out += bias.array
-        ctx.stats_shape, ctx.eps = stats_shape, eps
+        out = xhat if affine[0] is None else xhat * affine[0]  # xhat is a new array: it may be written over
+        if affine[1] is not None:
+            out += affine[1]
+        out = out.astype(input.dtype, copy=False)
+        ctx.stats_shape, ctx.eps, ctx.center = stats_shape, eps, center
         ctx.bias_shape = None if bias is None else bias.shape
         ctx.save_for_backward(input, weight, mean, rstd)  # xhat is rebuilt in backward: less memory held
-        return out
+        return out.reshape(input.shape)
 
     @staticmethod
     def backward(ctx, grad):
         input, weight, mean, rstd = ctx.saved_tensors
         if is_grad_enabled():  # create_graph: xhat and rstd as functions of the input, to differentiate again
-            xhat, rstd, _, _ = _standardize(input, ctx.stats_shape, ctx.eps)
+            xhat, rstd, _, _ = _standardize(input, ctx.stats_shape, ctx.eps, ctx.center)
+        elif ctx.trailing is not None:
+            return _backward_rows(ctx, grad, input, weight, mean, rstd)
         else:
-            xhat = (input - mean) * rstd
+            xhat = (input - mean) * rstd if ctx.center else input * rstd
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_xhat = grad * weight if weight is not None else grad
@@ -63,12 +120,36 @@ class Normalize(Function):
             def average(t):  # over the normalised axes, keeping them as size 1
                 return sum_to(t, ctx.stats_shape) / count
 
-            grad_input = rstd * (grad_xhat - average(grad_xhat) - xhat * average(grad_xhat * xhat))
+            centered_grad = grad_xhat - average(grad_xhat) if ctx.center else grad_xhat
+            grad_input = rstd * (centered_grad - xhat * average(grad_xhat * xhat))
         if ctx.needs_input_grad[1]:
             grad_weight = sum_to(grad * xhat, weight.shape)
         if ctx.needs_input_grad[2]:
             grad_bias = sum_to(grad, ctx.bias_shape)
-        return grad_input, grad_weight, grad_bias, None, None, None
+        return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+def _backward_rows(ctx, grad, input, weight, mean, rstd) -> tuple:
+    """``Normalize.backward``'s formulas on (R, D) arrays, for statistics over the trailing D elements."""
+    xp, size = input._xp, ctx.trailing
+    g = grad.array.reshape(-1, size)
+    rstd = rstd.array.reshape(-1, 1)
+    xhat = input.array.reshape(-1, size) - mean.array.reshape(-1, 1) if ctx.center else input.array.reshape(-1, size)
+    xhat = xhat * rstd
+    grad_input = grad_weight = grad_bias = None
+    if ctx.needs_input_grad[0]:
+        grad_xhat = g * weight.array.reshape(-1) if weight is not None else g.copy()
+        projection = _row_means(xp, grad_xhat * xhat)
+        if ctx.center:
+            grad_xhat -= _row_means(xp, grad_xhat)
+        grad_xhat -= xhat * projection
+        grad_xhat *= rstd
+        grad_input = Tensor(grad_xhat.reshape(input.shape))
+    if ctx.needs_input_grad[1]:
+        grad_weight = Tensor(_column_sums(xp, g * xhat).reshape(weight.shape))
+    if ctx.needs_input_grad[2]:
+        grad_bias = Tensor(_column_sums(xp, g).reshape(ctx.bias_shape))
+    return grad_input, grad_weight, grad_bias, None, None, None, None
 
 
 def _update_running_stats(running_mean, running_var, momentum, mean, var, count) -> None:
@@ -92,9 +173,8 @@ def _channel_view(t: Tensor | None, ndim: int) -> Tensor | None:
     return t if t is None or ndim <= 2 else t.reshape((-1,) + (1,) * (ndim - 2))
 
 
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
-               eps: float = 1e-5) -> Tensor:
-    """Standardises over the trailing ``normalized_shape`` dims, then ``* weight + bias`` (both of that shape)."""
+def _trailing_stats_shape(input: Tensor, normalized_shape, weight, bias) -> tuple:
+    """The statistics' shape of a normalisation over the trailing ``normalized_shape`` dims (checked)."""
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     k = len(normalized_shape)
     if k == 0 or input.ndim < k or input.shape[input.ndim - k:] != normalized_shape:
@@ -104,7 +184,13 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
         if t is not None and t.shape != normalized_shape:
             raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but got {name} of shape "
                                f"{list(t.shape)} and normalized_shape = {list(normalized_shape)}")
-    stats_shape = input.shape[:input.ndim - k] + (1,) * k
+    return input.shape[:input.ndim - k] + (1,) * k
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Standardises over the trailing ``normalized_shape`` dims, then ``* weight + bias`` (both of that shape)."""
+    stats_shape = _trailing_stats_shape(input, normalized_shape, weight, bias)
     return Normalize.apply(input, weight, bias, stats_shape, eps)
 
 
@@ -173,8 +259,18 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(input.shape)}")
     if running_mean is not None or running_var is not None:
         axes = tuple(range(2, input.ndim))
-        data = input.array
+        data = input.array.astype(compute_dtype(input.dtype), copy=False)
         _update_running_stats(running_mean, running_var, momentum, data.mean(axis=axes).mean(axis=0),
                               data.var(axis=axes).mean(axis=0), spatial)
     stats_shape = input.shape[:2] + (1,) * (input.ndim - 2)
     return Normalize.apply(input, _channel_view(weight, input.ndim), _channel_view(bias, input.ndim), stats_shape, eps)
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """``x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` dims.
+
+    ``eps`` defaults to the machine epsilon of the input's dtype, as in PyTorch.
+    """
+    stats_shape = _trailing_stats_shape(input, normalized_shape, weight, None)
+    eps = float(np.finfo(input.dtype).eps) if eps is None else eps
+    return Normalize.apply(input, weight, None, stats_shape, eps, None, center=False)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from distgrad.autograd.function import Function
 from distgrad.backend import array_module
+from distgrad.dtypes import FLOATING
 from distgrad.ops.conv import as_pair
 from distgrad.ops.linalg import matmul
 from distgrad.tensor import Tensor
@@ -120,7 +121,7 @@ def _spread(values_per_offset, values_shape: tuple, dtype, xp, geo: PoolGeometry
 # Selections below are arithmetic (a maximum, a bitwise and) rather than masked copies: with the random
 # masks that pooling produces, NumPy's masked copies and ``where`` are about ten times slower.
 def _lowest(dtype, xp):
-    return -xp.inf if dtype.kind == "f" else xp.iinfo(dtype).min
+    return -xp.inf if dtype in FLOATING else xp.iinfo(dtype).min
 
 
 _SAME_SIZE_INT = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
@@ -154,7 +155,7 @@ class MaxPool2d(Function):
                 argmax = xp.zeros(best.shape, _offset_dtype(geo, xp))
                 continue
             better = window > best
-            if x.dtype.kind == "f":
+            if x.dtype in FLOATING:
                 better |= xp.isnan(window)  # torch's CPU kernel: a NaN replaces the maximum so far
             xp.maximum(best, window, out=best)
             xp.maximum(argmax, better * argmax.dtype.type(offset), out=argmax)  # offsets grow: the latest better wins
@@ -333,7 +334,7 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     """
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError("divisor must be not zero")
-    if input.dtype.kind != "f":
+    if input.dtype not in FLOATING:
         raise RuntimeError(f"avg_pool2d: expected a floating point input, but got {input.dtype.name} "
                            "(distgrad does not average integer tensors)")
     geo = _pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)

@@ -4,7 +4,8 @@
 
 ``dim`` is an int, a tuple of ints, or None (every dim). Backward broadcasts the gradient back over
 the reduced dims with ``expand_back`` and is written with Tensor ops, so it can be differentiated
-again. float16 inputs accumulate in float32; bool and integer sums and products give int64.
+again. float16 and bfloat16 inputs accumulate in float32 and round on output; bool and integer sums
+and products give int64.
 """
 from __future__ import annotations
 
@@ -50,16 +51,21 @@ def _count(shape: tuple, axes: tuple) -> int:
 
 
 def _accumulator(dtype) -> np.dtype | None:
-    """The dtype to accumulate in: float32 for float16, int64 for bools and integers."""
-    if dtype == np.float16:
-        return np.dtype(np.float32)
-    if dtype.kind in "biu":
-        return np.dtype(np.int64)
+    """The dtype to accumulate in: float32 for float16 and bfloat16, int64 for bools and integers."""
+    if dtype in dtypes.LOW_PRECISION:
+        return dtypes.float32
+    if dtype not in dtypes.FLOATING:
+        return dtypes.int64
     return None
 
 
+def _summed_type(dtype) -> np.dtype:
+    """The dtype of a sum or product: int64 for bools and integers, the input's for floats."""
+    return dtype if dtype in dtypes.FLOATING else dtypes.int64
+
+
 def _require_float(t: Tensor, message: str) -> None:
-    if t.dtype.kind not in "fc":
+    if t.dtype not in dtypes.FLOATING:
         raise RuntimeError(message)
 
 
@@ -74,7 +80,7 @@ class Sum(Function):
     def forward(ctx, a, axes, keepdim):
         ctx.in_shape, ctx.axes = a.shape, axes
         out = a.array.sum(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype))
-        return out.astype(np.float16, copy=False) if a.dtype == np.float16 else out
+        return out.astype(_summed_type(a.dtype), copy=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -184,7 +190,7 @@ class Prod(Function):
     def forward(ctx, a, axes, keepdim):
         ctx.axes = axes
         out = Tensor(a.array.prod(axis=axes, keepdims=keepdim, dtype=_accumulator(a.dtype)).astype(
-            np.int64 if a.dtype.kind in "biu" else a.dtype, copy=False))
+            _summed_type(a.dtype), copy=False))
         ctx.save_for_backward(a, out)
         return out
 
@@ -227,8 +233,8 @@ class LogSumExp(Function):
     def forward(ctx, a, axes, keepdim):
         xp = a._xp
         ctx.axes = axes
-        floating = a.dtype.kind == "f"  # integers give the default float dtype, as in torch
-        compute = np.float32 if a.dtype == np.float16 else a.dtype if floating else dtypes.get_default_dtype()
+        floating = a.dtype in dtypes.FLOATING  # integers give the default float dtype, as in torch
+        compute = dtypes.compute_dtype(a.dtype if floating else dtypes.get_default_dtype())
         data = a.array.astype(compute, copy=False)
         if data.size:  # subtract the max so that exp cannot overflow; infinite maxima subtract nothing
             peak = data.max(axis=axes, keepdims=True)
@@ -237,8 +243,8 @@ class LogSumExp(Function):
             peak = xp.zeros(_kept_shape(a.shape, axes), data.dtype)
         with np.errstate(divide="ignore"):  # log(0) = -inf for empty slices
             out = xp.log(xp.exp(data - peak).sum(axis=axes, keepdims=True)) + peak
-        out = Tensor((out if keepdim else out.squeeze(axis=axes)).astype(a.dtype if floating else compute,
-                                                                          copy=False))
+        out_dtype = a.dtype if floating else dtypes.get_default_dtype()
+        out = Tensor((out if keepdim else out.squeeze(axis=axes)).astype(out_dtype, copy=False))
         ctx.save_for_backward(a, out)
         return out
 
@@ -330,9 +336,9 @@ class Cumsum(Function):
     def forward(ctx, a, axis):
         ctx.axis = axis
         if a.ndim == 0:
-            return a.array.astype(_accumulator(a.dtype) if a.dtype.kind in "biu" else a.dtype)
+            return a.array.astype(_summed_type(a.dtype))
         out = a.array.cumsum(axis=axis, dtype=_accumulator(a.dtype))
-        return out.astype(a.dtype if a.dtype == np.float16 else out.dtype, copy=False)
+        return out.astype(_summed_type(a.dtype), copy=False)
 
     @staticmethod
     def backward(ctx, grad):

@@ -26,9 +26,10 @@ import numpy as np
 from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.creation import empty
+from distgrad.dtypes import finfo, is_floating_point
 from distgrad.ops.inplace import overwrite
 from distgrad.ops.sorting import sorted_indices
-from distgrad.random import default_generator
+from distgrad.random import default_generator, draw_dtype
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = ["bernoulli", "normal", "multinomial"]
@@ -38,17 +39,12 @@ def _generator(generator, device):
     return (generator or default_generator).for_device(device)
 
 
-def _draw_dtype(dtype) -> np.dtype:
-    """The dtype the generators draw floats in for a tensor of ``dtype`` (they have no float16)."""
-    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
-
-
 def _fill(self: Tensor, op: str, draw, floating_only: bool = True) -> Tensor:
     """Writes ``draw(shape, dtype)`` into ``self`` (recorded as an overwrite when ``self`` is in a graph)."""
-    if floating_only and self.dtype.kind != "f":
+    if floating_only and not is_floating_point(self.dtype):
         raise RuntimeError(f"{op} expects a floating point tensor, got {self.dtype.name}")
     with backend.cuda_device_context(self.device):
-        return overwrite(self, op, lambda: draw(self.shape, _draw_dtype(self.dtype)))
+        return overwrite(self, op, lambda: draw(self.shape, draw_dtype(self.dtype)))
 
 
 def _uniform(gen, shape, dtype, low=0.0, high=1.0):
@@ -90,7 +86,7 @@ def log_normal_(self: Tensor, mean: float = 1, std: float = 2, *, generator=None
 
 def exponential_(self: Tensor, lambd: float = 1, *, generator=None) -> Tensor:
     """Fills ``self`` with draws of density ``lambd * exp(-lambd * x)`` (``-log(1 - U) / lambd``)."""
-    if self.dtype.kind != "f":
+    if not is_floating_point(self.dtype):
         raise RuntimeError("Exponential distribution is a continuous probability distribution. dtype must be a "
                            f"floating point but you specified {self.dtype.name}")
     if lambd <= 0:
@@ -118,8 +114,9 @@ def cauchy_(self: Tensor, median: float = 0, sigma: float = 1, *, generator=None
 
 def _top_of_range(dtype) -> int:
     """The exclusive upper end of ``random_()`` without bounds: every integer the dtype holds exactly."""
-    if dtype.kind == "f":
-        return 2 ** (np.finfo(dtype).nmant + 1) + 1
+    if is_floating_point(dtype):
+        mantissa_bits = -round(math.log2(finfo(dtype).eps))
+        return 2 ** (mantissa_bits + 1) + 1
     if dtype.kind == "b":
         return 2
     return int(np.iinfo(dtype).max) + (1 if dtype.itemsize < 8 else 0)
@@ -175,7 +172,7 @@ def bernoulli(input: Tensor, p: float | None = None, *, generator=None) -> Tenso
 
     def draw():
         with backend.cuda_device_context(input.device):
-            return (gen.random(input.shape, dtype=_draw_dtype(input.dtype)) < prob).astype(input.dtype)
+            return (gen.random(input.shape, dtype=draw_dtype(input.dtype)) < prob).astype(input.dtype)
     return Sample.apply(draw, input)
 
 
@@ -199,7 +196,7 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None,
 
     def draw():
         with backend.cuda_device_context(like.device):
-            values = xp.asarray(gen.standard_normal(shape, dtype=_draw_dtype(like.dtype)))
+            values = xp.asarray(gen.standard_normal(shape, dtype=draw_dtype(like.dtype)))
         scale = std.array if isinstance(std, Tensor) else std
         shift = mean.array if isinstance(mean, Tensor) else mean
         return (values * scale + shift).astype(like.dtype, copy=False)
@@ -210,7 +207,7 @@ def normal(mean, std=1.0, size=None, *, generator=None, dtype=None, device=None,
 def _check(input: Tensor, num_samples: int, replacement: bool) -> None:
     if input.ndim not in (1, 2):
         raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got shape {list(input.shape)}")
-    if input.dtype.kind != "f":
+    if not is_floating_point(input.dtype):
         raise RuntimeError(f"multinomial only supports floating-point dtypes for input, got: {input.dtype.name}")
     if num_samples <= 0:
         raise RuntimeError(f"multinomial: cannot sample n_sample <= 0 samples (got {num_samples})")

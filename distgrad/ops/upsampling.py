@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from distgrad.dtypes import compute_dtype, is_floating_point
 from distgrad.ops.indexing import index_select
 from distgrad.ops.linalg import matmul
 from distgrad.ops.pooling import averaging_matrix
@@ -160,9 +161,9 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
                            f"and output {list(out_sizes)}")
     if mode == "area":
         return _area(input, out_sizes)
-    if input.dtype.kind != "f":
+    if not is_floating_point(input.dtype):
         raise RuntimeError(f"interpolate: expected a floating point input, got {input.dtype.name}")
-    dtype = np.dtype(np.float64) if input.dtype == np.float64 else np.dtype(np.float32)
+    dtype = compute_dtype(input.dtype)
     out = input
     for axis, (n, m, factor) in enumerate(zip(input.shape[2:], out_sizes, factors), start=2):
         if mode in ("nearest", "nearest-exact"):

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from distgrad import backend
-from distgrad.optim.optimizer import Optimizer, check_hyperparameters, effective_grad
-from distgrad.tensor import Tensor
+from distgrad.optim.optimizer import Optimizer, check_non_negative, effective_grad, start_state
 
 
 class Adadelta(Optimizer):
@@ -13,17 +12,16 @@ class Adadelta(Optimizer):
 
     def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0, *,
                  maximize: bool = False):
-        check_hyperparameters(lr, eps, weight_decay)
+        check_non_negative(lr=lr)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Invalid rho value: {rho}")
+        check_non_negative(eps=eps, weight_decay=weight_decay)
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
         if not state:
-            state["step"] = 0
-            state["square_avg"] = Tensor(xp.zeros_like(param))
-            state["acc_delta"] = Tensor(xp.zeros_like(param))
+            start_state(state, param, "square_avg", "acc_delta")
         state["step"] += 1
         rho, eps = group["rho"], group["eps"]
         g = effective_grad(param, grad, group["weight_decay"], group["maximize"])

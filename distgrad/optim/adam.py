@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from distgrad import backend
-from distgrad.optim.optimizer import Optimizer, check_hyperparameters, effective_grad
-from distgrad.tensor import Tensor
+from distgrad.optim.optimizer import Optimizer, check_adam_hyperparameters, effective_grad, start_state
 
 
 class Adam(Optimizer):
@@ -18,18 +17,14 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
                  decoupled_weight_decay: bool = False):
-        check_hyperparameters(lr, eps, weight_decay, betas)
+        check_adam_hyperparameters(lr, eps, betas, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
         if not state:
-            state["step"] = 0
-            state["exp_avg"] = Tensor(xp.zeros_like(param))
-            state["exp_avg_sq"] = Tensor(xp.zeros_like(param))
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = Tensor(xp.zeros_like(param))
+            start_state(state, param, "exp_avg", "exp_avg_sq", *(("max_exp_avg_sq",) if group["amsgrad"] else ()))
         state["step"] += 1
         step = state["step"]
         lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]

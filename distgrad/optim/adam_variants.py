@@ -5,15 +5,8 @@ from __future__ import annotations
 import math
 
 from distgrad import backend
-from distgrad.optim.optimizer import Optimizer, check_hyperparameters, effective_grad
-from distgrad.tensor import Tensor
-
-
-def _zeros_state(state: dict, param, *names) -> None:
-    xp = backend.array_module(param)
-    state["step"] = 0
-    for name in names:
-        state[name] = Tensor(xp.zeros_like(param))
+from distgrad.optim.optimizer import (Optimizer, check_adam_hyperparameters, check_non_negative, effective_grad,
+                                      start_state)
 
 
 def _moments(exp_avg, exp_avg_sq, g, beta1: float, beta2: float) -> None:
@@ -37,14 +30,14 @@ class Adamax(Optimizer):
 
     def __init__(self, params, lr: float = 2e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, *, maximize: bool = False):
-        check_hyperparameters(lr, eps, weight_decay, betas)
+        check_adam_hyperparameters(lr, eps, betas, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       maximize=maximize))
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
         if not state:
-            _zeros_state(state, param, "exp_avg", "exp_inf")
+            start_state(state, param, "exp_avg", "exp_inf")
         state["step"] += 1
         (beta1, beta2), eps = group["betas"], group["eps"]
         g = effective_grad(param, grad, group["weight_decay"], group["maximize"])
@@ -65,9 +58,8 @@ class NAdam(Optimizer):
     def __init__(self, params, lr: float = 2e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, *,
                  maximize: bool = False):
-        check_hyperparameters(lr, eps, weight_decay, betas)
-        if not 0.0 <= momentum_decay:
-            raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+        check_adam_hyperparameters(lr, eps, betas, weight_decay)
+        check_non_negative(momentum_decay=momentum_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                                       maximize=maximize))
@@ -75,7 +67,7 @@ class NAdam(Optimizer):
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
         if not state:
-            _zeros_state(state, param, "exp_avg", "exp_avg_sq")
+            start_state(state, param, "exp_avg", "exp_avg_sq")
             state["mu_product"] = 1.0
         state["step"] += 1
         step, lr, (beta1, beta2) = state["step"], group["lr"], group["betas"]
@@ -100,14 +92,14 @@ class RAdam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *, maximize: bool = False):
-        check_hyperparameters(lr, eps, weight_decay, betas)
+        check_adam_hyperparameters(lr, eps, betas, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                                       decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
         if not state:
-            _zeros_state(state, param, "exp_avg", "exp_avg_sq")
+            start_state(state, param, "exp_avg", "exp_avg_sq")
         state["step"] += 1
         step, lr, (beta1, beta2) = state["step"], group["lr"], group["betas"]
         g = _decayed_grad(param, grad, group)

@@ -12,7 +12,7 @@ import warnings
 from collections import defaultdict
 from itertools import chain
 
-from distgrad import backend
+from distgrad import backend, dtypes
 from distgrad.autograd.grad_mode import enable_grad
 from distgrad.autograd.node import increment_version
 from distgrad.tensor import Tensor
@@ -189,7 +189,8 @@ def _state_value_for(param: Tensor, name: str, value):
     if not isinstance(value, Tensor):
         return value
     data = backend.to_device(value.array, param.device)
-    dtype = param.dtype if value.dtype.kind == "f" and param.dtype.kind == "f" else value.dtype
+    floating = dtypes.is_floating_point(value.dtype) and dtypes.is_floating_point(param.dtype)
+    dtype = param.dtype if floating else value.dtype
     return Tensor(data.astype(dtype, copy=True))
 
 
@@ -210,14 +211,29 @@ def effective_grad(param, grad, weight_decay: float, maximize: bool):
     return grad
 
 
-def check_hyperparameters(lr: float = 0.0, eps: float = 0.0, weight_decay: float = 0.0, betas: tuple = ()) -> None:
-    """PyTorch's checks, and messages, for the hyper-parameters most optimizers share."""
-    if not 0.0 <= lr:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
+def start_state(state: dict, param, *names: str) -> None:
+    """A parameter's first state: ``step`` 0 and, under each of ``names``, a zero Tensor shaped like ``param``."""
+    xp = backend.array_module(param)
+    state["step"] = 0
+    for name in names:
+        state[name] = Tensor(xp.zeros_like(param))
+
+
+_HYPERPARAMETER_WORDS = {"lr": "learning rate", "eps": "epsilon value"}
+
+
+def check_non_negative(**hyperparameters) -> None:
+    """Raises PyTorch's ``ValueError("Invalid <name>: <value>")`` for the first of ``hyperparameters``
+    (in the order given) that is not at least 0."""
+    for name, value in hyperparameters.items():
+        if not 0.0 <= value:
+            raise ValueError(f"Invalid {_HYPERPARAMETER_WORDS.get(name, name + ' value')}: {value}")
+
+
+def check_adam_hyperparameters(lr: float, eps: float, betas: tuple, weight_decay: float) -> None:
+    """PyTorch's checks, in its order and with its messages, for Adam and its relatives."""
+    check_non_negative(lr=lr, eps=eps)
     for index, beta in enumerate(betas):
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    check_non_negative(weight_decay=weight_decay)

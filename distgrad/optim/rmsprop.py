@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from distgrad import backend
-from distgrad.optim.optimizer import Optimizer, effective_grad
-from distgrad.tensor import Tensor
+from distgrad.optim.optimizer import Optimizer, check_non_negative, effective_grad, start_state
 
 
 class RMSprop(Optimizer):
@@ -14,28 +13,15 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
                  momentum: float = 0, centered: bool = False, *, maximize: bool = False):
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        check_non_negative(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize))
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
         if not state:
-            state["step"] = 0
-            state["square_avg"] = Tensor(xp.zeros_like(param))
-            if group["momentum"] > 0:
-                state["momentum_buffer"] = Tensor(xp.zeros_like(param))
-            if group["centered"]:
-                state["grad_avg"] = Tensor(xp.zeros_like(param))
+            start_state(state, param, "square_avg", *(("momentum_buffer",) if group["momentum"] > 0 else ()),
+                        *(("grad_avg",) if group["centered"] else ()))
         state["step"] += 1
         alpha, momentum = group["alpha"], group["momentum"]
         g = effective_grad(param, grad, group["weight_decay"], group["maximize"])

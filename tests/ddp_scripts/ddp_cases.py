@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import numpy as np
 
@@ -23,13 +22,9 @@ from distgrad.distributed import comm_hooks
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "distributed_scripts"))
 from ddp_models import Chain, Heads, global_batches, loss_of, max_difference, mlp, shard, train  # noqa: E402
-from runner import write_report  # noqa: E402
+from runner import Skip, run_cases, write_report  # noqa: E402
 
 B, STEPS = 4, 4  # per-rank batch, optimizer steps
-
-
-class Skip(Exception):
-    pass
 
 
 def _matches_one_process(r, n, dtype, tolerance, **ddp_options):
@@ -272,16 +267,7 @@ def main() -> None:
     report_dir = sys.argv[1]
     dist.init_process_group(backend="mpi", timeout=10)  # a desynchronised case ends the job, not hangs
     r, n = dist.get_rank(), dist.get_world_size()
-    results, data = {}, {}
-    for case in CASES:
-        try:
-            data[case.__name__] = case(r, n)
-            results[case.__name__] = "ok"
-        except Skip as why:
-            results[case.__name__] = f"skipped: {why}"
-        except Exception:
-            results[case.__name__] = traceback.format_exc()
-    write_report(report_dir, r, {"world_size": n, "results": results, "data": data})
+    write_report(report_dir, r, {"world_size": n, **run_cases(CASES, r, n)})
     dist.destroy_process_group()
 
 

@@ -115,6 +115,48 @@ def reduce_scatter_gives_rank_i_the_sum_of_input_i(r, n, dtype):
     expect(out, np.full(2, sum(10 * q + r for q in range(n))))
 
 
+def all_gather_into_tensor_fills_chunk_i_with_rank_i_even_in_place(r, n, dtype):
+    flat = full(-1, dtype, n=2 * n)
+    dist.all_gather_into_tensor(flat, full(r * 10, dtype, n=2))
+    expect(flat, np.repeat(np.arange(n) * 10, 2))
+    flat = full(-1, dtype, n=2 * n)
+    mine = dg.Tensor(flat.array[2 * r:2 * r + 2])  # this rank's chunk of the output itself (ZeRO's layout)
+    mine.array[...] = r + 1
+    dist.all_gather_into_tensor(flat, mine, async_op=True).wait()
+    expect(flat, np.repeat(np.arange(n) + 1, 2))
+
+
+def reduce_scatter_tensor_gives_rank_i_the_reduction_of_chunk_i(r, n, dtype):
+    flat = dg.tensor((np.arange(2 * n) + 10 * r).astype(dtype), device=DEVICE)  # chunk i: [2i, 2i+1] + 10 r
+    out = full(-1, dtype, n=2)
+    dist.reduce_scatter_tensor(out, flat, op=ReduceOp.SUM)
+    offset = 10 * n * (n - 1) // 2
+    expect(out, np.array([2 * r * n + offset, (2 * r + 1) * n + offset]))
+    try:
+        dist.reduce_scatter_tensor(out, full(0, dtype, n=2 * n + 1))
+    except ValueError as e:
+        assert "input tensor must be the same size as output size times world size" in str(e)
+    else:
+        raise AssertionError("a wrong input size did not raise")
+
+
+def reduce_scatter_v_gives_rank_i_its_own_count(r, n, dtype):
+    counts = [q % 3 for q in range(n)]  # 0, 1, 2: rank 0 receives nothing
+    flat = dg.tensor((np.arange(sum(counts)) + 10 * r).astype(dtype), device=DEVICE)
+    out = full(-1, dtype, n=counts[r])
+    dist.reduce_scatter_v(out, flat, counts, op=ReduceOp.AVG, async_op=True).wait()
+    start, total = sum(counts[:r]), sum(10 * q for q in range(n))
+    expected = [(n * (start + k) + total) / n for k in range(counts[r])]
+    expect(out, np.array(expected) if dtype != "int64" else np.array(expected).astype(np.int64))
+
+
+def gather_object_collects_on_dst(r, n, dtype):
+    gathered = [None] * n if r == n - 1 else None
+    dist.gather_object({"rank": r}, gathered, dst=n - 1)
+    if r == n - 1:
+        assert gathered == [{"rank": q} for q in range(n)]
+
+
 def gather_collects_on_dst(r, n, dtype):
     dst = n - 1
     outputs = [full(-1, dtype) for _ in range(n)] if r == dst else None
@@ -201,7 +243,10 @@ CASES = [all_reduce_sum_adds_every_rank, zero_dim_tensors_reduce_like_any_other,
          all_reduce_max_min_product, all_reduce_async_returns_a_work_to_wait_on,
          async_all_reduces_overlap_and_finish_in_any_wait_order, broadcast_copies_the_source_rank, broadcast_async,
          reduce_gives_the_sum_to_dst_only, all_gather_fills_the_list_in_rank_order,
-         reduce_scatter_gives_rank_i_the_sum_of_input_i, gather_collects_on_dst, scatter_sends_piece_i_to_rank_i,
+         reduce_scatter_gives_rank_i_the_sum_of_input_i, all_gather_into_tensor_fills_chunk_i_with_rank_i_even_in_place,
+         reduce_scatter_tensor_gives_rank_i_the_reduction_of_chunk_i, reduce_scatter_v_gives_rank_i_its_own_count,
+         gather_object_collects_on_dst,
+         gather_collects_on_dst, scatter_sends_piece_i_to_rank_i,
          collectives_bump_the_tensor_version, barrier_async_completes, subgroup_of_first_and_last_rank,
          broadcast_object_list_replaces_the_list, all_gather_object_collects_every_rank]
 CASE_NAMES = [f"{case.__name__}[{dtype}]" for case in CASES for dtype in DTYPES]

@@ -5,6 +5,7 @@ Each case must end the whole job in seconds with a non-zero status and a message
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -49,8 +50,82 @@ def collectives_differ(rank: int) -> None:
         dist.all_reduce(dg.zeros(4))
 
 
+def sys_exit_on_rank_1(rank: int) -> None:
+    """Rank 1 calls sys.exit(2) (the exit handler's destroy_process_group) while rank 0 all-reduces."""
+    dist.barrier()
+    if rank == 1:
+        sys.exit(2)
+    dist.all_reduce(dg.ones(4))
+
+
+def exception_through_finally(rank: int) -> None:
+    """The usual script shape: rank 1's exception passes through ``finally: destroy_process_group()``."""
+    try:
+        dist.barrier()
+        if rank == 1:
+            raise ValueError("rank 1 fails inside try/finally")
+        dist.all_reduce(dg.ones(4))
+    finally:
+        dist.destroy_process_group()
+
+
+def exception_through_finally_late(rank: int) -> None:
+    """As above, but rank 0 is still computing when rank 1 reaches destroy_process_group."""
+    try:
+        dist.barrier()
+        if rank == 1:
+            raise ValueError("rank 1 fails inside try/finally")
+        time.sleep(1.0)
+        dist.all_reduce(dg.ones(4))
+    finally:
+        dist.destroy_process_group()
+
+
+def sys_exit_0_early_on_rank_1(rank: int) -> None:
+    """Rank 1 leaves with sys.exit(0) while rank 0 goes on to a collective a moment later."""
+    dist.barrier()
+    if rank == 1:
+        sys.exit(0)
+    time.sleep(1.0)
+    dist.all_reduce(dg.ones(4))
+
+
+def os_exit_on_rank_1(rank: int) -> None:
+    """Rank 1 vanishes with os._exit(3): no handler of any kind runs."""
+    dist.barrier()
+    if rank == 1:
+        os._exit(3)
+    dist.all_reduce(dg.ones(4))
+
+
+def sys_exit_2_at_the_end_on_rank_1(rank: int) -> None:
+    """Every collective done and the group destroyed together; then rank 1 exits with status 2."""
+    dist.all_reduce(dg.ones(4))
+    dist.destroy_process_group()
+    if rank == 1:
+        sys.exit(2)
+
+
+def hang_in_all_reduce_on_rank_0(rank: int) -> None:
+    """Ready for a signal: rank 0 waits in an all_reduce that rank 1 never joins (rank 1 sleeps)."""
+    dist.barrier()
+    open(os.path.join(os.environ["READY_DIR"], f"ready{rank}"), "w").close()
+    if rank == 0:
+        dist.all_reduce(dg.ones(4))
+    time.sleep(60)
+
+
+def leaves_then_others_mismatch_late(rank: int) -> None:
+    """Rank 0 reaches destroy_process_group first; rank 1 comes a moment later with an all_reduce."""
+    dist.barrier()
+    if rank == 1:
+        time.sleep(1.0)
+        dist.all_reduce(dg.ones(4))
+
+
 if __name__ == "__main__":
     case, timeout = sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 30.0
     dist.init_process_group(timeout=timeout)
     globals()[case](dist.get_rank())
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -7,11 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 
 from distgrad.launch import mpi
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+
+
+class Skip(Exception):
+    """Raised by a case that cannot run in this configuration; reported as ``skipped: <why>``."""
 
 
 @dataclass
@@ -20,6 +25,23 @@ class Finished:
     stdout: str
     stderr: str
     seconds: float
+
+
+def run_cases(cases, r: int, n: int) -> dict:
+    """Runs every ``case(r, n)``; returns ``{"results": {name: "ok" | "skipped: why" | the traceback},
+    "data": {name: what it returned}, "seconds": {name: its time}}`` (a failing case fails alone)."""
+    results, data, seconds = {}, {}, {}
+    for case in cases:
+        start = time.perf_counter()
+        try:
+            data[case.__name__] = case(r, n)
+            results[case.__name__] = "ok"
+        except Skip as why:
+            results[case.__name__] = f"skipped: {why}"
+        except Exception:
+            results[case.__name__] = traceback.format_exc()
+        seconds[case.__name__] = round(time.perf_counter() - start, 3)
+    return {"results": results, "data": data, "seconds": seconds}
 
 
 def write_report(directory: str, rank: int, report: dict) -> None:
@@ -61,3 +83,16 @@ def mpiexec_python(n: int, script: str, *args: str) -> list:
 
 def run_ranks(n: int, script: str, *args: str, env: dict | None = None, limit_s: float = 60) -> Finished:
     return run(mpiexec_python(n, script, *args), env=env, limit_s=limit_s)
+
+
+def processes_mentioning(needle: str, where: str = "cmdline") -> list:
+    """PIDs of this host's processes whose ``/proc/<pid>/<where>`` (cmdline or environ) holds ``needle``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/{where}", "rb") as f:
+                if needle.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found

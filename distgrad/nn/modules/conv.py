@@ -2,15 +2,12 @@
 
 One base, ``_ConvNd``, holds what they share: the arguments as tuples of ``dims`` entries, the weight
 (out, in / groups, *kernel) of a convolution or (in, out / groups, *kernel) of a transposed one, and
-PyTorch's default initialisation.
+PyTorch's default initialisation (``WeightedLayer``'s).
 """
 from __future__ import annotations
 
-from distgrad import creation
 from distgrad.nn import functional as F
-from distgrad.nn import init
-from distgrad.nn.module import Module
-from distgrad.nn.parameter import Parameter
+from distgrad.nn.modules.weighted import WeightedLayer
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -19,7 +16,7 @@ def _tuple(x, dims: int) -> tuple:
     return tuple(x) if isinstance(x, (tuple, list)) else (x,) * dims
 
 
-class _ConvNd(Module):
+class _ConvNd(WeightedLayer):
     dims = 2
     transposed = False
 
@@ -53,16 +50,7 @@ class _ConvNd(Module):
         self.groups = groups
         self.padding_mode = padding_mode
         shape = (in_channels, out_channels // groups) if self.transposed else (out_channels, in_channels // groups)
-        self.weight = Parameter(creation.empty(*shape, *self.kernel_size, device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(creation.empty(out_channels, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's default: kaiming_uniform_(a=sqrt(5)) weights, biases uniform on ±1/sqrt(fan_in)."""
-        init.default_layer_init_(self.weight, self.bias)
+        self._add_weight_and_bias((*shape, *self.kernel_size), bias, device, dtype, bias_size=out_channels)
 
     def _edge_padding(self) -> tuple:
         """``F.pad``'s widths (last dim first) for a ``padding_mode`` other than zeros."""

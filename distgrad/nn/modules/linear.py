@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import math
 
-from distgrad import creation
 from distgrad.nn import functional as F
 from distgrad.nn import init
 from distgrad.nn.module import Module
-from distgrad.nn.parameter import Parameter
+from distgrad.nn.modules.weighted import WeightedLayer
 
 
 class Identity(Module):
@@ -20,23 +19,14 @@ class Identity(Module):
         return input
 
 
-class Linear(Module):
+class Linear(WeightedLayer):
     """``y = x @ weight.T + bias`` with ``weight`` of shape (out_features, in_features)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = Parameter(creation.empty(out_features, in_features, device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(creation.empty(out_features, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's default: kaiming_uniform_(a=sqrt(5)) weights, biases uniform on ±1/sqrt(fan_in)."""
-        init.default_layer_init_(self.weight, self.bias)
+        self._add_weight_and_bias((out_features, in_features), bias, device, dtype)
 
     def forward(self, input):
         return F.linear(input, self.weight, self.bias)
@@ -45,7 +35,7 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class Bilinear(Module):
+class Bilinear(WeightedLayer):
     """``y_k = x1 @ weight[k] @ x2 + bias_k`` with ``weight`` of shape (out_features, in1_features, in2_features)."""
 
     def __init__(self, in1_features: int, in2_features: int, out_features: int, bias: bool = True, device=None,
@@ -54,12 +44,7 @@ class Bilinear(Module):
         self.in1_features = in1_features
         self.in2_features = in2_features
         self.out_features = out_features
-        self.weight = Parameter(creation.empty(out_features, in1_features, in2_features, device=device, dtype=dtype))
-        if bias:
-            self.bias = Parameter(creation.empty(out_features, device=device, dtype=dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        self._add_weight_and_bias((out_features, in1_features, in2_features), bias, device, dtype)
 
     def reset_parameters(self) -> None:
         """PyTorch's default: weights and biases uniform on ±1/sqrt(in1_features)."""

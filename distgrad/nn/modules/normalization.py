@@ -1,5 +1,5 @@
-"""``BatchNorm1d/2d/3d`` and ``InstanceNorm1d/2d/3d`` (running statistics, train/eval), ``LayerNorm`` and
-``GroupNorm``."""
+"""``BatchNorm1d/2d/3d`` and ``InstanceNorm1d/2d/3d`` (running statistics, train/eval), ``GroupNorm``,
+``LayerNorm`` and ``RMSNorm``."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,23 @@ from distgrad.nn.parameter import Parameter
 from distgrad.tensor import Tensor
 
 
-class _BatchNorm(Module):
+class _AffineNorm(Module):
+    """A normalisation's optional ``weight`` (ones) and ``bias`` (zeros) of ``shape``."""
+
+    def _add_affine(self, shape, weight: bool, bias: bool, device, dtype) -> None:
+        self.register_parameter("weight", Parameter(creation.ones(shape, device=device, dtype=dtype))
+                                if weight else None)
+        self.register_parameter("bias", Parameter(creation.zeros(shape, device=device, dtype=dtype))
+                                if weight and bias else None)
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+
+class _BatchNorm(_AffineNorm):
     """Normalises each channel (dim 1) over the batch and the other dims.
 
     In training mode it uses the batch statistics and, with ``track_running_stats``, updates
@@ -29,15 +45,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(creation.empty(num_features, device=device, dtype=dtype))
-            if bias:
-                self.bias = Parameter(creation.empty(num_features, device=device, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self._add_affine(num_features, affine, bias, device, dtype)
         if track_running_stats:
             self.register_buffer("running_mean", creation.zeros(num_features, device=device, dtype=dtype))
             self.register_buffer("running_var", creation.ones(num_features, device=device, dtype=dtype))
@@ -56,29 +64,37 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        super().reset_parameters()
 
     def _check_input_dim(self, input: Tensor) -> None:
         raise NotImplementedError
 
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
+        factor = self._count_batch()
+        running_mean, running_var = self._running_stats_to_pass()
+        return F.batch_norm(input, running_mean, running_var, self.weight, self.bias, self._uses_batch_stats(),
+                            factor, self.eps)
+
+    def _count_batch(self) -> float:
+        """Counts a training batch in ``num_batches_tracked``; returns the running statistics' update factor."""
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.array += 1
             increment_version(self.num_batches_tracked)
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked.item())
-        # Batch statistics in training, and in eval too when there are no running statistics.
-        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
-        # The running statistics are passed only where they are used or updated.
-        pass_running = not self.training or self.track_running_stats
-        return F.batch_norm(input, self.running_mean if pass_running else None,
-                            self.running_var if pass_running else None, self.weight, self.bias,
-                            use_batch_stats, factor, self.eps)
+        return factor
+
+    def _uses_batch_stats(self) -> bool:
+        """Batch statistics in training, and in eval too when there are no running statistics."""
+        return self.training or (self.running_mean is None and self.running_var is None)
+
+    def _running_stats_to_pass(self) -> tuple:
+        """The running statistics, passed only where they are used or updated."""
+        if not self.training or self.track_running_stats:
+            return self.running_mean, self.running_var
+        return None, None
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -158,7 +174,7 @@ class InstanceNorm3d(_InstanceNorm):
     spatial_dims = 3
 
 
-class GroupNorm(Module):
+class GroupNorm(_AffineNorm):
     """Normalises each of ``num_groups`` groups of channels of every sample, then per-channel ``* weight + bias``."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None,
@@ -170,16 +186,7 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        self.register_parameter("weight", Parameter(creation.ones(num_channels, device=device, dtype=dtype))
-                                if affine else None)
-        self.register_parameter("bias", Parameter(creation.zeros(num_channels, device=device, dtype=dtype))
-                                if affine and bias else None)
-
-    def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        self._add_affine(num_channels, affine, bias, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
@@ -189,32 +196,25 @@ class GroupNorm(Module):
                 f"bias={self.bias is not None}")
 
 
-class LayerNorm(Module):
-    """Normalises over the last ``len(normalized_shape)`` dims, then scales by ``weight`` and adds ``bias``."""
+class _TrailingNorm(_AffineNorm):
+    """Normalisation over the trailing ``normalized_shape`` dims, with a ``weight`` (and ``bias``) of that shape."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
-                 device=None, dtype=None):
+    def __init__(self, normalized_shape, eps, elementwise_affine: bool, bias: bool, device, dtype):
         super().__init__()
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(creation.ones(self.normalized_shape, device=device, dtype=dtype))
-            if bias:
-                self.bias = Parameter(creation.zeros(self.normalized_shape, device=device, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self._add_affine(self.normalized_shape, elementwise_affine, bias, device, dtype)
 
-    def reset_parameters(self) -> None:
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+
+class LayerNorm(_TrailingNorm):
+    """Normalises over the last ``len(normalized_shape)`` dims, then scales by ``weight`` and adds ``bias``."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__(normalized_shape, eps, elementwise_affine, bias, device, dtype)
 
     def forward(self, input: Tensor) -> Tensor:
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -222,3 +222,20 @@ class LayerNorm(Module):
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
                 f"bias={self.bias is not None}")
+
+
+class RMSNorm(_TrailingNorm):
+    """Divides by the root mean square over the last ``len(normalized_shape)`` dims, then scales by ``weight``.
+
+    ``eps=None`` uses the machine epsilon of the input's dtype, as PyTorch does.
+    """
+
+    def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, device=None,
+                 dtype=None):
+        super().__init__(normalized_shape, eps, elementwise_affine, False, device, dtype)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

@@ -84,10 +84,24 @@ class LRScheduler:
 
     def state_dict(self) -> dict:
         """Every attribute but the optimizer: plain numbers, lists and dicts, ready for ``distgrad.save``."""
-        return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
+        return state_but(self)
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.__dict__.update(state_dict)
+
+
+def state_but(scheduler, *names: str) -> dict:
+    """The scheduler's attributes but its optimizer and ``names`` (which the caller saves its own way)."""
+    left_out = ("optimizer",) + names
+    return {key: value for key, value in scheduler.__dict__.items() if key not in left_out}
+
+
+def load_state_but(scheduler, state_dict: dict, name: str):
+    """Restores every attribute of ``state_dict`` but ``name``, whose saved value it returns to the caller."""
+    state = dict(state_dict)
+    saved = state.pop(name)
+    scheduler.__dict__.update(state)
+    return saved
 
 
 def current_lrs(optimizer: Optimizer) -> list:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from distgrad.optim.lr_scheduler.base import LRScheduler, current_lrs
+from distgrad.optim.lr_scheduler.base import LRScheduler, current_lrs, load_state_but, state_but
 
 
 def _check_schedulers(kind: str, optimizer, schedulers) -> None:
@@ -18,16 +18,13 @@ def _check_schedulers(kind: str, optimizer, schedulers) -> None:
 
 
 def _state_with_children(scheduler) -> dict:
-    state = {key: value for key, value in scheduler.__dict__.items() if key not in ("optimizer", "_schedulers")}
+    state = state_but(scheduler, "_schedulers")
     state["_schedulers"] = [s.state_dict() for s in scheduler._schedulers]
     return state
 
 
 def _load_with_children(scheduler, state_dict: dict) -> None:
-    state = dict(state_dict)
-    children = state.pop("_schedulers")
-    scheduler.__dict__.update(state)
-    for s, child_state in zip(scheduler._schedulers, children):
+    for s, child_state in zip(scheduler._schedulers, load_state_but(scheduler, state_dict, "_schedulers")):
         s.load_state_dict(child_state)
 
 

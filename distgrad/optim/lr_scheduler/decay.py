@@ -11,7 +11,7 @@ import types
 from bisect import bisect_right
 from collections import Counter
 
-from distgrad.optim.lr_scheduler.base import LRScheduler, current_lrs, per_group
+from distgrad.optim.lr_scheduler.base import LRScheduler, current_lrs, load_state_but, per_group, state_but
 
 
 class LambdaLR(LRScheduler):
@@ -29,16 +29,13 @@ class LambdaLR(LRScheduler):
 
     def state_dict(self) -> dict:
         """As PyTorch: functions are not saved, only the attributes of callable objects."""
-        state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "lr_lambdas")}
+        state = state_but(self, "lr_lambdas")
         state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
                                for fn in self.lr_lambdas]
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        state = dict(state_dict)
-        saved_lambdas = state.pop("lr_lambdas")
-        self.__dict__.update(state)
-        for fn, attributes in zip(self.lr_lambdas, saved_lambdas):
+        for fn, attributes in zip(self.lr_lambdas, load_state_but(self, state_dict, "lr_lambdas")):
             if attributes is not None:
                 fn.__dict__.update(attributes)
 
