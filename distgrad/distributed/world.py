@@ -91,12 +91,12 @@ def init_process_group(backend=None, init_method=None, timeout=None, world_size:
     for every rank of the node, else MPI), ``'mpi'``, ``'nccl'`` or ``'gloo'`` (MPI, said once);
     ``timeout`` (a ``timedelta`` or seconds) bounds every collective.
 
-    Where the ranks come from: an MPI launcher (``mpiexec``, ``srun``, ``distgrad-launch``) gives the world
-    and ``world_size``/``rank`` are only checked against it. Otherwise ``init_method="env://"`` (also the
-    default when ``MASTER_ADDR`` is set) or ``"tcp://host:port"``, or a ``store`` with ``rank`` and
-    ``world_size``, is a PyTorch rendezvous: the ranks meet at rank 0's ``TCPStore`` and join one MPI
-    world. Without either, the process is a world of one. Each rank binds GPU ``local_rank % device_count``
-    when CuPy sees GPUs.
+    Where the ranks come from: an MPI launcher (``mpiexec``, ``srun``, ``distgrad-launch``) gives the
+    world, and ``world_size``/``rank`` are only checked against it. Otherwise ``init_method="env://"``
+    (also the default when ``MASTER_ADDR`` and a world size are set) or ``"tcp://host:port"``, or a
+    ``store`` with ``rank`` and ``world_size``, is a PyTorch rendezvous: the ranks meet at rank 0's
+    ``TCPStore`` and join one MPI world. Without either, the process is a world of one. Each rank binds
+    GPU ``local_rank % device_count`` when CuPy sees GPUs. ``group_name`` is accepted and unused.
     """
     if _world.default is not None:
         raise ValueError("trying to initialize the default process group twice!")
@@ -129,7 +129,9 @@ def _world_communicator(init_method, store, world_size: int, rank: int, timeout_
             raise ValueError("init_process_group(store=...) needs rank and world_size")
         _world.store = store
         return rendezvous.join_mpi_world(store, rank, world_size, timeout_s)
-    wants_rendezvous = init_method is not None or envvars.MASTER_ADDR in os.environ
+    # PyTorch's default is env://; a stray MASTER_ADDR without a world size leaves a world of one
+    wants_rendezvous = init_method is not None or (envvars.MASTER_ADDR in os.environ and (
+        envvars.WORLD_SIZE in os.environ or world_size >= 1))
     if wants_rendezvous and not launched_by_mpi():
         _world.store, rank, world_size = rendezvous.rendezvous(init_method or "env://", rank, world_size, timeout_s)
         _world.owns_store = isinstance(_world.store, TCPStore)

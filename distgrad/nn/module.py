@@ -87,29 +87,15 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        if _global_forward_pre_hooks or _global_forward_hooks:
-            return self._call_with_global_hooks(args, kwargs)
-        return self._call_impl(*args, **kwargs)
-
-    def _call_impl(self, *args, **kwargs):
-        for hook in tuple(self._forward_pre_hooks.values()):
+        pre_hooks, hooks = self._forward_pre_hooks, self._forward_hooks
+        if _global_forward_pre_hooks or _global_forward_hooks:  # global hooks first, as in PyTorch
+            pre_hooks, hooks = {**_global_forward_pre_hooks, **pre_hooks}, {**_global_forward_hooks, **hooks}
+        for hook in tuple(pre_hooks.values()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
         output = self.forward(*args, **kwargs)
-        for hook in tuple(self._forward_hooks.values()):
-            result = hook(self, args, output)
-            if result is not None:
-                output = result
-        return output
-
-    def _call_with_global_hooks(self, args: tuple, kwargs: dict):
-        for hook in tuple(_global_forward_pre_hooks.values()):
-            result = hook(self, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
-        output = self._call_impl(*args, **kwargs)
-        for hook in tuple(_global_forward_hooks.values()):
+        for hook in tuple(hooks.values()):
             result = hook(self, args, output)
             if result is not None:
                 output = result
