@@ -104,11 +104,13 @@ def sweep(params: dict, progress=lambda label: None) -> list[dict]:
     import distgrad as dg
     import distgrad.distributed as dist
     from distgrad import backend, envvars
+    from distgrad.distributed import world as dist_world
     from mpi4py import MPI
 
     if params.get("ranks_per_node"):
         os.environ[envvars.FAKE_RANKS_PER_NODE] = str(params["ranks_per_node"])  # read by the first call
-    comm, rank, world = MPI.COMM_WORLD, dist.get_rank(), dist.get_world_size()
+    # the default group's communicator: MPI_COMM_WORLD under mpiexec, the joined world after a rendezvous
+    comm, rank, world = dist_world.resolve_group(None).mpi.comm, dist.get_rank(), dist.get_world_size()
     backend_name = dist.get_backend()
     device = rank_device(params["device"])
     on_gpu = device != "cpu"

@@ -69,12 +69,15 @@ def plot_step(trace: dict, out: str, step: int = -1, title: str | None = None) -
         if key not in rows:
             continue
         y = len(rows) - 1 - rows.index(key)
-        label = e["name"].split(": ")[-1] if lane in ("forward", "backward") else lane
-        color = _color(label) if lane in ("forward", "backward") else \
-            {"all-reduce": "#d62728", "optimizer": "#2ca02c", "data": "#7f7f7f"}[lane]
-        ax.barh(y, e["dur"] / 1e3, left=(e["ts"] - start) / 1e3, height=0.7, color=color, edgecolor="black",
-                linewidth=0.3, label=None if label in named else label)
+        module = lane in ("forward", "backward")
+        label = "one color per module" if module else lane
+        color = _color(e["name"]) if module else {"all-reduce": "#d62728", "optimizer": "#2ca02c", "data": "#7f7f7f"}[lane]
+        left, width = (e["ts"] - start) / 1e3, e["dur"] / 1e3
+        ax.barh(y, width, left=left, height=0.7, color=color, edgecolor="black", linewidth=0.3,
+                label=None if label in named else label)
         named.add(label)
+        if module and width > 0.04 * (end - start) / 1e3:  # wide enough to carry its name
+            ax.text(left + width / 2, y, e["name"].split(": ")[0], ha="center", va="center", fontsize=6)
     ax.set_yticks(range(len(rows)), labels[::-1], fontsize=8)
     ax.set_xlim(0, (end - start) / 1e3)
     ax.set_xlabel("time in the step (ms)")
