@@ -126,16 +126,18 @@ class Hierarchy:
         self._comms = []
 
 
-class _Then(Work):
-    """``work`` (None: nothing to wait for), then ``finish()`` once, in ``wait()``."""
+class _Finishing(Work):
+    """A Work whose ``wait()`` waits for the transfers (``_transfer``), then runs ``_finish()`` once."""
 
-    def __init__(self, work, finish=None):
-        self._work, self._finish, self._finished = work, finish, False
+    _finish = None
+    _finished = False
+
+    def _transfer(self) -> None:
+        raise NotImplementedError
 
     def wait(self) -> bool:
         if not self._finished:
-            if self._work is not None:
-                self._work.wait()
+            self._transfer()
             self._finished = True
             if self._finish is not None:
                 self._finish()
@@ -145,6 +147,17 @@ class _Then(Work):
         if self.poll():
             self.wait()
         return self._finished
+
+
+class _Then(_Finishing):
+    """``work`` (None: nothing to wait for), then ``finish()``."""
+
+    def __init__(self, work, finish=None):
+        self._work, self._finish = work, finish
+
+    def _transfer(self) -> None:
+        if self._work is not None:
+            self._work.wait()
 
     def poll(self) -> bool:
         return self._work is None or self._work.poll()
@@ -188,7 +201,7 @@ class _Pipeline:
             stage.wait()
 
 
-class _StagedWork(Work):
+class _StagedWork(_Finishing):
     """One hierarchical all-reduce on MPI: its stages, started one after the other by the pipeline.
 
     Only the thread that started it starts stages (in ``poll``, ``wait``, ``is_completed``); the
@@ -201,7 +214,6 @@ class _StagedWork(Work):
         self.started = 0
         self.current = None  # the Work of the stage in flight
         self.transferred = not stages
-        self._finished = False
         if stages:
             pipeline.add(self)
 
@@ -225,19 +237,9 @@ class _StagedWork(Work):
             self._pipeline.advance()
         return self.transferred
 
-    def wait(self) -> bool:
+    def _transfer(self) -> None:
         if not self.transferred:
             self._pipeline.wait_for(self)
-        if not self._finished:
-            self._finished = True
-            if self._finish is not None:
-                self._finish()
-        return True
-
-    def is_completed(self) -> bool:
-        if self.poll():
-            self.wait()
-        return self._finished
 
 
 def hierarchy_of(group) -> Hierarchy:
