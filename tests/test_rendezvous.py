@@ -101,6 +101,23 @@ def test_torchrun_starts_a_world_that_trains_like_one_process(tmp_path):
         assert set(report["results"].values()) == {"ok"}, report["results"]
 
 
+def test_the_examples_join_a_torchrun_world(tmp_path):
+    """examples/gpt.py started by torchrun trains on 2 ranks, not as two lone processes."""
+    pytest.importorskip("torch")
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    if not os.access(torchrun, os.X_OK):
+        pytest.skip("torchrun is not installed beside this Python")
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 200)
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "gpt.py")
+    finished = runner.run([torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()), example,
+                           "--preset", "tiny", "--steps", "2", "--batch-size", "2", "--eval-interval", "2",
+                           "--eval-iters", "1", "--tokens", "0", "--data", str(text)],
+                          env=_clean_env(), limit_s=LIMIT_S)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "rank 1 of world 2" in finished.stdout and "rank 0 of world 2" in finished.stdout
+
+
 # --- spawn's failures -----------------------------------------------------------------------------
 FAILING = textwrap.dedent("""
     import os, sys, time

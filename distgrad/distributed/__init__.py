@@ -16,7 +16,8 @@ from distgrad.distributed.work import Work  # noqa: F401
 from distgrad.distributed.teardown import destroy_process_group  # noqa: F401
 from distgrad.distributed.world import (GroupMember, get_backend,  # noqa: F401
                                         get_local_rank, get_local_world_size, get_rank, get_world_size,
-                                        init_process_group, is_initialized, launched_by_mpi, new_group)
+                                        init_from_launcher, init_process_group, is_initialized, launched,
+                                        launched_by_mpi, new_group)
 from distgrad.distributed.hierarchical import hierarchical_all_reduce  # noqa: F401
 from distgrad.distributed.store import TCPStore  # noqa: F401
 from distgrad.distributed.ddp import DistributedDataParallel  # noqa: F401

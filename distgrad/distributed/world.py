@@ -166,6 +166,25 @@ def launched_by_mpi() -> bool:
     return any(name in os.environ for name in LAUNCHER_RANK_VARIABLES)
 
 
+def launched() -> bool:
+    """True when a launcher started this process as one rank of several: an MPI launcher, or a
+    PyTorch-style one (torchrun, ``spawn``) that sets ``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR``."""
+    return launched_by_mpi() or all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
+
+
+def init_from_launcher(backend: str | None = None, device: str = "cpu") -> tuple:
+    """Joins the world when a launcher started this process (``launched()``), else stays a world
+    of one. Returns ``(rank, world_size, device)``, the device being this rank's GPU
+    (``cuda:<local rank modulo the GPUs>``) when ``device`` is ``"cuda"``: the start of a script
+    that runs unchanged alone, under ``mpiexec``/``srun``/``distgrad-launch`` or under ``torchrun``."""
+    if not launched():
+        return 0, 1, device
+    init_process_group(backend)
+    if device == "cuda":
+        device = f"cuda:{get_local_rank() % cuda_device_count()}"
+    return get_rank(), get_world_size(), device
+
+
 def is_initialized() -> bool:
     return _world.default is not None
 
