@@ -182,18 +182,14 @@ class Transformer(Module):
         layer_options = dict(dim_feedforward=dim_feedforward, dropout=dropout, activation=activation,
                              layer_norm_eps=layer_norm_eps, batch_first=batch_first, norm_first=norm_first,
                              bias=bias, **factory)
-        if custom_encoder is not None:
-            self.encoder = custom_encoder
-        else:
-            self.encoder = TransformerEncoder(TransformerEncoderLayer(d_model, nhead, **layer_options),
-                                              num_encoder_layers,
-                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
-        if custom_decoder is not None:
-            self.decoder = custom_decoder
-        else:
-            self.decoder = TransformerDecoder(TransformerDecoderLayer(d_model, nhead, **layer_options),
-                                              num_decoder_layers,
-                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+
+        def stack(stack_class, layer_class, num_layers):  # num_layers copies of one layer, then a LayerNorm
+            return stack_class(layer_class(d_model, nhead, **layer_options), num_layers,
+                               LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+        self.encoder = (custom_encoder if custom_encoder is not None
+                        else stack(TransformerEncoder, TransformerEncoderLayer, num_encoder_layers))
+        self.decoder = (custom_decoder if custom_decoder is not None
+                        else stack(TransformerDecoder, TransformerDecoderLayer, num_decoder_layers))
         self._reset_parameters()
         self.d_model = d_model
         self.nhead = nhead
