@@ -68,10 +68,7 @@ def scale_out_ranks(request, tmp_path_factory):
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}  # PyTorch's gloo, for the Join check
     finished = runner.run(runner.mpiexec_python(request.param, os.path.relpath(script, runner.SCRIPTS), report_dir),
                           env=env, limit_s=180)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    reports = runner.read_reports(report_dir)
-    assert sorted(reports) == list(range(request.param)), finished.stdout + finished.stderr
-    return reports
+    return runner.reports_of(finished, report_dir, request.param)
 
 
 def _free_port() -> int:

@@ -7,6 +7,7 @@ pytest.importorskip("mpi4py")
 
 from ddp_scripts import hierarchical_cases  # noqa: E402
 from distributed_scripts import runner  # noqa: E402
+from helpers import expect_case_ok  # noqa: E402
 
 from distgrad import envvars  # noqa: E402
 from distgrad.distributed.hierarchical import node_colors  # noqa: E402
@@ -17,17 +18,12 @@ def ranks(request, tmp_path_factory):
     n, report_dir = request.param, str(tmp_path_factory.mktemp(f"hierarchical{request.param}"))
     finished = runner.run_ranks(n, "../ddp_scripts/hierarchical_cases.py", report_dir,
                                 env={envvars.FAKE_RANKS_PER_NODE: "2"}, limit_s=120)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    reports = runner.read_reports(report_dir)
-    assert sorted(reports) == list(range(n)), finished.stdout + finished.stderr
-    return reports
+    return runner.reports_of(finished, report_dir, n)
 
 
 @pytest.mark.parametrize("case", hierarchical_cases.CASE_NAMES)
 def test_hierarchical_all_reduce(ranks, case):
-    for rank, report in ranks.items():
-        result = report["results"][case]
-        assert result == "ok", f"rank {rank} of {len(ranks)}:\n{result}"
+    expect_case_ok(ranks, case)
 
 
 def test_one_leader_per_node(ranks):

@@ -14,6 +14,7 @@ pytest.importorskip("mpi4py")
 
 from ddp_scripts import launch_cases  # noqa: E402
 from distributed_scripts import runner  # noqa: E402
+from helpers import expect_case_ok  # noqa: E402
 
 from distgrad.distributed import pmi_service, rendezvous  # noqa: E402
 from distgrad.distributed.nccl_comm import share_unique_id  # noqa: E402
@@ -68,17 +69,12 @@ def ranks(request, tmp_path_factory):
         init = "env://" if n == 2 else f"tcp://127.0.0.1:{port}"
         finished = runner.run([sys.executable, launch_cases.__file__, "--spawn", str(n), init, report_dir],
                               env=_clean_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)), limit_s=LIMIT_S)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    reports = runner.read_reports(report_dir)
-    assert sorted(reports) == list(range(n)), finished.stdout + finished.stderr
-    return reports
+    return runner.reports_of(finished, report_dir, n)
 
 
 @pytest.mark.parametrize("case", launch_cases.CASE_NAMES)
 def test_pytorch_launched_world(ranks, case):
-    for rank, report in ranks.items():
-        result = report["results"][case]
-        assert result == "ok", f"rank {rank} of {len(ranks)}:\n{result}"
+    expect_case_ok(ranks, case)
 
 
 def test_each_rank_is_its_own_process(ranks):
@@ -94,9 +90,7 @@ def test_torchrun_starts_a_world_that_trains_like_one_process(tmp_path):
         pytest.skip("torchrun is not installed beside this Python")
     finished = runner.run([torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()),
                            launch_cases.__file__, str(tmp_path)], env=_clean_env(), limit_s=LIMIT_S)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    reports = runner.read_reports(str(tmp_path))
-    assert sorted(reports) == [0, 1]
+    reports = runner.reports_of(finished, str(tmp_path), 2)
     for report in reports.values():
         assert set(report["results"].values()) == {"ok"}, report["results"]
 

@@ -23,7 +23,7 @@ from distgrad import envvars  # noqa: E402
 from distgrad.distributed import DistributedDataParallel as DDP  # noqa: E402
 from distgrad.distributed import ReduceOp, comm_hooks, world  # noqa: E402
 from distgrad.distributed.hierarchical import hierarchy_of  # noqa: E402
-from runner import run_cases, write_report  # noqa: E402
+from runner import run_cases_on_the_mpi_world  # noqa: E402
 
 B, STEPS = 4, 3
 
@@ -113,13 +113,5 @@ CASES = [the_nodes_are_the_blocks_of_ranks_per_node, every_op_and_dtype_equals_t
 CASE_NAMES = [case.__name__ for case in CASES]
 
 
-def main() -> None:
-    report_dir = sys.argv[1]
-    dist.init_process_group(backend="mpi", timeout=20)  # a desynchronised case ends the job, not hangs
-    r, n = dist.get_rank(), dist.get_world_size()
-    write_report(report_dir, r, {"world_size": n, **run_cases(CASES, r, n)})
-    dist.destroy_process_group()
-
-
 if __name__ == "__main__":
-    main()
+    run_cases_on_the_mpi_world(CASES, timeout=20)
