@@ -4,6 +4,7 @@ import importlib.util
 import os
 import pathlib
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -187,7 +188,11 @@ def load_example(name: str):
     path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"example_{name}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))  # as for a script run: an example may import its siblings
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 

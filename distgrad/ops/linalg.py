@@ -99,11 +99,8 @@ class MatMul(Function):
         return ga, gb
 
 
-class Dot(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return backend.matmul(a.array, b.array)
+class Dot(MatMul):
+    """Two vectors' inner product: ``MatMul``'s forward (the matmul of 1-D operands), a scalar's backward."""
 
     @staticmethod
     def backward(ctx, grad):

@@ -2,7 +2,6 @@
 ``F.interpolate``, and ``PixelShuffle`` / ``PixelUnshuffle``."""
 from __future__ import annotations
 
-from distgrad.nn import functional as F
 from distgrad.nn.modules.functional_layer import FunctionalLayer
 
 
