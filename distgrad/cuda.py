@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 import gc
+import importlib
 
 from distgrad import backend
+
+
+def __getattr__(name: str):
+    if name == "amp":  # torch.cuda.amp's autocast and GradScaler, loaded on first use (see distgrad/cpu.py)
+        return importlib.import_module("distgrad.amp.device_amp").cuda
+    raise AttributeError(f"module 'distgrad.cuda' has no attribute '{name}'")
 
 
 def is_available() -> bool:

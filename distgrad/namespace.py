@@ -5,6 +5,9 @@ which needs none of them (the launcher) starts without NumPy or the engine. Add 
 here, and to ``__all__``'s sources: a family of ops is re-exported through ``distgrad.ops.__all__``.
 """
 from distgrad import ops  # noqa: F401  (importing the op families binds Tensor's methods)
+from distgrad.amp.autocast_mode import (autocast, clear_autocast_cache, get_autocast_dtype, is_autocast_cache_enabled,
+                                        is_autocast_enabled, set_autocast_cache_enabled, set_autocast_dtype,
+                                        set_autocast_enabled)
 from distgrad.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from distgrad.autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from distgrad.backend import Device as device
@@ -21,6 +24,8 @@ from distgrad.tensor import Tensor
 from distgrad.threads import get_num_threads, set_num_threads
 
 __all__ = [
+    "autocast", "clear_autocast_cache", "get_autocast_dtype", "is_autocast_cache_enabled", "is_autocast_enabled",
+    "set_autocast_cache_enabled", "set_autocast_dtype", "set_autocast_enabled",
     "GradcheckError", "gradcheck", "gradgradcheck",
     "enable_grad", "inference_mode", "is_grad_enabled", "no_grad", "set_grad_enabled",
     "device",

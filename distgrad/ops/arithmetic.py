@@ -10,6 +10,7 @@ import math
 
 from distgrad.autograd.function import Function
 from distgrad.dtypes import bool_
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
 from distgrad.promotion import cast, promoted, result_type
@@ -317,6 +318,7 @@ def neg(a):
     return Neg.apply(a)
 
 
+@autocast_op()
 def pow(a, b):
     if isinstance(b, Tensor):
         if isinstance(a, Tensor):
@@ -335,11 +337,17 @@ def remainder(a, b):
     return Remainder.apply(a, b if isinstance(b, Tensor) else _scalar(b))
 
 
+@autocast_op("__rtruediv__")
+def _rtruediv(a, b):
+    """``number / tensor`` (PyTorch's CUDA autocast computes it in float32, as ``reciprocal() * number``)."""
+    return div(b, a)
+
+
 bind_methods(
     add=add, sub=sub, mul=mul, div=div, neg=neg, pow=pow, subtract=sub, multiply=mul, divide=div,
     true_divide=div, negative=neg,
     __add__=add, __radd__=lambda a, b: add(a, b), __sub__=sub, __rsub__=lambda a, b: sub(b, a),
-    __mul__=mul, __rmul__=lambda a, b: mul(a, b), __truediv__=div, __rtruediv__=lambda a, b: div(b, a),
+    __mul__=mul, __rmul__=lambda a, b: mul(a, b), __truediv__=div, __rtruediv__=_rtruediv,
     __neg__=neg, __pow__=pow, __rpow__=lambda a, b: pow(b, a), __pos__=lambda a: a,
     floor_divide=floor_divide, remainder=remainder, __floordiv__=floor_divide,
     __rfloordiv__=lambda a, b: floor_divide(_scalar(b), a), __mod__=remainder,

@@ -21,6 +21,7 @@ import numpy as np
 
 from distgrad.autograd.function import Function
 from distgrad.dtypes import compute_dtype, is_floating_point
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.elementwise import sign
 from distgrad.ops.reduction import constant_like
@@ -89,6 +90,7 @@ class CDist(Function):
         return per_pair.sum(-2), -per_pair.sum(-3), None, None
 
 
+@autocast_op()
 def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"):
     """The (B..., P, R) p-norm distances between the rows of ``x1`` (B..., P, M) and ``x2`` (B..., R, M)."""
     if compute_mode not in _MODES:

@@ -13,6 +13,7 @@ import numpy as np
 
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.elementwise import softplus, where
 from distgrad.ops.loss import as_constant, check_reduction, reduce_array
@@ -44,6 +45,7 @@ def _reduce_tensor(loss: Tensor, reduction: str, weight: Tensor | None = None) -
     return total / (loss.numel() if weight is None else sum_to(weight, ()))
 
 
+@autocast_op()
 def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """``(input - target) ** 2``, optionally times ``weight`` (input's shape), reduced."""
     _warn_if_broadcast(input, target)
@@ -51,12 +53,14 @@ def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: 
     return _reduce_tensor(diff * diff, reduction, weight)
 
 
+@autocast_op()
 def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """``|input - target|``, optionally times ``weight``, reduced (gradient 0 where input equals target)."""
     _warn_if_broadcast(input, target)
     return _reduce_tensor((input - target).abs(), reduction, weight)
 
 
+@autocast_op()
 def smooth_l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """Huber-like: ``0.5 d**2 / beta`` where ``|d| < beta``, ``|d| - 0.5 beta`` elsewhere (``d = input - target``)."""
     if beta < 0:
@@ -152,6 +156,7 @@ class BinaryCrossEntropy(Function):
         return grad_input, grad_target, None, None
 
 
+@autocast_op()
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
     """Binary cross entropy of logits: a stable ``binary_cross_entropy(sigmoid(input), target)``.
@@ -164,6 +169,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     return BinaryCrossEntropyWithLogits.apply(input, target, as_constant(weight), as_constant(pos_weight), reduction)
 
 
+@autocast_op()
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
                          reduction: str = "mean") -> Tensor:
     """Binary cross entropy of probabilities ``input`` in [0, 1]; ``weight`` scales each element."""
