@@ -65,7 +65,8 @@ def _layer(mode, input, batch_sizes, state, w_ih, w_hh, b_ih, b_hh, w_hr, revers
 # Under autocast a layer follows PyTorch's whole-layer kernels (distgrad/amp/policy.py, "<mode>_layer"):
 # on CUDA cuDNN's, in the low dtype for every mode; on the CPU oneDNN's LSTM (low dtype), the RNN that
 # PyTorch builds from linear (low dtype) and the GRU it builds from gru_cell, which CPU autocast leaves alone.
-_LAYER_OF_MODE = {mode: autocast_op(mode.lower() + "_layer")(_layer) for mode in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")}
+_LAYER_OF_MODE = {mode: autocast_op(mode.lower() + "_layer")(_layer)
+                  for mode in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")}
 
 
 def _order(steps: int, reverse: bool):
