@@ -78,6 +78,10 @@ class NCCLCommunicator:
         if hasattr(nccl, "NCCL_BFLOAT16"):  # NCCL 2.10+: bfloat16 on the wire, each reduction step added in float
             self._dtypes[bfloat16] = nccl.NCCL_BFLOAT16
 
+    def knows_dtype(self, dtype) -> bool:
+        """Whether NCCL reduces ``dtype`` itself (bfloat16 from NCCL 2.10)."""
+        return np.dtype(dtype) in self._dtypes
+
     def _dtype(self, array):
         try:
             return self._dtypes[array.dtype]

@@ -114,6 +114,25 @@ def a_bfloat16_model_with_the_bf16_compress_hook_trains_like_one_process(r, n):
         np.testing.assert_allclose(p.grad.float().array, q.grad.float().array, rtol=0.05, atol=0.02)
 
 
+def the_bf16_hook_all_reduces_bfloat16_where_the_communicator_sums_it(r, n):
+    """NCCL's path (a bfloat16 all-reduce), taken here on MPI, which then sums through float32."""
+    native = comm_hooks._sums_bfloat16
+    comm_hooks._sums_bfloat16 = lambda group, array: True
+    try:
+        ddp = DDP(mlp(dg.float32))
+        ddp.register_comm_hook(None, comm_hooks.bf16_compress_hook)
+        x, y = global_batches(1, n, B, dtype=np.float32)
+        loss_of(ddp, shard(x[0], r, B), shard(y[0], r, B)).backward()
+    finally:
+        comm_hooks._sums_bfloat16 = native
+    assert not native(None, ddp.module[0].weight.array)  # MPI itself has no bfloat16 sum
+    reference = mlp(dg.float32)
+    loss_of(reference, x[0], y[0]).backward()
+    for p, q in zip(ddp.module.parameters(), reference.parameters()):
+        assert p.grad.dtype == dg.float32
+        np.testing.assert_allclose(p.grad.array, q.grad.array, rtol=0.02, atol=0.005)
+
+
 def bfloat16_collectives_sum_in_float32_and_move_bits_unchanged(r, n):
     # 256 + 1 + 1 ...: bfloat16 running sums would stop at 256; one float32 sum rounds once.
     values = dg.tensor([256.0 if r == 0 else 1.0, 3.0 + r], dtype=dg.bfloat16)
@@ -138,6 +157,7 @@ def bfloat16_collectives_sum_in_float32_and_move_bits_unchanged(r, n):
 
 CASES = [an_overflow_on_one_rank_skips_the_step_on_every_rank, autocast_and_grad_scaler_keep_the_ranks_identical,
          a_bfloat16_model_trains_like_one_process, a_bfloat16_model_with_the_bf16_compress_hook_trains_like_one_process,
+         the_bf16_hook_all_reduces_bfloat16_where_the_communicator_sums_it,
          bfloat16_collectives_sum_in_float32_and_move_bits_unchanged]
 CASE_NAMES = [case.__name__ for case in CASES]
 
