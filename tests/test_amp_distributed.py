@@ -1,7 +1,7 @@
 """Mixed precision under data parallelism on real ranks (``mpiexec -n 2`` and ``-n 3``): an overflow that
 one rank alone sees makes every rank skip the step; bfloat16 gradients cross ranks summed in float32.
 The cases live in ``ddp_scripts/amp_cases.py``; one job per world size runs them all."""
-import sys
+import os
 
 import pytest
 
@@ -11,19 +11,12 @@ from ddp_scripts import amp_cases  # noqa: E402
 from distributed_scripts import runner  # noqa: E402
 from helpers import expect_case_ok  # noqa: E402
 
-from distgrad.launch import mpi  # noqa: E402
-
 
 @pytest.fixture(scope="module", params=(2, 3), ids=lambda n: f"world{n}")
 def ranks(request, tmp_path_factory):
-    n, report_dir = request.param, str(tmp_path_factory.mktemp(f"amp_world{request.param}"))
-    mpiexec = mpi.find_mpiexec()
-    program = [sys.executable, amp_cases.__file__, report_dir]
-    finished = runner.run(mpi.mpiexec_command(n, program, mpiexec, mpi.mpiexec_flavour(mpiexec)), limit_s=120)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    reports = runner.read_reports(report_dir)
-    assert sorted(reports) == list(range(n)), finished.stdout + finished.stderr
-    return reports
+    report_dir = str(tmp_path_factory.mktemp(f"amp_world{request.param}"))
+    return runner.reports_of_ranks(request.param, os.path.relpath(amp_cases.__file__, runner.SCRIPTS), report_dir,
+                                   limit_s=120)
 
 
 @pytest.mark.parametrize("case", amp_cases.CASE_NAMES)

@@ -93,7 +93,7 @@ def _cast_arguments(policy: str, device: str, args: tuple, kwargs: dict) -> tupl
         return _cast_all(args, kwargs, float32, device)
     if policy in (FP32_SET_OPT_DTYPE, FP32_APPEND_DTYPE):  # the first input decides, and alone is cast
         if args and _eligible(args[0], device):
-            args = (cast(args[0], float32, device),) + args[1:]
+            args = (_cast(args[0], float32, device),) + args[1:]
         return args, kwargs
     if policy == PROMOTE:
         dtype = state.dtype[device]
@@ -109,14 +109,14 @@ def _cast_arguments(policy: str, device: str, args: tuple, kwargs: dict) -> tupl
 def _cast_all(args: tuple, kwargs: dict, dtype, device: str) -> tuple:
     def one(a):
         if isinstance(a, Tensor):
-            return cast(a, dtype, device)
+            return _cast(a, dtype, device)
         if isinstance(a, (list, tuple)) and any(isinstance(t, Tensor) for t in a):
-            return type(a)(cast(t, dtype, device) if isinstance(t, Tensor) else t for t in a)
+            return type(a)(_cast(t, dtype, device) if isinstance(t, Tensor) else t for t in a)
         return a
     return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
 
 
-def cast(t: Tensor, dtype, device: str) -> Tensor:
+def _cast(t: Tensor, dtype, device: str) -> Tensor:
     """``t`` in ``dtype`` when it is eligible (a float16/bfloat16/float32 tensor on ``device``), through the
     cache for parameters (float32 leaves that require grad) cast to the autocast dtype."""
     if t.array.dtype == dtype or not _eligible(t, device):
