@@ -33,6 +33,7 @@ class A:
     dtype: str = "float32"
     kind: str = "normal"
     values: list = field(default=None)
+    grad: bool = True  # a floating input that requires grad (False: a target)
 
     def array(self, rng):
         if self.values is not None:
@@ -42,12 +43,12 @@ class A:
         return x.astype(dg.bfloat16 if self.dtype == "bfloat16" else self.dtype)
 
 
-def f32(*shape, kind="normal"):
-    return A(shape, "float32", kind)
+def f32(*shape, kind="normal", grad=True):
+    return A(shape, "float32", kind, grad=grad)
 
 
-def bf16(*shape, kind="normal"):
-    return A(shape, "bfloat16", kind)
+def bf16(*shape, kind="normal", grad=True):
+    return A(shape, "bfloat16", kind, grad=grad)
 
 
 def f16(*shape):
@@ -161,6 +162,40 @@ CASES = [
     Case("stack", lambda L, a, b: L.stack([a, b]), [bf16(2, 3), f32(2, 3)]),
     Case("index_copy", lambda L, x, i, s: x.index_copy(0, i, s), [f32(4, 3), idx([2, 0]), bf16(2, 3)]),
     Case("scatter_add", lambda L, x, i, s: L.scatter_add(x, 0, i, s), [bf16(3, 4), idx([[0, 1, 2, 0]]), bf16(1, 4)]),
+    Case("conv1d", lambda L, x, w, b: _F(L).conv1d(x, w, b, padding=1), [f32(2, 3, 6), f32(4, 3, 3), f32(4)]),
+    Case("conv_transpose1d", lambda L, x, w, b: _F(L).conv_transpose1d(x, w, b, stride=2),
+         [f32(2, 3, 5), f32(3, 2, 3), f32(2)]),
+    Case("prelu", lambda L, x, w: _F(L).prelu(x, w), [f32(2, 3, 4), f32(3)]),
+    Case("bilinear", lambda L, a, b, w, c: _F(L).bilinear(a, b, w, c), [f32(2, 3), f32(2, 4), f32(5, 3, 4), f32(5)]),
+    Case("huber_loss", lambda L, x, y: _F(L).huber_loss(x, y), [bf16(3, 4), bf16(3, 4)]),
+    Case("kl_div", lambda L, x, y: _F(L).kl_div(x, y, reduction="batchmean"),
+         [bf16(3, 4), bf16(3, 4, kind="unit")]),
+    Case("poisson_nll_loss", lambda L, x, y: _F(L).poisson_nll_loss(x, y), [bf16(3, 4), bf16(3, 4, kind="positive")]),
+    Case("cosine_embedding_loss", lambda L, a, b, t: _F(L).cosine_embedding_loss(a, b, t),
+         [bf16(3, 4), bf16(3, 4), idx([1, -1, 1])]),
+    Case("margin_ranking_loss", lambda L, a, b, t: _F(L).margin_ranking_loss(a, b, t),
+         [bf16(3), bf16(3), bf16(3, grad=False)]),
+    Case("hinge_embedding_loss", lambda L, x, t: _F(L).hinge_embedding_loss(x, t), [bf16(3, 4), idx([[1, -1, 1, -1]] * 3)]),
+    Case("soft_margin_loss", lambda L, x, t: _F(L).soft_margin_loss(x, t), [bf16(3, 4), bf16(3, 4, grad=False)]),
+    Case("triplet_margin_loss", lambda L, a, p, n: _F(L).triplet_margin_loss(a, p, n), [bf16(3, 4), bf16(3, 4), bf16(3, 4)]),
+    Case("cosine_similarity", lambda L, a, b: _F(L).cosine_similarity(a, b), [bf16(3, 4), bf16(3, 4)]),
+    Case("interpolate", lambda L, x: _F(L).interpolate(x, scale_factor=2, mode="bilinear"), [f32(1, 2, 3, 3)]),
+    Case("interpolate", lambda L, x: _F(L).interpolate(x, scale_factor=2), [bf16(1, 2, 3, 3)], "nearest"),
+    Case("normalize", lambda L, x: _F(L).normalize(x), [bf16(3, 4)], cuda="float32"),
+    Case("pairwise_distance", lambda L, a, b: _F(L).pairwise_distance(a, b), [bf16(3, 4), bf16(3, 4)], cuda="float32"),
+    Case("gaussian_nll_loss", lambda L, x, y, v: _F(L).gaussian_nll_loss(x, y, v),
+         [f32(3, 4), f32(3, 4), f32(3, 4, kind="positive")]),
+    Case("multilabel_soft_margin_loss", lambda L, x, y: _F(L).multilabel_soft_margin_loss(x, y),
+         [f32(3, 4), f32(3, 4, kind="unit", grad=False)]),
+    Case("instance_norm", lambda L, x: _F(L).instance_norm(x), [bf16(2, 3, 5)]),
+    Case("batch_norm", lambda L, x, w, b: _F(L).batch_norm(x, None, None, w, b, training=True),
+         [f32(4, 3), f32(3), f32(3)]),
+    Case("avg_pool2d", lambda L, x: _F(L).avg_pool2d(x, 2), [f32(1, 2, 4, 4)]),
+    Case("max_pool2d", lambda L, x: _F(L).max_pool2d(x, 2), [bf16(1, 2, 4, 4)]),
+    Case("adaptive_avg_pool2d", lambda L, x: _F(L).adaptive_avg_pool2d(x, 3), [f32(1, 2, 5, 5)]),
+    Case("adaptive_max_pool2d", lambda L, x: _F(L).adaptive_max_pool2d(x, 2), [f32(1, 2, 5, 5)]),
+    Case("embedding", lambda L, i, w: _F(L).embedding(i, w), [idx([0, 2]), f32(3, 4)]),
+    Case("gelu", lambda L, x: _F(L).gelu(x), [bf16(5)]),
     Case("multi_head_attention_forward", lambda L, q, w, b, ow, ob: _F(L).multi_head_attention_forward(
         q, q, q, 8, 2, w, b, None, None, False, 0.0, ow, ob, training=False)[0],
         [f32(5, 2, 8), f32(24, 8), f32(24), f32(8, 8), f32(8)], cuda="float16"),
@@ -174,7 +209,7 @@ def _inputs(case: Case):
     for spec in case.inputs:
         t = dg.tensor(spec.array(rng))
         t_torch = to_torch(t)
-        if t.dtype in dg.dtypes.FLOATING:
+        if t.dtype in dg.dtypes.FLOATING and spec.grad:
             t.requires_grad_()
             t_torch.requires_grad_()
         ours.append(t)

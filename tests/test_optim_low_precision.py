@@ -88,12 +88,21 @@ def test_master_weights_is_an_argument_saved_and_restored_with_the_state(name, t
     np.testing.assert_array_equal(host(restored.state[q]["master_weight"]), master)
 
 
-def test_master_weights_as_a_group_entry_work_for_any_optimizer():
-    p = dg.nn.Parameter(dg.ones(4, dtype=dg.bfloat16))
-    optimizer = dg.optim.Adagrad([{"params": [p], "master_weights": True}], lr=1e-3)
-    p.grad = dg.ones(4, dtype=dg.bfloat16)
-    optimizer.step()
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_master_weights_as_a_group_entry_work_for_every_optimizer(name):
+    p = _param(dg.bfloat16)
+    optimizer = getattr(dg.optim, name)([{"params": [p], "master_weights": True}], **OPTIONS[name])
+    reference = dg.nn.Parameter(_param(dg.bfloat16).float().detach())
+    reference_optimizer = getattr(dg.optim, name)([reference], **OPTIONS[name])
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        grad = rng.standard_normal((3, 4)).astype(np.float32)
+        p.grad, reference.grad = dg.tensor(grad).to(dg.bfloat16), dg.tensor(grad).to(dg.bfloat16).float()
+        optimizer.step()
+        reference_optimizer.step()
     assert optimizer.state[p]["master_weight"].dtype == dg.float32
+    np.testing.assert_array_equal(host(optimizer.state[p]["master_weight"]), host(reference.detach()))
+    np.testing.assert_array_equal(host(p.detach()), host(reference.detach().to(dg.bfloat16)))
 
 
 def test_float32_and_float64_parameters_are_updated_in_place_as_before():

@@ -82,8 +82,9 @@ COMPOSED = {
     "cpu": {LOWER: "einsum tensordot rnn_tanh_cell rnn_relu_cell lstm_layer rnn_tanh_layer rnn_relu_layer"},
     # F.cross_entropy is log_softmax then nll_loss; softmin is softmax(-x); F.normalize divides by a
     # norm; `number / tensor` is reciprocal() * number: PyTorch's CUDA list names them as float32 ops.
+    # F.interpolate runs the upsample_* kernels (float32; its mode "area", an adaptive pooling, differs).
     # Every recurrent layer runs in cuDNN (_cudnn_rnn, low precision).
-    "cuda": {FP32: "cross_entropy_loss softmin normalize __rtruediv__",
+    "cuda": {FP32: "cross_entropy_loss softmin normalize __rtruediv__ interpolate",
              LOWER: "lstm_layer gru_layer rnn_tanh_layer rnn_relu_layer"},
 }
 

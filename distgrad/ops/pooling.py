@@ -18,6 +18,7 @@ from typing import NamedTuple
 from distgrad.autograd.function import Function
 from distgrad.backend import array_module
 from distgrad.dtypes import FLOATING
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.conv import as_pair
 from distgrad.ops.linalg import matmul
 from distgrad.tensor import Tensor
@@ -342,6 +343,7 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     return _batched(input, lambda x: AvgPool2d.apply(x, geo, divisor))
 
 
+@autocast_op()  # PyTorch's is one kernel, left alone by autocast; this one multiplies by averaging matrices
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """Averages ``input`` into ``output_size`` (an int, or a pair whose None entries keep the input's size).
 
@@ -363,12 +365,12 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
         return input[..., :out_h, :out_w]
     if in_h % out_h == 0 and in_w % out_w == 0:  # equal windows that tile the input: a plain average pooling
         return avg_pool2d(input, (in_h // out_h, in_w // out_w))
-    rows = Tensor(_averaging_matrix(in_h, out_h, input._xp, input.dtype))
-    cols = Tensor(_averaging_matrix(in_w, out_w, input._xp, input.dtype).T)
+    rows = Tensor(averaging_matrix(in_h, out_h, input._xp, input.dtype))
+    cols = Tensor(averaging_matrix(in_w, out_w, input._xp, input.dtype).T)
     return matmul(matmul(rows, input), cols)
 
 
-def _averaging_matrix(size: int, out: int, xp, dtype):
+def averaging_matrix(size: int, out: int, xp, dtype):
     """(out, size): row i averages the elements of adaptive window i."""
     i = xp.arange(out)[:, None]
     start, end = (i * size) // out, -((-(i + 1) * size) // out)
