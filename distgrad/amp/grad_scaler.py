@@ -168,7 +168,8 @@ class GradScaler:
             return
         successful = self._growth_tracker + 1
         if successful == self._growth_interval:
-            grown = np.float32(float(self._scale) * self._growth_factor)
+            with np.errstate(over="ignore"):  # beyond float32's range: inf, and the scale stays
+                grown = np.float32(float(self._scale) * self._growth_factor)
             if np.isfinite(grown):
                 self._scale = grown
             self._growth_tracker = 0
