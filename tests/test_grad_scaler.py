@@ -7,6 +7,9 @@ import distgrad as dg
 from helpers import host
 
 torch = pytest.importorskip("torch")
+# Overflowing steps are the point here: NumPy's overflow and invalid-value warnings on them are expected.
+pytestmark = [pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+              pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")]
 
 STEPS = 12
 OPTIONS = dict(init_scale=2.0 ** 10, growth_factor=2.0, backoff_factor=0.5, growth_interval=3)
