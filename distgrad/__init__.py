@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 # Submodules reachable as attributes (``dg.nn``) and through ``from distgrad import backend``.
 _SUBMODULES = frozenset({
     "accelerator", "amp", "autograd", "backend", "backends", "bench", "cpu", "creation", "cuda", "data",
-    "distributed", "dtypes", "envvars", "launch", "namespace", "nn", "ops", "optim", "random", "serialization",
+    "distributed", "dtypes", "envvars", "launch", "multiprocessing", "namespace", "nn", "ops", "optim", "profiler",
+    "random", "serialization",
     "utils", "viz",
 })
 _namespace_loaded = False

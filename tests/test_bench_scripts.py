@@ -90,6 +90,13 @@ def test_the_bench_extra_installs_matplotlib_and_mpi():
     assert {"matplotlib", "distgrad[mpi]"} <= set(extras["bench"]) and "matplotlib" in extras["test"]
 
 
+@pytest.mark.parametrize("script", sorted(f for f in os.listdir(os.path.join(ROOT, "benchmarks")) if f.endswith(".py")))
+def test_every_benchmark_script_starts_and_explains_itself(script):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and "usage" in done.stdout.lower(), done.stderr[-3000:]
+
+
 def test_w8_prints_float32_and_mixed_step_times_of_both_workloads():
     line = one_json_line("amp_step.py", "--device", "cpu", "--preset", "tiny", "--w2-steps", "1", "--w7-steps", "1",
                          "--rounds", "1", "--warmup", "0")
