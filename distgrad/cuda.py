@@ -3,11 +3,18 @@ GPU draws, and the typed constructors ``dg.cuda.FloatTensor`` & co."""
 from __future__ import annotations
 
 import gc
+import importlib
 
 import numpy as np
 
 from distgrad import backend, random
 from distgrad.tensor_factories import legacy_types
+
+
+def __getattr__(name: str):
+    if name == "amp":  # torch.cuda.amp's autocast and GradScaler, loaded on first use (see distgrad/cpu.py)
+        return importlib.import_module("distgrad.amp.device_amp").cuda
+    raise AttributeError(f"module 'distgrad.cuda' has no attribute '{name}'")
 
 
 def is_available() -> bool:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad.bench.gpt import CharData, GPTConfig, Recipe, gpt_model, learning_rate, make_optimizer, train_step
+from distgrad.bench.gpt import (CharData, GPTConfig, Recipe, gpt_model, learning_rate, make_optimizer, mixed_precision,
+                                train_step)
 from helpers import expect_case_ok, host, load_example
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -69,6 +70,27 @@ def test_the_same_source_builds_twins_that_train_alike_in_float64():
         np.testing.assert_allclose(host(p), q.detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_the_twins_train_alike_under_autocast(amp):
+    torch = pytest.importorskip("torch")
+    data = CharData(TEXT)
+    config = GPTConfig(data.vocab_size, **{k: v for k, v in SMALL.as_dict().items() if k != "vocab_size"})
+    dg.manual_seed(0)
+    ours, theirs = gpt_model(dg, config), gpt_model(torch, config)
+    theirs.load_state_dict({k: torch.tensor(host(v)) for k, v in ours.state_dict().items()})
+    recipe = Recipe(batch_size=4, warmup_steps=1)
+    runs = [(lib, model, make_optimizer(lib, model, recipe), mixed_precision(lib, "cpu", amp))
+            for lib, model in ((dg, ours), (torch, theirs))]
+    for step in range(3):
+        x, y = data.train_batch(step, 0, recipe.batch_size, config.block_size)
+        lr = learning_rate(step, recipe, 3)
+        ours_loss, theirs_loss = (train_step(lib, model, optimizer, lib.tensor(x), lib.tensor(y), lr, recipe.grad_clip,
+                                             precision) for lib, model, optimizer, precision in runs)
+        assert ours_loss == pytest.approx(theirs_loss, rel=1e-2)
+    assert runs[0][3].scaler.state_dict() == runs[1][3].scaler.state_dict()
+    assert all(p.dtype == dg.float32 and p.grad.dtype == dg.float32 for p in ours.parameters())
+
+
 def test_nanogpt_initialisation_and_no_decay_on_gains():
     data = CharData(TEXT)
     config = GPTConfig(data.vocab_size, n_layer=8, n_embd=64)
@@ -109,6 +131,16 @@ def test_resume_continues_exactly_and_sample_reads_the_checkpoint(tmp_path, text
     example.main(["--sample", "--checkpoint", checkpoint, "--tokens", "20", "--prompt", "All:"])
     sample = capsys.readouterr().out
     assert sample.startswith("All:") and len(sample.rstrip("\n")) >= 24
+
+
+def test_amp_fp16_resumes_exactly_with_its_loss_scale(tmp_path, text_file):
+    example = load_example("gpt")
+    straight = example.main(_quick(text_file, "--steps", "4", "--amp", "fp16"))
+    checkpoint = str(tmp_path / "gpt.dg")
+    example.main(_quick(text_file, "--steps", "4", "--stop-at", "3", "--checkpoint", checkpoint, "--amp", "fp16"))
+    assert dg.load(checkpoint)["scaler"]["scale"] == 2.0 ** 16
+    resumed = example.main(_quick(text_file, "--steps", "4", "--checkpoint", checkpoint, "--resume", "--amp", "fp16"))
+    assert resumed["val_loss"] == straight["val_loss"]
 
 
 def test_example_under_two_ranks_follows_one_process(text_file):

@@ -165,3 +165,15 @@ def test_sigusr1_to_the_launcher_checkpoints_on_every_rank_at_one_step_and_exits
     assert "stopping on request: checkpoint at step" in out
     state = dg.load(target)
     assert state["batches_done"] > 0 or state["epoch"] > 1
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_trains_under_autocast_and_checkpoints_the_loss_scale(data, tmp_path, amp):
+    path = tmp_path / "mnist.ckpt"
+    result = load_example().main(common(data, "--model", "cnn", "--amp", amp, "--checkpoint", str(path)))
+    assert 0 <= result["test_accuracy"] <= 1 and np.isfinite(result["train_loss"])
+    saved = dg.load(path)
+    assert all(v.dtype == dg.float32 for v in saved["model"].values())
+    assert saved["scaler"] == ({} if amp == "bf16" else {"scale": 2.0 ** 16, "growth_factor": 2.0, "backoff_factor": 0.5,
+                                                          "growth_interval": 2000, "_growth_tracker": 8})
+

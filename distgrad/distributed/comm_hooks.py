@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from distgrad import backend, envvars
+from distgrad.dtypes import bfloat16
 from distgrad.distributed import collectives, world
 from distgrad.distributed.hierarchical import hierarchical_all_reduce
 from distgrad.distributed.buckets import GradBucket
@@ -100,15 +101,24 @@ def fp16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
 
 
 def bf16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
-    """Sends the gradients as bfloat16 (float32's range, 8 bits of mantissa) and averages them in float32.
+    """Sends the gradients as bfloat16 (float32's range, 8 bits of mantissa) and averages them.
 
-    Neither NumPy nor MPI knows bfloat16, so distgrad differs from PyTorch here: each rank's values
-    are rounded to bfloat16 bit patterns (``uint16``) and all-gathered, and every rank then sums the
-    decoded float32 values in rank order. Each rank receives ``(world_size - 1) x 2`` bytes per
-    value, so this saves bytes over float32 all-reduce on small worlds (2-3 ranks); fp16 suits larger ones.
+    Where the communicator sums bfloat16 itself (NCCL 2.10+), this is PyTorch's hook: divide by the
+    world size, cast to bfloat16, all-reduce, cast back. MPI has no bfloat16 datatype, so there each
+    rank's values are rounded to bfloat16 bit patterns (``uint16``) and all-gathered, and every rank
+    sums the decoded float32 values in rank order. Each rank then receives ``(world_size - 1) x 2``
+    bytes per value: fewer than float32's all-reduce on small worlds (2-3 ranks); fp16 suits larger ones.
     """
     buffer = bucket.buffer()
     size = _world_size(process_group)
+    if _sums_bfloat16(process_group, buffer.array):
+        compressed = Tensor((buffer.array / size).astype(bfloat16))
+        work = collectives.all_reduce(compressed, op=ReduceOp.SUM, group=process_group, async_op=True)
+
+        def decompress_sum() -> Tensor:
+            buffer.array[...] = compressed.array
+            return buffer
+        return CommFuture(work, then=decompress_sum)
     xp = buffer._xp
     mine = Tensor(float_to_bf16_bits(buffer.array / size).view(np.uint8))
     gathered = [Tensor(xp.empty_like(mine.array)) for _ in range(size)]
@@ -121,6 +131,12 @@ def bf16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
         buffer.array[...] = total
         return buffer
     return CommFuture(work, then=decompress)
+
+
+def _sums_bfloat16(process_group, array) -> bool:
+    """Whether the communicator that reduces ``array`` for ``process_group`` has a bfloat16 sum (NCCL's)."""
+    group = world.resolve_group(process_group)
+    return group is not None and group.communicator_for(array).knows_dtype(bfloat16)
 
 
 def float_to_bf16_bits(array):

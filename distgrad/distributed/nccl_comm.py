@@ -15,6 +15,7 @@ import json
 import numpy as np
 
 from distgrad import backend
+from distgrad.dtypes import bfloat16
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.distributed.work import Work
 
@@ -75,6 +76,12 @@ class NCCLCommunicator:
                      ReduceOp.MIN: nccl.NCCL_MIN, ReduceOp.MAX: nccl.NCCL_MAX}
         self._dtypes = {np.dtype(name): getattr(nccl, "NCCL_" + name.upper()) for name in
                         ("float16", "float32", "float64", "int8", "uint8", "int32", "uint32", "int64", "uint64")}
+        if hasattr(nccl, "NCCL_BFLOAT16"):  # NCCL 2.10+: bfloat16 on the wire, each reduction step added in float
+            self._dtypes[bfloat16] = nccl.NCCL_BFLOAT16
+
+    def knows_dtype(self, dtype) -> bool:
+        """Whether NCCL reduces ``dtype`` itself (bfloat16 from NCCL 2.10)."""
+        return np.dtype(dtype) in self._dtypes
 
     def _dtype(self, array):
         try:

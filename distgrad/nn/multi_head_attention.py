@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from distgrad import ops
+from distgrad.dtypes import FLOATING
 from distgrad.ops.attention import attention
 from distgrad.tensor import Tensor
 
@@ -66,7 +67,7 @@ def _in_projections(query: Tensor, key: Tensor, value: Tensor, w: AttentionWeigh
 
 # --- masks ----------------------------------------------------------------------------------------
 def _check_mask_dtype(mask: Tensor | None, name: str) -> None:
-    if mask is not None and mask.dtype != np.bool_ and mask.dtype.kind != "f":
+    if mask is not None and mask.dtype != np.bool_ and mask.dtype not in FLOATING:
         raise AssertionError(f"only bool and floating types of {name} are supported")
 
 

@@ -9,6 +9,7 @@ import warnings
 
 from distgrad.autograd.function import Function
 from distgrad.dtypes import FLOATING, compute_dtype
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.tensor import Tensor, bind_methods
@@ -80,18 +81,21 @@ def _cast(input: Tensor, dtype) -> Tensor:
     return input if dtype is None else input.to(dtype)
 
 
+@autocast_op()
 def softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     """``exp(x) / exp(x).sum(dim)``, computed without overflow; ``dtype`` casts the input first."""
     input = _cast(input, dtype)
     return Softmax.apply(input, _softmax_dim("softmax", input, dim))
 
 
+@autocast_op()
 def log_softmax(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     """``x - logsumexp(x, dim)``: the log of ``softmax``, accurate even where ``softmax`` underflows to 0."""
     input = _cast(input, dtype)
     return LogSoftmax.apply(input, _softmax_dim("log_softmax", input, dim))
 
 
+@autocast_op()
 def softmin(input: Tensor, dim: int | None = None, dtype=None) -> Tensor:
     """``softmax(-x, dim)``."""
     input = _cast(input, dtype)

@@ -32,6 +32,8 @@ import numpy as np
 
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.dtypes import FLOATING
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.activation import softmax
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.dropout import draw_keep
@@ -258,7 +260,7 @@ def _check(query: Tensor, key: Tensor, value: Tensor, attn_mask, dropout_p: floa
         raise RuntimeError(f"Expected query, key, and value to have the same dtype, but got query.dtype: "
                            f"{query.dtype.name} key.dtype: {key.dtype.name} and value.dtype: {value.dtype.name} "
                            f"instead.")
-    if query.dtype.kind != "f":
+    if query.dtype not in FLOATING:
         raise RuntimeError(f"scaled_dot_product_attention: expected floating point query, key and value, got "
                            f"{query.dtype.name}")
     if query.shape[-1] != key.shape[-1]:
@@ -333,6 +335,7 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | Non
                                            need_weights)
 
 
+@autocast_op()
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False) -> Tensor:

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from distgrad.autograd.function import Function
 from distgrad.backend import array_module, matmul
+from distgrad.ops.autocasting import autocast_op
 from distgrad.tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -301,6 +302,7 @@ def _batched(input: Tensor, fn) -> Tensor:
     return fn(input)
 
 
+@autocast_op()
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """The 2-D cross-correlation of ``input`` (N, C, H, W) or (C, H, W) with ``weight`` (O, C/groups, kH, kW).
@@ -326,6 +328,7 @@ def _kernel_span(geo: ConvGeometry) -> tuple:
     return tuple(d * (k - 1) + 1 for d, k in zip(geo.dilation, geo.kernel))
 
 
+@autocast_op()
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """The transposed 2-D convolution (the gradient of ``conv2d`` w.r.t. its input) of ``input`` with ``weight``.
@@ -379,6 +382,7 @@ def _check_1d(op: str, input: Tensor, weight: Tensor) -> None:
         raise RuntimeError(f"{op}: expected a 3-D weight, but got weight of size {list(weight.shape)}")
 
 
+@autocast_op()
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """The 1-D cross-correlation of ``input`` (N, C, L) or (C, L) with ``weight`` (O, C/groups, K)."""
@@ -388,6 +392,7 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return out.squeeze(-2)
 
 
+@autocast_op()
 def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """The transposed 1-D convolution of ``input`` (N, C, L) or (C, L) with ``weight`` (C, O/groups, K)."""

@@ -13,6 +13,7 @@ import numpy as _np
 from distgrad.autograd.function import Function
 from distgrad.backend import array_module
 from distgrad.dtypes import FLOATING, compute_dtype, get_default_dtype, int64
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.promotion import cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
@@ -292,16 +293,9 @@ def _gelu_chain(grad, x, approximate):
 Gelu = _pointwise("Gelu", _gelu_array, _gelu_chain, arithmetic_backward=True)
 
 
-def exp(input): return Exp.apply(input)
-def log(input): return Log.apply(input)
-def log1p(input): return Log1p.apply(input)
-def expm1(input): return Expm1.apply(input)
 def sqrt(input): return Sqrt.apply(input)
-def rsqrt(input): return Rsqrt.apply(input)
-def reciprocal(input): return Reciprocal.apply(input)
 def sin(input): return Sin.apply(input)
 def cos(input): return Cos.apply(input)
-def tan(input): return Tan.apply(input)
 def tanh(input): return Tanh.apply(input)
 def sigmoid(input): return Sigmoid.apply(input)
 def erf(input): return Erf.apply(input)
@@ -312,6 +306,35 @@ def silu(input): return Silu.apply(input)
 def floor(input): return Floor.apply(input)
 def ceil(input): return Ceil.apply(input)
 def trunc(input): return Trunc.apply(input)
+
+
+# PyTorch's CUDA autocast runs these in float32 (distgrad/amp/policy.py).
+@autocast_op()
+def exp(input): return Exp.apply(input)
+
+
+@autocast_op()
+def log(input): return Log.apply(input)
+
+
+@autocast_op()
+def log1p(input): return Log1p.apply(input)
+
+
+@autocast_op()
+def expm1(input): return Expm1.apply(input)
+
+
+@autocast_op()
+def rsqrt(input): return Rsqrt.apply(input)
+
+
+@autocast_op()
+def reciprocal(input): return Reciprocal.apply(input)
+
+
+@autocast_op()
+def tan(input): return Tan.apply(input)
 
 
 absolute = abs
@@ -331,6 +354,7 @@ def leaky_relu(input, negative_slope: float = 0.01):
     return LeakyRelu.apply(input, negative_slope)
 
 
+@autocast_op()
 def softplus(input, beta: float = 1.0, threshold: float = 20.0):
     """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold``."""
     return Softplus.apply(input, beta, threshold)

@@ -16,6 +16,7 @@ import numpy as np
 from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.autograd.node import increment_version
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import broadcast_to, sum_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace, update_in_place
@@ -228,6 +229,7 @@ def _scatter_args(input: Tensor, dim: int, index, src: Tensor):
     return key, tuple(slice(0, n) for n in idx.shape)
 
 
+@autocast_op()
 def scatter_add(input: Tensor, dim: int, index, src: Tensor) -> Tensor:
     """A copy of ``input`` with ``src[i][j][k]`` added at ``[index[i][j][k]][j][k]`` (``dim=0``); repeats sum."""
     return ScatterAdd.apply(input, src, *_scatter_args(input, dim, index, src))

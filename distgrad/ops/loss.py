@@ -16,6 +16,7 @@ from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.dtypes import FLOATING
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.activation import log_softmax, reduced_shape, softmax
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import computes_in_float32
@@ -239,6 +240,7 @@ def _quiet_nan():
     return np.errstate(invalid="ignore", divide="ignore")
 
 
+@autocast_op("cross_entropy_loss")
 @computes_in_float32
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
@@ -255,6 +257,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *
     return CrossEntropy.apply(input, target, as_constant(weight), ignore_index, reduction, float(label_smoothing))
 
 
+@autocast_op()
 @computes_in_float32
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:

@@ -16,6 +16,7 @@ from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.autograd.node import increment_version
 from distgrad.dtypes import compute_dtype
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
 
@@ -187,6 +188,7 @@ def _trailing_stats_shape(input: Tensor, normalized_shape, weight, bias) -> tupl
     return input.shape[:input.ndim - k] + (1,) * k
 
 
+@autocast_op()
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Standardises over the trailing ``normalized_shape`` dims, then ``* weight + bias`` (both of that shape)."""
@@ -224,6 +226,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return out + bias_view if bias_view is not None else out
 
 
+@autocast_op()
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Standardises each of ``num_groups`` channel groups of every sample, then per-channel ``* weight + bias``."""
@@ -266,6 +269,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     return Normalize.apply(input, _channel_view(weight, input.ndim), _channel_view(bias, input.ndim), stats_shape, eps)
 
 
+@autocast_op()
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
     """``x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` dims.
 

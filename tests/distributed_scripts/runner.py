@@ -113,6 +113,16 @@ def run_ranks(n: int, script: str, *args: str, env: dict | None = None, limit_s:
     return run(mpiexec_python(n, script, *args), env=env, limit_s=limit_s)
 
 
+def reports_of_ranks(n: int, script: str, report_dir: str, limit_s: float = 60) -> dict:
+    """Runs ``script REPORT_DIR`` (a path under ``SCRIPTS``) on ``n`` ranks: every rank's report, by rank.
+    Fails with the job's output when it exits non-zero or a rank wrote no report."""
+    finished = run_ranks(n, script, report_dir, limit_s=limit_s)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    reports = read_reports(report_dir)
+    assert sorted(reports) == list(range(n)), finished.stdout + finished.stderr
+    return reports
+
+
 def processes_mentioning(needle: str, where: str = "cmdline") -> list:
     """PIDs of this host's processes whose ``/proc/<pid>/<where>`` (cmdline or environ) holds ``needle``."""
     found = []
