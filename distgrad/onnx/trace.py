@@ -1,0 +1,134 @@
+"""Recording a forward: every op the model calls, with its arguments, outputs and module path.
+
+``record(model, args, kwargs)`` runs the model once with ``autograd.tracing``'s hook on: each
+``Function.apply`` the model makes becomes one ``TracedOp`` (the op's class, its arguments as given,
+its outputs, and the path of the module whose forward called it); the ops an op is built from
+inside its own forward are not seen. Floating inputs are made to require grad, so that in-place
+ops on intermediate results (``x += y``, ``relu(inplace=True)``) take their recorded form.
+
+``Values`` then names what each op reads: the output of an earlier op (found through the tensor's
+``grad_fn``, or its array, checked against the version counter noted when it was made), a graph
+input, a parameter or buffer, or else a constant (a tensor the model made outside the tape, e.g.
+``arange`` or a mask built on arrays); ``export`` checks constants against a second trace.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from distgrad import backend
+from distgrad.autograd.grad_mode import enable_grad
+from distgrad.autograd.tracing import run, tracing
+from distgrad.dtypes import FLOATING
+from distgrad.tensor import Tensor
+
+
+class TracedOp(NamedTuple):
+    """One op of a trace: ``op`` (the Function class) called with ``args``/``kwargs`` in module ``module``."""
+
+    op: object  # the Function class, or the function of an op that has none (comparisons)
+    args: tuple
+    kwargs: dict
+    outputs: tuple  # Tensors
+    module: str  # "h.0.attn (CausalSelfAttention)", or "" for the model's own forward
+    versions: tuple  # (version box, number) of every Tensor leaf of args, in ``leaves`` order, at the call
+    made: tuple  # (version box, number) of every output when it was made
+
+
+class Trace(NamedTuple):
+    ops: list
+    inputs: list  # the Tensors the model was given, flattened
+    outputs: list  # the Tensors it returned, flattened
+    input_tree: object  # args and kwargs with each Tensor replaced by its index in ``inputs``
+    output_tree: object
+
+
+def leaves(value):
+    """The Tensors and arrays inside ``value`` (nested tuples, lists and dicts), depth first."""
+    if isinstance(value, Tensor) or backend.is_device_array(value) or isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from leaves(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from leaves(v)
+
+
+def flatten(value, found: list):
+    """``value`` with each Tensor replaced by its index in ``found`` (appended to it)."""
+    if isinstance(value, Tensor):
+        found.append(value)
+        return len(found) - 1
+    if isinstance(value, (tuple, list)):
+        items = [flatten(v, found) for v in value]
+        return type(value)(items) if type(value) in (tuple, list) else type(value)(*items)
+    if isinstance(value, dict):
+        return {k: flatten(v, found) for k, v in value.items()}
+    return value
+
+
+def unflatten(tree, tensors: list):
+    """The inverse of ``flatten``: indices replaced by ``tensors``' entries."""
+    if isinstance(tree, int) and not isinstance(tree, bool):
+        return tensors[tree]
+    if isinstance(tree, (tuple, list)):
+        items = [unflatten(v, tensors) for v in tree]
+        return type(tree)(items) if type(tree) in (tuple, list) else type(tree)(*items)
+    if isinstance(tree, dict):
+        return {k: unflatten(v, tensors) for k, v in tree.items()}
+    return tree
+
+
+def _module_paths(model) -> dict:
+    """{id(module): "path (ClassName)"} for every submodule of ``model`` (shared ones under their first name)."""
+    named = getattr(model, "named_modules", None)
+    if named is None:
+        return {}
+    return {id(m): f"{name} ({type(m).__name__})" if name else f"({type(m).__name__})" for name, m in named()}
+
+
+def record(model, args: tuple, kwargs: dict) -> Trace:
+    """Runs ``model(*args, **kwargs)`` once, recording every op it calls (see the module docstring)."""
+    inputs = []
+    input_tree = flatten((tuple(args), dict(kwargs)), inputs)
+    given = [_as_input(t) for t in inputs]
+    ops, stack = [], []
+    paths = _module_paths(model)
+
+    def hook(cls, op_args, op_kwargs):
+        versions = tuple((t._version, t._version[0]) for t in leaves((op_args, op_kwargs)) if isinstance(t, Tensor))
+        out = run(cls, op_args, op_kwargs)
+        outputs = out if isinstance(out, tuple) else (out,)
+        made = tuple((o._version, o._version[0]) for o in outputs)
+        ops.append(TracedOp(cls, op_args, op_kwargs, outputs, stack[-1] if stack else "", versions, made))
+        return out
+
+    def enter(module, _args):
+        stack.append(paths[id(module)])
+
+    def leave(_module, _args, _output):
+        stack.pop()
+
+    handles = []
+    for module in getattr(model, "modules", lambda: ())():
+        handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    try:
+        call_args, call_kwargs = unflatten(input_tree, given)
+        with enable_grad(), tracing(hook):
+            result = model(*call_args, **call_kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    outputs = []
+    output_tree = flatten(result, outputs)
+    return Trace(ops, given, outputs, input_tree, output_tree)
+
+
+def _as_input(t: Tensor) -> Tensor:
+    """A fresh leaf holding ``t``'s values; floating ones require grad (see the module docstring)."""
+    leaf = Tensor(t.array.copy())
+    if leaf.array.dtype in FLOATING:
+        leaf.requires_grad = True
+    return leaf

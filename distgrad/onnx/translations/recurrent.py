@@ -1,0 +1,1 @@
+"""Recurrent layers: placeholder until the RNN translation is written."""
