@@ -14,10 +14,10 @@ from distgrad.tensor import Tensor
 class OpContext:
     """One traced op being translated (``op``: its ``TracedOp`` in the first trace; ``second``: in the other)."""
 
-    def __init__(self, graph, op, second, leaf_names: dict, leaf_dims: dict, out_dims: list):
+    def __init__(self, graph, op, second, resolve, leaf_dims: dict, out_dims: list):
         self.graph, self.op, self.second = graph, op, second
         self.args, self.kwargs = op.args, op.kwargs
-        self._names, self._dims, self._out_dims = leaf_names, leaf_dims, out_dims
+        self._resolve, self._dims, self._out_dims = resolve, leaf_dims, out_dims
         self.scope = op.module.split(" (")[0].replace(".", "/") if op.module else ""
 
     @property
@@ -36,7 +36,7 @@ class OpContext:
             if dtype is None:
                 self.unsupported(f"a number ({value}) where a tensor of known dtype is expected")
             return self.graph.scalar(value, dtype)
-        name = self._names[id(value)]
+        name = self._resolve(value)
         if name is None:
             self.unsupported("it reads an output that the translation of an earlier op does not give")
         have = value.array.dtype if isinstance(value, Tensor) else value.dtype

@@ -149,12 +149,11 @@ class _Builder:
             if translation is None:
                 raise UnsupportedOperatorError(f"dg.onnx.export: {where(op)} has no ONNX translation (the ops that "
                                                "have one: dg.onnx.supported_ops())")
-            keys = program.first.op_keys[i]
-            op_leaves = list(leaves((op.args, op.kwargs)))
-            names = {id(leaf): self.value(key, leaf) for leaf, key in zip(op_leaves, keys)}
-            dims = {id(leaf): program.dims(key) for leaf, key in zip(op_leaves, keys)}
+            keys = {id(leaf): key for leaf, key in zip(leaves((op.args, op.kwargs)), program.first.op_keys[i])}
+            dims = {leaf: program.dims(key) for leaf, key in keys.items()}
             out_dims = [program.dims(("op", i, k)) for k in range(len(op.outputs))]
-            result = translation.fn(OpContext(self.graph, op, second, names, dims, out_dims))
+            context = OpContext(self.graph, op, second, lambda leaf: self.value(keys[id(leaf)], leaf), dims, out_dims)
+            result = translation.fn(context)
             result = result if isinstance(result, (tuple, list)) else (result,)
             if len(result) != len(op.outputs):
                 raise AssertionError(f"the translation of {op.op.__name__} gave {len(result)} outputs for "

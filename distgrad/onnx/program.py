@@ -30,6 +30,9 @@ class Program:
         self.output_keys = first.output_keys()
         if self.output_keys != second.output_keys():
             raise OnnxExporterError("dg.onnx.export: the model returned different values for the two traces")
+        for key in self.output_keys:
+            if key[0] == "const":  # an output the model made outside the recorded ops
+                self._check_constant(None, key)
         self.needed = self._needed()
 
     # --- the two traces agree --------------------------------------------------------------------

@@ -90,6 +90,18 @@ def _extreme_along_dim(e):
     return values, indices
 
 
+@translates(ex.argmax, ex.argmin)
+def _arg_extreme(e):
+    x, dim, keepdim = e.args
+    op_type = "ArgMax" if e.op.op is ex.argmax else "ArgMin"
+    if x.ndim == 0:
+        return e.add("Identity", [e.const(np.zeros((), np.int64), "zero")])
+    if dim is None:
+        index = e.add(op_type, [e.add("Reshape", [e.input(0), e.ints([-1])])], axis=0, keepdims=0)
+        return e.add("Reshape", [index, e.ints([1] * x.ndim)]) if keepdim else index
+    return e.add(op_type, [e.input(0)], axis=dim % x.ndim, keepdims=int(keepdim))
+
+
 @translates(Softmax, LogSoftmax)
 def _softmax(e):
     x, dim = e.args
