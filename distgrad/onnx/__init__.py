@@ -5,8 +5,7 @@ op into ONNX nodes (``docs/onnx.md``). It needs the ``onnx`` package (``pip inst
 this package imports without it.
 """
 from distgrad.onnx.errors import OnnxExporterError, UnsupportedOperatorError
-from distgrad.onnx.export import TrainingMode, export, is_in_onnx_export
-from distgrad.onnx.registry import supported_ops
+from distgrad.onnx.export import TrainingMode, export, is_in_onnx_export, supported_ops
 
 __all__ = ["export", "is_in_onnx_export", "supported_ops", "TrainingMode", "OnnxExporterError",
            "UnsupportedOperatorError"]

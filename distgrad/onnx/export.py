@@ -43,6 +43,11 @@ class TrainingMode(enum.Enum):
 _exporting = [False]
 
 
+def supported_ops() -> list:
+    """The names of the ops (Functions, and the comparisons that have none) that ``export`` translates, sorted."""
+    return sorted(op.__name__ for op in TRANSLATIONS)
+
+
 def is_in_onnx_export() -> bool:
     """True while ``export`` runs the model (as ``torch.onnx.is_in_onnx_export``)."""
     return _exporting[0]

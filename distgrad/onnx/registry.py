@@ -26,9 +26,3 @@ def translates(*ops, varying=()):
             TRANSLATIONS[op] = Translation(fn, frozenset(varying))
         return fn
     return register
-
-
-def supported_ops() -> list:
-    """The names of the ops that have a translation, sorted."""
-    from distgrad.onnx import translations  # noqa: F401  (registers them)
-    return sorted(op.__name__ for op in TRANSLATIONS)

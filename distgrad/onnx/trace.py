@@ -32,8 +32,8 @@ class TracedOp(NamedTuple):
     kwargs: dict
     outputs: tuple  # Tensors
     module: str  # "h.0.attn (CausalSelfAttention)", or "" for the model's own forward
-    versions: tuple  # (version box, number) of every Tensor leaf of args, in ``leaves`` order, at the call
-    made: tuple  # (version box, number) of every output when it was made
+    reads: tuple  # the ``state`` of every Tensor leaf of args, in ``leaves`` order, at the call
+    made: tuple  # the ``state`` of every output when it was made
 
 
 class Trace(NamedTuple):
@@ -98,11 +98,11 @@ def record(model, args: tuple, kwargs: dict) -> Trace:
     paths = _module_paths(model)
 
     def hook(cls, op_args, op_kwargs):
-        versions = tuple((t._version, t._version[0]) for t in leaves((op_args, op_kwargs)) if isinstance(t, Tensor))
+        reads = tuple(state(t) for t in leaves((op_args, op_kwargs)) if isinstance(t, Tensor))
         out = run(cls, op_args, op_kwargs)
         outputs = out if isinstance(out, tuple) else (out,)
-        made = tuple((o._version, o._version[0]) for o in outputs)
-        ops.append(TracedOp(cls, op_args, op_kwargs, outputs, stack[-1] if stack else "", versions, made))
+        ops.append(TracedOp(cls, op_args, op_kwargs, outputs, stack[-1] if stack else "", reads,
+                            tuple(state(o) for o in outputs)))
         return out
 
     def enter(module, _args):
@@ -124,6 +124,12 @@ def record(model, args: tuple, kwargs: dict) -> Trace:
     outputs = []
     output_tree = flatten(result, outputs)
     return Trace(ops, given, outputs, input_tree, output_tree)
+
+
+def state(t: Tensor) -> tuple:
+    """What names ``t``'s value now: its history (``grad_fn``, ``output_nr``; in-place ops replace them)
+    and its version counter (the box and the number)."""
+    return t.grad_fn, t.output_nr, t._version, t._version[0]
 
 
 def _as_input(t: Tensor) -> Tensor:

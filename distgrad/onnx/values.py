@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from distgrad import backend
 from distgrad.onnx.errors import OnnxExporterError
-from distgrad.onnx.trace import Trace, leaves
+from distgrad.onnx.trace import Trace, leaves, state
 from distgrad.tensor import Tensor
 
 
@@ -47,31 +47,32 @@ class Values:
             self._by_array[id(t.array)] = (("input", j), t._version, t._version[0])
         for i, op in enumerate(trace.ops):
             self.op_keys.append(self._keys_of(i, op))
-            for k, (o, (box, number)) in enumerate(zip(op.outputs, op.made)):
+            for k, (o, (node, output_nr, box, number)) in enumerate(zip(op.outputs, op.made)):
                 entry = (("op", i, k), box, number)
-                if o.grad_fn is not None:
-                    self._by_node[(id(o.grad_fn), o.output_nr)] = entry
+                if node is not None:
+                    self._by_node[(id(node), output_nr)] = entry
                 self._by_array.setdefault(id(o.array), entry)
 
     def _keys_of(self, i: int, op) -> list:
         keys = []
-        snapshots = iter(op.versions)
+        states = iter(op.reads)
         for n, leaf in enumerate(leaves((op.args, op.kwargs))):
-            snapshot = next(snapshots) if isinstance(leaf, Tensor) else None
-            keys.append(self.key(leaf, snapshot, ("const", i, n), op))
+            keys.append(self.key(leaf, next(states) if isinstance(leaf, Tensor) else None, ("const", i, n), op))
         return keys
 
-    def key(self, leaf, snapshot, const_key, op) -> tuple:
-        """The key of ``leaf`` (a Tensor read at version ``snapshot``, or an array); ``const_key`` if unknown."""
+    def key(self, leaf, state, const_key, op) -> tuple:
+        """The key of ``leaf`` (a Tensor in ``trace.state`` ``state`` when read, or an array); ``const_key``
+        if it is none of the trace's values."""
         if isinstance(leaf, Tensor):
+            node, output_nr, box_read, number_read = state
             found = None
-            if leaf.grad_fn is not None:
-                found = self._by_node.get((id(leaf.grad_fn), leaf.output_nr))
+            if node is not None:
+                found = self._by_node.get((id(node), output_nr))
             if found is None:
                 found = self._by_array.get(id(leaf.array))
             if found is not None:
                 key, box, number = found
-                if snapshot is not None and snapshot[0] is box and snapshot[1] != number:
+                if box_read is box and number_read != number:
                     raise OnnxExporterError(f"{where(op)} reads a tensor of shape {list(leaf.shape)} that was written to "
                                       "in place by an op the trace did not see (an in-place op outside autograd, "
                                       "or a write to a view's base); use the out-of-place op")
@@ -101,7 +102,7 @@ class Values:
         """The key of each flattened model output (an op output, an input, a parameter or a constant)."""
         keys = []
         for n, t in enumerate(self.trace.outputs):
-            keys.append(self.key(t, None, ("const", len(self.trace.ops), n), None))
+            keys.append(self.key(t, state(t), ("const", len(self.trace.ops), n), None))
         return keys
 
     def shape(self, key) -> tuple:
