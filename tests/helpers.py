@@ -230,6 +230,19 @@ def write_split(folder, split="train", n=6, gz=True, seed=0):
 
 
 # --- ONNX (tests that use this importorskip onnx and onnxruntime first) ---------------------------------
+class FunctionModule(dg.nn.Module):
+    """A module whose forward is ``fn`` (functional ops under a model's API, to export them); the ``layers``
+    that ``fn`` calls are registered, so that ``eval()`` reaches them."""
+
+    def __init__(self, fn, *layers):
+        super().__init__()
+        self.fn = fn
+        self.layers = dg.nn.ModuleList(layers)
+
+    def forward(self, *inputs):
+        return self.fn(*inputs)
+
+
 def assert_onnx_matches(model, args, *, other_args=(), atol: float = 1e-5, rtol: float = 1e-4, **export_kwargs):
     """Exports ``model`` on the example ``args`` with ``dg.onnx.export`` (into memory), runs the file in
     onnxruntime on ``args`` and on each entry of ``other_args`` (inputs of other values, and of other
@@ -250,8 +263,9 @@ def assert_onnx_matches(model, args, *, other_args=(), atol: float = 1e-5, rtol:
         given = []
         flatten(inputs, given)
         got = session.run(None, {i.name: host(t) for i, t in zip(session.get_inputs(), given)})
+        call_args, call_kwargs = (inputs[:-1], inputs[-1]) if inputs and isinstance(inputs[-1], dict) else (inputs, {})
         with dg.no_grad():
-            result = model(*inputs)
+            result = model(*call_args, **call_kwargs)
         expected = []
         flatten(result, expected)
         assert len(got) == len(expected)

@@ -6,21 +6,10 @@ import pytest
 import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import nn
-from helpers import assert_onnx_matches
+from helpers import FunctionModule, assert_onnx_matches
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-
-class Fn(nn.Module):
-    """A module whose forward is ``fn`` (to export functional ops)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *inputs):
-        return self.fn(*inputs)
 
 
 def _randn(*shape, seed=0):
@@ -158,7 +147,8 @@ FUNCTIONS = {
                               x.logsumexp(2), x.norm(dim=1), x.norm(p=1, dim=2), x.prod(2), x.cumsum(1),
                               x.argmax(1), x.argmin(), x.argmax(2, keepdim=True)), [(2, 3, 4)]),
     "products": (lambda a, b: (a @ b.mT, dg.bmm(a, b.mT), dg.einsum("bij,bkj->bik", a, b), a[0] @ b[0, 0],
-                               dg.addmm(a[0, :, :1], a[0], b[0].mT), dg.baddbmm(a[:, :, :1], a, b.mT, beta=0.5, alpha=2)),
+                               dg.addmm(a[0, :, :1], a[0], b[0].mT),
+                               dg.baddbmm(a[:, :, :1], a, b.mT, beta=0.5, alpha=2)),
                  [(2, 3, 4), (2, 3, 4)]),
     "conversions": (lambda x: (x.double(), (x * 5).long(), (x > 0).float() + 1, x.to(dg.float64).sum(1)),
                     [(2, 3)]),
@@ -169,9 +159,34 @@ FUNCTIONS = {
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_functional_ops_export_and_run_like_distgrad(name):
     fn, shapes = FUNCTIONS[name]
-    _batched(Fn(fn), *shapes)
+    _batched(FunctionModule(fn), *shapes)
 
 
 def test_a_model_returning_its_input_or_a_parameter():
-    model = Fn(lambda x: (x, x * 2))
+    model = FunctionModule(lambda x: (x, x * 2))
     assert_onnx_matches(model, (_randn(2, 3),))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_class_index_losses(reduction):
+    weight = dg.tensor(np.array([0.5, 1.0, 2.0], np.float32))
+    targets = dg.tensor(np.array([[0, 2, 1, 1], [2, 2, 0, 1]]))
+
+    def losses(logits, target):
+        return (F.cross_entropy(logits, target, reduction=reduction, ignore_index=2),
+                F.cross_entropy(logits, target, weight=weight, reduction=reduction),
+                F.nll_loss(F.log_softmax(logits, 1), target, ignore_index=1, reduction=reduction))
+    other = dg.tensor(np.array([[1, 1, 0, 2]] * 5))
+    assert_onnx_matches(FunctionModule(losses), (_randn(2, 3, 4), targets),
+                        other_args=[(_randn(5, 3, 4, seed=3), other)],
+                        input_names=["logits", "target"], dynamic_axes={"logits": {0: "n"}, "target": {0: "n"}})
+
+
+def test_elementwise_losses():
+    def losses(x, y):
+        return (F.mse_loss(x, y), F.l1_loss(x, y, reduction="sum"), F.smooth_l1_loss(x, y, beta=0.5),
+                F.binary_cross_entropy_with_logits(x, (y > 0).float(), pos_weight=y[0].abs()),
+                F.binary_cross_entropy(x.sigmoid(), (y > 0).float(), weight=y.abs(), reduction="sum"),
+                F.huber_loss(x, y, reduction="none"),
+                F.kl_div(F.log_softmax(x, 1), F.softmax(y, 1), reduction="batchmean"))
+    _batched(FunctionModule(losses), (3, 4), (3, 4))

@@ -1,13 +1,15 @@
 """``dg.onnx.export`` of whole models (the MNIST MLP and CNN of examples/mnist.py, a Transformer encoder, the
 tiny GPT of examples/gpt.py, an LSTM language model), the file's names and dynamic axes, and the errors for
 what cannot be exported (each naming the op and the module that called it)."""
+import math
+
 import numpy as np
 import pytest
 
 import distgrad as dg
 from distgrad import nn
 from distgrad.bench.gpt import GPTConfig, gpt_model
-from helpers import assert_onnx_matches, host, load_example
+from helpers import FunctionModule, assert_onnx_matches, host, load_example
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -176,13 +178,16 @@ def test_control_flow_on_the_inputs_values_is_refused():
         dg.onnx.export(Branchy(), x)
 
 
-def test_a_size_read_along_a_dynamic_axis_into_an_op_argument_is_refused():
-    class Scaled(nn.Module):
-        def forward(self, x):
-            return x * x.shape[0]
+def test_a_size_read_along_a_dynamic_axis_is_computed_from_the_input_shape():
+    model = FunctionModule(lambda x: (x.sum(0) / x.shape[0], x.reshape(x.shape[0] * 3, 1) + x.shape[0] * 2))
+    assert_onnx_matches(model, (dg.randn(2, 3),), other_args=[(dg.randn(5, 3),)], input_names=["x"],
+                        dynamic_axes={"x": [0]})
 
+
+def test_a_number_computed_from_a_dynamic_size_otherwise_is_refused():
+    model = FunctionModule(lambda x: x * math.sqrt(x.shape[0]))
     with pytest.raises(dg.onnx.OnnxExporterError, match="argument 1"):
-        dg.onnx.export(Scaled(), dg.randn(2, 3), input_names=["x"], dynamic_axes={"x": [0]})
+        dg.onnx.export(model, dg.randn(2, 3), input_names=["x"], dynamic_axes={"x": [0]})
 
 
 def test_an_in_place_write_the_trace_cannot_see_is_refused():
@@ -226,3 +231,13 @@ def test_every_output_matches_when_the_model_runs_on_a_gpu_tensor_copy(device):
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"input": host(x)})
     np.testing.assert_allclose(got, host(model(x)), atol=1e-6)
+
+
+def test_non_tensor_arguments_are_kept_as_given():
+    class Scale(nn.Module):
+        def forward(self, x, factor, shift=0.0):
+            return x * factor + shift
+
+    x = dg.randn(2, 3)
+    proto = assert_onnx_matches(Scale(), (x, 3, {"shift": 1.0}))  # a trailing dict: keyword arguments
+    assert [i.name for i in proto.graph.input] == ["x"]

@@ -6,21 +6,10 @@ import pytest
 import distgrad as dg
 import distgrad.nn.functional as F
 from distgrad import nn
-from helpers import assert_onnx_matches
+from helpers import FunctionModule, assert_onnx_matches
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-
-class Fn(nn.Module):
-    """A module whose forward is ``fn`` on the layer ``inner`` (registered, so that eval() reaches it)."""
-
-    def __init__(self, fn, inner=None):
-        super().__init__()
-        self.fn, self.inner = fn, inner
-
-    def forward(self, *inputs):
-        return self.fn(*inputs)
 
 
 def _randn(*shape, seed=0):
@@ -43,7 +32,7 @@ def _check(model, inputs, batch_axes, grow: int = 2, **kwargs):
 
 # --- attention -------------------------------------------------------------------------------------------
 def test_scaled_dot_product_attention_causal():
-    _check(Fn(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
+    _check(FunctionModule(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
            [_randn(2, 3, 5, 4, seed=s) for s in range(3)], [0, 0, 0])
 
 
@@ -52,12 +41,12 @@ def test_scaled_dot_product_attention_with_bool_and_float_masks_as_inputs():
         return (F.scaled_dot_product_attention(q, k, v, attn_mask=allowed),
                 F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.3))
     allowed = dg.tensor(np.random.default_rng(1).random((2, 1, 5, 6)) > 0.3)
-    _check(Fn(attend), [_randn(2, 3, 5, 4), _randn(2, 3, 6, 4, seed=1), _randn(2, 3, 6, 4, seed=2), allowed,
+    _check(FunctionModule(attend), [_randn(2, 3, 5, 4), _randn(2, 3, 6, 4, seed=1), _randn(2, 3, 6, 4, seed=2), allowed,
                         _randn(2, 1, 5, 6, seed=3)], [0, 0, 0, 0, 0])
 
 
 def test_scaled_dot_product_attention_with_grouped_heads():
-    _check(Fn(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)),
+    _check(FunctionModule(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)),
            [_randn(2, 4, 5, 3), _randn(2, 2, 5, 3, seed=1), _randn(2, 2, 5, 3, seed=2)], [0, 0, 0])
 
 
@@ -65,7 +54,7 @@ def test_scaled_dot_product_attention_with_grouped_heads():
 def test_multihead_self_attention_returns_output_and_weights(batch_first):
     dg.manual_seed(0)
     model = nn.MultiheadAttention(8, 2, batch_first=batch_first)
-    _check(Fn(lambda x: model(x, x, x), model), [_randn(2, 5, 8) if batch_first else _randn(5, 2, 8)],
+    _check(FunctionModule(lambda x: model(x, x, x), model), [_randn(2, 5, 8) if batch_first else _randn(5, 2, 8)],
            [0 if batch_first else 1])
 
 
@@ -73,7 +62,7 @@ def test_multihead_cross_attention_with_key_padding_mask_and_kdim():
     dg.manual_seed(0)
     model = nn.MultiheadAttention(8, 2, kdim=6, vdim=4, batch_first=True)
     padding = dg.tensor(np.array([[False] * 5 + [True], [False] * 3 + [True] * 3]))
-    _check(Fn(lambda q, k, v, m: model(q, k, v, key_padding_mask=m, average_attn_weights=False), model),
+    _check(FunctionModule(lambda q, k, v, m: model(q, k, v, key_padding_mask=m, average_attn_weights=False), model),
            [_randn(2, 5, 8), _randn(2, 6, 6, seed=1), _randn(2, 6, 4, seed=2), padding], [0, 0, 0, 0])
 
 
@@ -89,7 +78,7 @@ def test_transformer_decoder_layer_with_causal_mask():
     dg.manual_seed(0)
     layer = nn.TransformerDecoderLayer(8, 2, dim_feedforward=16)
     mask = nn.Transformer.generate_square_subsequent_mask(5)
-    _check(Fn(lambda tgt, memory: layer(tgt, memory, tgt_mask=mask, tgt_is_causal=True), layer),
+    _check(FunctionModule(lambda tgt, memory: layer(tgt, memory, tgt_mask=mask, tgt_is_causal=True), layer),
            [_randn(5, 2, 8), _randn(6, 2, 8, seed=1)], [1, 1])
 
 
@@ -118,8 +107,8 @@ def test_recurrent_layer_as_the_onnx_op(name):
 def test_lstm_with_initial_states_as_inputs():
     dg.manual_seed(0)
     model = nn.LSTM(4, 6, num_layers=2)
-    _check(Fn(lambda x, h, c: model(x, (h, c)), model), [_randn(3, 2, 4), _randn(2, 2, 6, seed=1), _randn(2, 2, 6, seed=2)],
-           [1, 1, 1])
+    _check(FunctionModule(lambda x, h, c: model(x, (h, c)), model),
+           [_randn(3, 2, 4), _randn(2, 2, 6, seed=1), _randn(2, 2, 6, seed=2)], [1, 1, 1])
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
@@ -127,7 +116,7 @@ def test_recurrent_cells(cell):
     dg.manual_seed(0)
     model = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[cell](4, 5)
     if cell == "lstm":
-        _check(Fn(lambda x, h, c: model(x, (h, c)), model), [_randn(3, 4), _randn(3, 5, seed=1), _randn(3, 5, seed=2)],
-               [0, 0, 0])
+        _check(FunctionModule(lambda x, h, c: model(x, (h, c)), model),
+               [_randn(3, 4), _randn(3, 5, seed=1), _randn(3, 5, seed=2)], [0, 0, 0])
     else:
-        _check(Fn(lambda x, h: model(x, h), model), [_randn(3, 4), _randn(3, 5, seed=1)], [0, 0])
+        _check(FunctionModule(lambda x, h: model(x, h), model), [_randn(3, 4), _randn(3, 5, seed=1)], [0, 0])

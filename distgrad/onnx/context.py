@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from distgrad.onnx.dims import UNKNOWN
+from distgrad.onnx.dims import UNKNOWN, solve
 from distgrad.onnx.errors import UnsupportedOperatorError
 from distgrad.onnx.values import where
 from distgrad.tensor import Tensor
@@ -44,6 +44,20 @@ class OpContext:
 
     def input(self, i: int, dtype=None) -> str:
         return self.name(self.args[i], dtype)
+
+    def number(self, i: int, dtype) -> str:
+        """Argument ``i``, a number, as a 0-d constant of ``dtype``; a number that changed with the dynamic axes
+        (``x / x.shape[0]``) is computed from the inputs' shapes when it is a product of their sizes."""
+        first, second = self.args[i], self.second.args[i]
+        if first == second:
+            return self.scalar(first, dtype)
+        sizes = self.graph.sizes
+        dim = solve(first, second, sizes) if all(isinstance(v, int) and not isinstance(v, bool)
+                                                 for v in (first, second)) else UNKNOWN
+        if dim is UNKNOWN:
+            self.unsupported(f"argument {i} was {first} in the first trace and {second} in the second: it depends "
+                             "on the inputs in a way the ONNX graph cannot reproduce")
+        return self.add("Reshape", [self.cast(self.graph.size(dim), dtype), self.ints([])])
 
     def dims(self, value) -> tuple:
         """The dims of a Tensor or array argument: ints, or ``Dim``s that follow the dynamic axes."""

@@ -24,7 +24,7 @@ from distgrad.onnx.errors import OnnxExporterError, UnsupportedOperatorError
 from distgrad.onnx.graph import Graph
 from distgrad.onnx.program import Program
 from distgrad.onnx.registry import TRANSLATIONS
-from distgrad.onnx.trace import leaves, record, unflatten
+from distgrad.onnx.trace import leaves, record, slots, unflatten
 from distgrad.onnx.values import Values, host, parameter_names, where
 from distgrad.tensor import Tensor
 
@@ -89,14 +89,17 @@ def export(model, args=(), f=None, *, kwargs=None, export_params: bool = True, v
         try:
             second = record(model, *unflatten(first.input_tree, varied))
         except Exception as exc:
+            hint = (" (axes that must stay equal, a batch shared by two inputs say, need the same name in "
+                    "dynamic_axes)" if len(sizes) > 1 else "")
             raise OnnxExporterError(f"dg.onnx.export: the model failed on inputs with other values (and other sizes "
-                                    f"along the dynamic axes), which export runs to check its trace: {exc}") from exc
+                                    f"along the dynamic axes), which export runs to check its trace: {exc}{hint}") \
+                from exc
     params = parameter_names(model)
     by_name = {name: t for name, t in _named_tensors(model)}
     program = Program(Values(first, params, by_name), Values(second, params, by_name), sizes)
     out_names = _output_names(first, output_names)
     graph_symbols = {s: (names[j], axis) for (j, axis), s in sorted(symbols.items(), reverse=True)}
-    graph = Graph(onnx, opset, graph_symbols)
+    graph = Graph(onnx, opset, graph_symbols, sizes)
     builder = _Builder(graph, program, by_name, export_params)
     graph_inputs = [_value_info(onnx, names[j], t.array.dtype, program.dims(("input", j)), {})
                     for j, t in enumerate(first.inputs)]
@@ -200,21 +203,9 @@ def _default_input_names(model, trace) -> list:
 
 
 def _name_leaves(tree, base: str, names: list) -> None:
-    indices = []
-    _collect(tree, indices)
+    indices = slots(tree)
     for n, j in enumerate(indices):
         names[j] = base if len(indices) == 1 else f"{base}_{n}"
-
-
-def _collect(tree, out: list) -> None:
-    if isinstance(tree, int) and not isinstance(tree, bool):
-        out.append(tree)
-    elif isinstance(tree, (tuple, list)):
-        for t in tree:
-            _collect(t, out)
-    elif isinstance(tree, dict):
-        for t in tree.values():
-            _collect(t, out)
 
 
 def _output_names(trace, given) -> list:
@@ -270,7 +261,8 @@ def _varied(t: Tensor, new_sizes: dict, seed: int) -> Tensor:
         data = rng.integers(low, high + 1, shape)
     else:
         spread = float(np.std(values.astype(np.float64))) if values.size > 1 else 1.0
-        data = rng.standard_normal(shape) * (spread or 1.0) + (float(values.astype(np.float64).mean()) if values.size else 0)
+        mean = float(values.astype(np.float64).mean()) if values.size else 0.0
+        data = rng.standard_normal(shape) * (spread or 1.0) + mean
     return Tensor(backend.to_device(np.asarray(data).astype(dtype), t.device))
 
 

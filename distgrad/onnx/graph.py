@@ -18,9 +18,10 @@ INT_MAX = 2**63 - 1  # a slice end meaning "to the end" along any axis
 class Graph:
     """The ONNX graph of one export, built node by node (``onnx`` is the imported package)."""
 
-    def __init__(self, onnx, opset: int, symbols: dict):
+    def __init__(self, onnx, opset: int, symbols: dict, sizes: dict):
         self.onnx, self.opset = onnx, opset
         self.symbols = symbols  # dynamic axis name -> (graph input name, axis)
+        self.sizes = sizes  # dynamic axis name -> (size in the first trace, in the second)
         self.nodes, self.initializers = [], []
         self._taken = set()
         self._constants = {}

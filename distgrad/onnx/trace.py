@@ -56,29 +56,42 @@ def leaves(value):
             yield from leaves(v)
 
 
-def flatten(value, found: list):
-    """``value`` with each Tensor replaced by its index in ``found`` (appended to it)."""
-    if isinstance(value, Tensor):
-        found.append(value)
-        return len(found) - 1
+class Slot(NamedTuple):
+    """Where a flattened Tensor stood in a nested argument: its index in the flat list."""
+
+    index: int
+
+
+def _map(value, fn):
+    """``value`` (nested tuples, lists and dicts) with each Tensor and ``Slot`` ``x`` replaced by ``fn(x)``."""
+    if isinstance(value, (Tensor, Slot)):
+        return fn(value)
     if isinstance(value, (tuple, list)):
-        items = [flatten(v, found) for v in value]
+        items = [_map(v, fn) for v in value]
         return type(value)(items) if type(value) in (tuple, list) else type(value)(*items)
     if isinstance(value, dict):
-        return {k: flatten(v, found) for k, v in value.items()}
+        return {k: _map(v, fn) for k, v in value.items()}
     return value
 
 
+def flatten(value, found: list):
+    """``value`` with each Tensor appended to ``found`` and replaced by its ``Slot``."""
+    def take(t):
+        found.append(t)
+        return Slot(len(found) - 1)
+    return _map(value, take)
+
+
 def unflatten(tree, tensors: list):
-    """The inverse of ``flatten``: indices replaced by ``tensors``' entries."""
-    if isinstance(tree, int) and not isinstance(tree, bool):
-        return tensors[tree]
-    if isinstance(tree, (tuple, list)):
-        items = [unflatten(v, tensors) for v in tree]
-        return type(tree)(items) if type(tree) in (tuple, list) else type(tree)(*items)
-    if isinstance(tree, dict):
-        return {k: unflatten(v, tensors) for k, v in tree.items()}
-    return tree
+    """The inverse of ``flatten``: each ``Slot`` replaced by its entry of ``tensors``."""
+    return _map(tree, lambda slot: tensors[slot.index])
+
+
+def slots(tree) -> list:
+    """The indices of the ``Slot``s in ``tree``, in order."""
+    found = []
+    _map(tree, lambda slot: found.append(slot.index))
+    return found
 
 
 def _module_paths(model) -> dict:

@@ -73,9 +73,10 @@ class Values:
             if found is not None:
                 key, box, number = found
                 if box_read is box and number_read != number:
-                    raise OnnxExporterError(f"{where(op)} reads a tensor of shape {list(leaf.shape)} that was written to "
-                                      "in place by an op the trace did not see (an in-place op outside autograd, "
-                                      "or a write to a view's base); use the out-of-place op")
+                    raise OnnxExporterError(
+                        f"dg.onnx.export: {where(op)} reads a tensor of shape {list(leaf.shape)} that was written to "
+                        "in place by an op the trace did not see (an in-place op outside autograd, or a write to a "
+                        "view's base); use the out-of-place op")
                 return key
             name = self._params.get(id(leaf)) or self._params.get(id(leaf.array))
         else:

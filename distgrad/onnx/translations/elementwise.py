@@ -34,11 +34,11 @@ _WITH_SCALAR = {ar.AddScalar: ("Add", False), ar.RSubScalar: ("Sub", True), ar.M
                 ar.DivScalar: ("Div", False), ar.RDivScalar: ("Div", True), ar.RPowScalar: ("Pow", True)}
 
 
-@translates(*_WITH_SCALAR)
+@translates(*_WITH_SCALAR, varying=(1,))
 def _with_scalar(e):
     op_type, reflected = _WITH_SCALAR[e.op.op]
     dtype = e.out_dtype()
-    operands = [e.input(0, dtype), e.scalar(e.args[1], dtype)]
+    operands = [e.input(0, dtype), e.number(1, dtype)]
     return e.add(op_type, operands[::-1] if reflected else operands)
 
 
