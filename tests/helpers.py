@@ -250,11 +250,13 @@ def assert_onnx_matches(model, args, *, other_args=(), atol: float = 1e-5, rtol:
     Returns the ``onnx.ModelProto``."""
     import io
 
+    import onnx
     import onnxruntime
 
     from distgrad.onnx.trace import flatten
     buffer = io.BytesIO()
     proto = dg.onnx.export(model, args, buffer, **export_kwargs)
+    onnx.checker.check_model(proto, full_check=True)  # with strict shape and type inference
     session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     if hasattr(model, "eval"):
         model.eval()

@@ -16,6 +16,7 @@ from distgrad.ops import shape as sh
 from distgrad.ops.triangular import Triangle
 from distgrad.onnx.graph import INT_MAX
 from distgrad.onnx.registry import translates
+from distgrad.onnx.values import host
 from distgrad.tensor import Tensor
 
 
@@ -140,9 +141,24 @@ def _select(e):
     return _slices(e, x, [slice(None)] * dim + [index] + rest, [slice(None)] * dim + [e.second.args[2]] + rest)
 
 
+def _gather_axis(key: tuple, ndim: int):
+    """The dim of a ``gather`` key (``ops.indexing._gather_key``: one index array, and along every other dim d
+    the positions ``arange(n)`` shaped to broadcast from dim d), or None for any other key."""
+    if len(key) != ndim or not all(hasattr(k, "shape") for k in key):
+        return None
+
+    def positions(d, k):
+        return k.shape == (k.size,) + (1,) * (ndim - d - 1) and np.array_equal(host(k).reshape(-1), np.arange(k.size))
+    rest = [d for d, k in enumerate(key) if not positions(d, k)]
+    return rest[0] if len(rest) == 1 else None
+
+
 @translates(ix.AdvancedIndex)
 def _advanced_index(e):
     x, key = e.args
+    axis = _gather_axis(key, x.ndim)
+    if axis is not None:
+        return e.add("GatherElements", [e.input(0), e.name(key[axis], np.int64)], axis=axis)
     arrays = [(i, k) for i, k in enumerate(key) if not isinstance(k, slice) and k is not Ellipsis]
     if (len(arrays) != 1 or any(k is not Ellipsis and k != slice(None) for i, k in enumerate(key) if i != arrays[0][0])
             or getattr(arrays[0][1], "dtype", np.dtype(bool)).kind not in "iu"):
