@@ -170,7 +170,7 @@ def test_sigusr1_to_the_launcher_checkpoints_on_every_rank_at_one_step_and_exits
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_amp_trains_under_autocast_and_checkpoints_the_loss_scale(data, tmp_path, amp):
     path = tmp_path / "mnist.ckpt"
-    result = load_example().main(common(data, "--model", "cnn", "--amp", amp, "--checkpoint", str(path)))
+    result = load_example("mnist").main(common(data, "--model", "cnn", "--amp", amp, "--checkpoint", str(path)))
     assert 0 <= result["test_accuracy"] <= 1 and np.isfinite(result["train_loss"])
     saved = dg.load(path)
     assert all(v.dtype == dg.float32 for v in saved["model"].values())

@@ -85,12 +85,13 @@ def _merged_mask(attn_mask: Tensor | None, key_padding_mask: Tensor | None, dtyp
     masks = [m for m in (attn_mask, key_padding_mask) if m is not None]
     if not masks:
         return None
+    # Tensor ops rather than array ones, so that dg.onnx.export records masks that are model inputs
     if all(m.dtype == np.bool_ for m in masks):
-        allowed = ~masks[0].array
+        allowed = ~masks[0]
         for m in masks[1:]:
-            allowed = allowed & ~m.array
-        return Tensor(allowed)
-    additive = [m if m.dtype != np.bool_ else Tensor(m._xp.where(m.array, -np.inf, 0.0).astype(dtype)) for m in masks]
+            allowed = allowed & ~m
+        return allowed
+    additive = [m if m.dtype != np.bool_ else ops.where(m, -np.inf, 0.0).to(dtype) for m in masks]
     return additive[0] if len(additive) == 1 else additive[0] + additive[1]
 
 
