@@ -18,7 +18,7 @@ import numpy as np
 
 import distgrad as dg
 import distgrad.distributed as dist
-from common import environment
+from distgrad.bench.machine import environment
 from distgrad.distributed import world
 
 SIZES = (4 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20)

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import sys
 
-from common import environment
+from distgrad.bench.machine import environment
 
 from distgrad.bench.gpt import PRESETS, CharData, preset
 from distgrad.bench.gpt_runs import plot_curves, twin_curve

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import environment
+from distgrad.bench.machine import environment
 
 from distgrad.bench.gpt import PRESETS, preset
 from distgrad.bench.gpt_runs import step_times, summary

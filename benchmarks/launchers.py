@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common import environment
+from distgrad.bench.machine import environment
 from distgrad.launch import mpi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,7 +13,7 @@ import argparse
 import json
 import statistics
 
-from common import environment
+from distgrad.bench.machine import environment
 
 from distgrad.bench.lstm import SHAPES, lstm_step_ms
 

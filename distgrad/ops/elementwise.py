@@ -11,6 +11,7 @@ import math
 import numpy as _np
 
 from distgrad.autograd.function import Function
+from distgrad import backend
 from distgrad.backend import array_module
 from distgrad.dtypes import FLOATING, compute_dtype, get_default_dtype, int64
 from distgrad.ops.broadcast import sum_to
@@ -484,6 +485,7 @@ def where(condition, input=None, other=None):
         raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
                            f"{condition.dtype.name}")
     if input is None and other is None:
+        backend.check_host_sync("where(condition) (its result's shape depends on the data)", condition.array)
         return tuple(Tensor(i) for i in condition._xp.nonzero(condition.array))
     return Where.apply(condition, input, other)
 
