@@ -130,7 +130,7 @@ def synchronize(device: Device | None = None) -> None:
 
 
 # --- CUDA graph capture: what must not run while a step is being recorded ----------------------------
-_capture = {"graph": None, "simulated": False}
+_capture = {"graph": None, "simulated": False, "rng": None}
 
 
 def capturing() -> bool:
@@ -138,9 +138,16 @@ def capturing() -> bool:
     return _capture["graph"] is not None
 
 
-def set_capture(graph: str | None, simulated: bool = False) -> None:
-    """Marks the start (``graph`` names it in messages) or, with None, the end of a graph capture."""
-    _capture.update(graph=graph, simulated=simulated)
+def set_capture(graph: str | None, simulated: bool = False, rng=None) -> None:
+    """Marks the start (``graph`` names it in messages) or, with None, the end of a graph capture. ``rng``
+    is the capture's source of counter-based random draws (see ``capture_rng``)."""
+    _capture.update(graph=graph, simulated=simulated, rng=rng)
+
+
+def capture_rng():
+    """While capturing: an object with ``seed``, ``counter`` (a device uint64 array of one element that the
+    graph advances after each replay) and ``take(count)`` (the draw's offset from that counter); else None."""
+    return _capture["rng"]
 
 
 def check_host_sync(op: str, array=None) -> None:

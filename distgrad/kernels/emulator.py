@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from distgrad.kernels.runtime import SOURCE_DIR, KernelFile
+from distgrad.kernels.sources import SOURCE_DIR, KernelFile
 
 _SCALARS = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int64,
             np.dtype(np.uint32): ctypes.c_uint32, np.dtype(np.uint64): ctypes.c_uint64,
@@ -60,7 +60,7 @@ def _library(file: KernelFile) -> ctypes.CDLL:
         with open(source, "w") as f:
             f.write(text)
         partial = library + f".{os.getpid()}"
-        command = [cxx, "-std=c++20", "-O1", "-fPIC", "-shared", "-pthread", "-w", "-include",
+        command = [cxx, "-std=c++20", "-O1", "-fPIC", "-shared", "-w", "-include",
                    os.path.join(SOURCE_DIR, "emulator.h"), source, "-o", partial]
         built = subprocess.run(command, capture_output=True, text=True)
         if built.returncode:
@@ -95,6 +95,9 @@ def launch(file: KernelFile, name: str, grid: tuple, block: tuple, args: tuple, 
     status = function(dims, ctypes.c_uint64(shared_mem), argv, sizes, ctypes.c_int(len(values)))
     if status == -1:
         raise TypeError(f"kernel {name} was given {len(values)} arguments, not the number it takes")
+    if status == -3:
+        raise RuntimeError(f"kernel {name} deadlocked on the emulator: its threads wait at barriers that cannot "
+                           f"complete (a __syncthreads or shuffle that some threads of a block or warp skip)")
     if status == -2:
         raise ValueError(f"kernel {name}: the emulator needs blocks of whole warps, got {block}")
     if status > 0:

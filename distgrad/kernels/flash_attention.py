@@ -15,7 +15,8 @@ import numpy as np
 
 from distgrad import backend
 from distgrad.kernels import policy
-from distgrad.kernels.runtime import KernelFile, launch, type_name
+from distgrad.kernels.sources import KernelFile
+from distgrad.kernels.runtime import launch, type_name
 
 ROWS = 64  # query rows per block (forward, dq); key rows per block (dk/dv)
 THREADS = 128

@@ -12,7 +12,8 @@ import numpy as np
 
 from distgrad import backend
 from distgrad.kernels import policy
-from distgrad.kernels.runtime import KernelFile, blocks_for, launch, type_name
+from distgrad.kernels.sources import KernelFile
+from distgrad.kernels.runtime import blocks_for, launch, type_name
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3}
 _TYPES = ("float", "dg_half", "dg_bf16")

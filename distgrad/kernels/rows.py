@@ -10,7 +10,8 @@ import numpy as np
 
 from distgrad import backend
 from distgrad.kernels import policy
-from distgrad.kernels.runtime import KernelFile, launch, row_threads, type_name
+from distgrad.kernels.sources import KernelFile
+from distgrad.kernels.runtime import launch, row_threads, type_name
 
 _TYPES = ("float", "dg_half", "dg_bf16")
 _FLAGS = ("false", "true")

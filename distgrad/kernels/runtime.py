@@ -1,10 +1,8 @@
 """Compiling and launching the kernels of ``distgrad/kernels/cuda/*.cu``.
 
-A ``KernelFile`` is one source file and the template instantiations launched from it (NVRTC's "name
-expressions", such as ``softmax_forward<float, true>``). Its text is the file with ``common.cuh``
-pasted in where it is included: one self-contained string that CuPy compiles with NVRTC (once per
-file and GPU, then cached by CuPy on disk), that ``nvcc`` compiles in the tests, and that the CPU
-emulator compiles with g++.
+A ``KernelFile`` (``sources.py``) is one source file and the template instantiations launched from it
+(NVRTC's "name expressions", such as ``softmax_forward<float, true>``). CuPy compiles its text with
+NVRTC once per file and GPU (then CuPy caches it on disk).
 
 ``launch`` takes the arguments as CuPy's ``RawKernel`` does: arrays (pointers), None (a null pointer)
 and NumPy scalars typed exactly as the kernel's parameters (``np.int32`` for ``int``, ``np.int64`` for
@@ -14,15 +12,14 @@ only inside ``policy.emulated()``, go to the emulator.
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
 from distgrad import backend
 from distgrad.dtypes import bfloat16, float16, float32
 from distgrad.kernels import policy
+from distgrad.kernels.sources import KernelFile
 
-SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda")
 STATIC_SHARED_LIMIT = 48 * 1024  # bytes of shared memory a block gets without opting in
 TYPE_NAMES = {np.dtype(float32): "float", np.dtype(float16): "dg_half", np.dtype(bfloat16): "dg_bf16"}
 
@@ -30,30 +27,6 @@ TYPE_NAMES = {np.dtype(float32): "float", np.dtype(float16): "dg_half", np.dtype
 def type_name(dtype) -> str:
     """The C++ type a kernel reads for arrays of ``dtype``."""
     return TYPE_NAMES[np.dtype(dtype)]
-
-
-@functools.cache
-def source_text(filename: str) -> str:
-    """``filename`` with ``#include "common.cuh"`` replaced by that file's text."""
-    with open(os.path.join(SOURCE_DIR, filename)) as f:
-        text = f.read()
-    with open(os.path.join(SOURCE_DIR, "common.cuh")) as f:
-        common = f.read().replace("#pragma once\n", "")
-    return text.replace('#include "common.cuh"\n', common)
-
-
-class KernelFile:
-    """One ``.cu`` file and the names (with template arguments) of the kernels launched from it."""
-
-    def __init__(self, filename: str, names):
-        self.filename, self.names = filename, tuple(names)
-
-    @property
-    def text(self) -> str:
-        return source_text(self.filename)
-
-    def __repr__(self):
-        return f"KernelFile({self.filename!r}, {len(self.names)} kernels)"
 
 
 def launch(file: KernelFile, name: str, grid: tuple, block: tuple, args: tuple, shared_mem: int = 0) -> None:
