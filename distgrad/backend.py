@@ -236,8 +236,14 @@ def matmul(a, b, out=None):
     with float32 accumulation itself. For bfloat16, CuPy 14.0-14.2 calls cuBLAS GEMM (bf16 in, fp32
     compute) for products of 1-D and 2-D operands only; its batched path rejects bfloat16 (later CuPy
     computes it in float32), so other batched bfloat16 products compute in float32.
+
+    While a CUDA graph is captured, GPU products go through ``distgrad.cublas`` (ctypes cuBLAS), since
+    CuPy refuses cuBLAS calls on a capturing stream.
     """
-    if a.ndim > 2 and b.ndim == 2:
+    if _capture["graph"] is not None and is_device_array(a):
+        from distgrad import cublas
+        result = cublas.handle(_cupy).matmul(a, b)
+    elif a.ndim > 2 and b.ndim == 2:
         result = _matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
     else:
         result = _matmul(a, b)

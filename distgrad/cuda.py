@@ -1,9 +1,11 @@
-"""``distgrad.cuda``: is a GPU here, how many, waiting for queued work, and what holds GPU memory."""
+"""``distgrad.cuda``: is a GPU here, how many, waiting for queued work, what holds GPU memory, and CUDA
+graphs (``CUDAGraph``, ``graph``, ``make_graphed_step``: ``distgrad/cuda_graphs.py``)."""
 from __future__ import annotations
 
 import gc
 
 from distgrad import backend
+from distgrad.cuda_graphs import CUDAGraph, graph, graph_pool_handle, make_graphed_step  # noqa: F401
 
 
 def is_available() -> bool:
