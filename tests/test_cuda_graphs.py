@@ -12,6 +12,7 @@ import distgrad.nn.functional as F
 from distgrad import backend, cublas, cuda_graphs
 from distgrad.cuda_graphs import make_graphed_step, shape_key, simulated_capture, static_buffers
 from distgrad.kernels import emulator, policy
+from helpers import training_step
 
 
 # --- what a capture refuses ----------------------------------------------------------------------------
@@ -53,14 +54,7 @@ def _mlp_step(seed=0, width=16):
     dg.manual_seed(seed)
     model = dg.nn.Sequential(dg.nn.Linear(12, width), dg.nn.ReLU(), dg.nn.Linear(width, 10))
     optimizer = dg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-    def step(x, y):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss
-    return model, optimizer, step
+    return model, optimizer, training_step(model, optimizer)
 
 
 def _batch(seed, n=8):
@@ -127,14 +121,7 @@ def test_steps_that_cannot_be_captured_run_eagerly_with_one_warning():
     dg.manual_seed(0)
     model = dg.nn.Linear(12, 10)
     optimizer = dg.optim.Adam(model.parameters())
-
-    def step(x, y):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss
-    graphed = make_graphed_step(step, _batch(0), optimizer=optimizer)
+    graphed = make_graphed_step(training_step(model, optimizer), _batch(0), optimizer=optimizer)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i in range(5):

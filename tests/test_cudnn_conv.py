@@ -58,24 +58,19 @@ class _Enum:
 
 
 class _Tensor:
+    """Records what is set on it: ``set_output/set_dim/set_stride/set_data_type(value)``, each chainable."""
+
     def __init__(self, graph, **attributes):
         self.graph, self.attributes = graph, attributes
 
-    def set_output(self, flag):
-        self.attributes["output"] = flag
-        return self
+    def __getattr__(self, name):
+        if not name.startswith("set_"):
+            raise AttributeError(name)
 
-    def set_dim(self, dim):
-        self.attributes["dim"] = dim
-        return self
-
-    def set_stride(self, stride):
-        self.attributes["stride"] = stride
-        return self
-
-    def set_data_type(self, data_type):
-        self.attributes["data_type"] = data_type
-        return self
+        def setter(value):
+            self.attributes[name[4:]] = value
+            return self
+        return setter
 
 
 class _Graph:

@@ -11,6 +11,7 @@ import distgrad.nn.functional as F
 from distgrad import backend
 from distgrad.dtypes import bfloat16, float16, float32
 from distgrad.kernels import flash_attention, pointwise, policy, rows
+from helpers import training_step
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not backend.cuda_is_available(), reason="needs CuPy and a GPU")]
 TOLERANCE = {np.dtype(float32): 2e-5, np.dtype(bfloat16): 2e-2, np.dtype(float16): 2e-3}
@@ -138,14 +139,7 @@ def _mlp(seed, dropout=0.0):
     dg.manual_seed(seed)
     model = dg.nn.Sequential(dg.nn.Linear(784, 512), dg.nn.ReLU(), dg.nn.Dropout(dropout), dg.nn.Linear(512, 10)).to("cuda")
     optimizer = dg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step(x, y):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss
-    return model, optimizer, step
+    return model, optimizer, training_step(model, optimizer)
 
 
 def test_graphed_w1_steps_train_as_eager_steps_do():

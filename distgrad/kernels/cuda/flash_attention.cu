@@ -39,6 +39,18 @@ __device__ __forceinline__ float dg_dot(const float* a, const float* b) {
     return acc;
 }
 
+// acc[c] += sum_j weights[j] * rows[j * pitch + c] for c < HALF: this thread's half of a weighted sum of
+// COUNT rows of a tile (P V in the forward, dS K, P^T dO and dS^T Q in the backward).
+template <int HALF, int COUNT>
+__device__ __forceinline__ void dg_accumulate(float* acc, const float* weights, const float* rows, int pitch) {
+    for (int j = 0; j < COUNT; ++j) {
+        const float weight = weights[j];
+        const float* row = rows + j * pitch;
+#pragma unroll
+        for (int c = 0; c < HALF; ++c) acc[c] += weight * row[c];
+    }
+}
+
 template <class T, int D, int BC>
 __global__ void __launch_bounds__(DG_FLASH_THREADS) flash_forward(const T* q, const T* k, const T* v, T* out,
                                                                   float* lse, int L, int S, float scale, int causal) {
@@ -88,12 +100,7 @@ __global__ void __launch_bounds__(DG_FLASH_THREADS) flash_forward(const T* q, co
         __syncthreads();  // the row's probabilities from both halves are in ps
 #pragma unroll
         for (int c = 0; c < HALF_D; ++c) acc[c] *= alpha;
-        for (int j = 0; j < BC; ++j) {
-            const float p = ps[r * PP + j];
-            const float* vrow = vs + j * D + h * HALF_D;
-#pragma unroll
-            for (int c = 0; c < HALF_D; ++c) acc[c] += p * vrow[c];
-        }
+        dg_accumulate<HALF_D, BC>(acc, ps + r * PP, vs + h * HALF_D, D);
     }
     if (qi < L) {
         const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -139,12 +146,7 @@ __global__ void __launch_bounds__(DG_FLASH_THREADS) flash_backward_dq(const T* q
             ds[r * PP + j] = p * (dg_dot<D>(dos + r * QP, vs + j * QP) - row_delta);
         }
         __syncthreads();
-        for (int j = 0; j < BC; ++j) {
-            const float d = ds[r * PP + j];
-            const float* krow = ks + j * QP + h * HALF_D;
-#pragma unroll
-            for (int c = 0; c < HALF_D; ++c) acc[c] += d * krow[c];
-        }
+        dg_accumulate<HALF_D, BC>(acc, ds + r * PP, ks + h * HALF_D, QP);
     }
     if (qi < L) {
         T* out = dq + qbase + (dg_int64)qi * D + h * HALF_D;
@@ -197,13 +199,8 @@ __global__ void __launch_bounds__(DG_FLASH_THREADS) flash_backward_dkdv(const T*
             dst[c_row * PP + i] = p * (dg_dot<D>(dos + i * QP, vs + c_row * QP) - delta_s[i]);
         }
         __syncthreads();
-        for (int i = 0; i < BQ; ++i) {
-            const float p = pt[c_row * PP + i], d = dst[c_row * PP + i];
-            const float* dorow = dos + i * QP + h * HALF_D;
-            const float* qrow = qs + i * QP + h * HALF_D;
-#pragma unroll
-            for (int c = 0; c < HALF_D; ++c) { acc_v[c] += p * dorow[c]; acc_k[c] += d * qrow[c]; }
-        }
+        dg_accumulate<HALF_D, BQ>(acc_v, pt + c_row * PP, dos + h * HALF_D, QP);
+        dg_accumulate<HALF_D, BQ>(acc_k, dst + c_row * PP, qs + h * HALF_D, QP);
     }
     if (key < S) {
         const dg_int64 at = kbase + (dg_int64)key * D + h * HALF_D;
