@@ -5,6 +5,8 @@ host arrays and CuPy for device arrays, so the same code runs on the CPU and on 
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from distgrad.dtypes import LOW_PRECISION, bfloat16, float32
@@ -58,6 +60,10 @@ def cupy_module():
     if _cupy is None:
         raise RuntimeError("device 'cuda' needs CuPy: pip install 'distgrad[gpu]' (cupy-cuda12x)")
     return _cupy
+
+
+def cupy_importable() -> bool:
+    return _cupy is not None
 
 
 def cuda_is_available() -> bool:
@@ -242,7 +248,7 @@ def matmul(a, b, out=None):
     """
     if _capture["graph"] is not None and is_device_array(a):
         from distgrad import cublas
-        result = cublas.handle(_cupy).matmul(a, b)
+        result = cublas.handle(_cupy).matmul(a, b, float32_matmul_tf32())
     elif a.ndim > 2 and b.ndim == 2:
         result = _matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
     else:
@@ -264,12 +270,84 @@ def _matmul(a, b):
 def scatter_add(target, indices, values) -> None:
     """``target[indices] += values`` with repeated indices summed (``add.at`` of NumPy or CuPy).
 
+    On a GPU the sums are atomic adds in no fixed order: not bitwise repeatable in floating point.
     A bfloat16 target on the GPU is summed in a float32 copy: CuPy's ``add.at`` works by atomic adds,
     which CuPy 14 does not promise for bfloat16, and float32 sums round once instead of per add.
     """
+    if is_device_array(target):
+        alert_not_deterministic("scatter_add (CuPy's add.at, used by indexing and embedding backward)")
     if target.dtype == bfloat16 and is_device_array(target):
         wide = target.astype(float32)
         _cupy.add.at(wide, indices, values.astype(float32))
         target[...] = wide.astype(bfloat16)
         return
     array_module(target).add.at(target, indices, values)
+
+
+# --- the default device of new tensors -------------------------------------------------------------
+_default_device = CPU
+
+
+def as_device(device) -> Device:
+    """A Device from a Device, a string (``'cpu'``, ``'cuda'``, ``'cuda:1'``) or a GPU index (``0``)."""
+    if isinstance(device, Device):
+        return device
+    if isinstance(device, int) and not isinstance(device, bool):
+        return Device("cuda", device)
+    if isinstance(device, str):
+        return Device(device)
+    raise TypeError(f"expected a device (a string, an index or a distgrad.device), got {type(device).__name__}")
+
+
+def default_device() -> Device:
+    """Where factories (``zeros``, ``randn``, ``tensor`` of Python data ...) put tensors when given no device."""
+    return _default_device
+
+
+def set_default_device(device) -> None:
+    """Makes ``device`` the default of the factories, as ``torch.set_default_device``; ``None`` restores the CPU."""
+    global _default_device
+    _default_device = CPU if device is None else as_device(device)
+
+
+# --- switches that PyTorch scripts set (distgrad.backends and dg.use_deterministic_algorithms) ------
+_deterministic_algorithms = {"enabled": False, "warn_only": False}
+
+
+def set_deterministic_algorithms(enabled: bool, warn_only: bool = False) -> None:
+    _deterministic_algorithms.update(enabled=bool(enabled), warn_only=bool(warn_only))
+
+
+def deterministic_algorithms() -> dict:
+    """``{'enabled': ..., 'warn_only': ...}`` as ``dg.use_deterministic_algorithms`` set them."""
+    return dict(_deterministic_algorithms)
+
+
+def alert_not_deterministic(op: str) -> None:
+    """Raises (or warns, with ``warn_only``) when deterministic algorithms are required and ``op`` has none."""
+    if not _deterministic_algorithms["enabled"]:
+        return
+    message = (f"{op} does not have a deterministic implementation, but you set "
+               "'distgrad.use_deterministic_algorithms(True)'. You can turn off determinism just for this "
+               "operation, or you can use the 'warn_only=True' option, if that's acceptable for your application.")
+    if _deterministic_algorithms["warn_only"]:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(message)
+
+
+_float32_matmul_tf32 = False
+
+
+def float32_matmul_tf32() -> bool:
+    return _float32_matmul_tf32
+
+
+def set_float32_matmul_tf32(enabled: bool) -> None:
+    """Lets float32 matrix products on GPUs use TF32 tensor cores (CuPy's cuBLAS compute type; the
+    ``CUPY_TF32=1`` environment variable does the same for a whole run). Off by default, as in PyTorch."""
+    global _float32_matmul_tf32
+    _float32_matmul_tf32 = bool(enabled)
+    if cuda_is_available():
+        linalg = _cupy._core._routines_linalg  # CuPy keeps the compute type there (no public setter)
+        linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT)

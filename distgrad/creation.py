@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad import backend, dtypes
-from distgrad.random import default_generator
+from distgrad.random import default_generator, draw_dtype
 from distgrad.tensor import Tensor
 
 
@@ -17,11 +17,17 @@ def _finish(data, requires_grad: bool) -> Tensor:
 
 def _device(device, like=None) -> backend.Device:
     if device is None:
-        return like.device if like is not None else backend.CPU
-    return backend.Device(device) if not isinstance(device, backend.Device) else device
+        return like.device if like is not None else backend.default_device()
+    return backend.as_device(device)
 
 
-def _size(size) -> tuple:
+def _size(size, keyword=None) -> tuple:
+    """A shape from ``f(2, 3)``, ``f((2, 3))`` or, given as ``keyword``, ``f(size=(2, 3))``."""
+    if keyword is not None:
+        if size:
+            raise TypeError(f"expected the size as positional arguments or as size=, not both (got {size} and "
+                            f"size={keyword})")
+        size = (keyword,)
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = tuple(size[0])
     for s in size:
@@ -36,13 +42,16 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     Python floats become ``float32`` (the default dtype), ints ``int64``, bools ``bool``.
     """
     dtype = dtypes.to_dtype(dtype)
-    if isinstance(data, Tensor):
+    from_tensor = isinstance(data, Tensor)
+    if from_tensor:
         data = data.array
     if backend.is_device_array(data):
         src_device = backend.device_of(data)
         arr = data.astype(dtype or data.dtype, copy=True)
     else:
         src_device = backend.CPU
+        if device is None and not from_tensor:
+            device = backend.default_device()  # as torch: data that is not a tensor goes to the default device
         arr = np.array(data, dtype=dtype, copy=True)
         if dtype is None and arr.dtype == np.float64 and not isinstance(data, np.ndarray):
             arr = arr.astype(dtypes.get_default_dtype())
@@ -79,16 +88,16 @@ def _filled(size, fill, dtype, device, requires_grad) -> Tensor:
     return _finish(data, requires_grad)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(_size(size), 0.0 if dtype is None else 0, dtype, device, requires_grad)
+def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(_size(sizes, size), 0.0 if dtype is None else 0, dtype, device, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(_size(size), 1.0 if dtype is None else 1, dtype, device, requires_grad)
+def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(_size(sizes, size), 1.0 if dtype is None else 1, dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(_size(size), None, dtype, device, requires_grad)
+def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _filled(_size(sizes, size), None, dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -117,25 +126,28 @@ def linspace(start, end, steps: int, dtype=None, device=None, requires_grad=Fals
     return _finish(data, requires_grad)
 
 
-def _random(draw, size, dtype, device, requires_grad, generator) -> Tensor:
+def _random(draw, kernel: str, size, dtype, device, requires_grad, generator) -> Tensor:
+    """Floats drawn by ``draw(generator, size, dtype)``; ``kernel`` names PyTorch's, refusing other dtypes."""
     dev = _device(device)
     gen = (generator or default_generator).for_device(dev)
     dtype = dtypes.to_dtype(dtype) or dtypes.get_default_dtype()
+    if not dtypes.is_floating_point(dtype):
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{dtypes.torch_name(dtype)}'")
     with backend.cuda_device_context(dev):
         data = draw(gen, size, dtype)
     return _finish(data, requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+def rand(*sizes, size=None, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Uniform on [0, 1)."""
-    return _random(lambda g, s, d: g.random(s, dtype=d if d.itemsize >= 4 else np.float32).astype(d, copy=False),
-                   _size(size), dtype, device, requires_grad, generator)
+    return _random(lambda g, s, d: g.random(s, dtype=draw_dtype(d)).astype(d, copy=False), "check_uniform_bounds",
+                   _size(sizes, size), dtype, device, requires_grad, generator)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
+def randn(*sizes, size=None, dtype=None, device=None, requires_grad=False, generator=None) -> Tensor:
     """Standard normal."""
-    return _random(lambda g, s, d: g.standard_normal(s, dtype=d if d.itemsize >= 4 else np.float32).astype(d, copy=False),
-                   _size(size), dtype, device, requires_grad, generator)
+    return _random(lambda g, s, d: g.standard_normal(s, dtype=draw_dtype(d)).astype(d, copy=False), "normal_kernel_cpu",
+                   _size(sizes, size), dtype, device, requires_grad, generator)
 
 
 def randint(low, high=None, size=(), dtype=None, device=None, generator=None) -> Tensor:

@@ -1,11 +1,15 @@
-"""``distgrad.cuda``: is a GPU here, how many, waiting for queued work, what holds GPU memory, and CUDA
-graphs (``CUDAGraph``, ``graph``, ``make_graphed_step``: ``distgrad/cuda_graphs.py``)."""
+"""``distgrad.cuda``: is a GPU here, how many, waiting for queued work, what holds GPU memory, seeding the
+GPU draws, the typed constructors ``dg.cuda.FloatTensor`` & co, and CUDA graphs (``CUDAGraph``, ``graph``,
+``make_graphed_step``: ``distgrad/cuda_graphs.py``)."""
 from __future__ import annotations
 
 import gc
 
-from distgrad import backend
+import numpy as np
+
+from distgrad import backend, random
 from distgrad.cuda_graphs import CUDAGraph, graph, graph_pool_handle, make_graphed_step  # noqa: F401
+from distgrad.tensor_factories import legacy_types
 
 
 def is_available() -> bool:
@@ -64,3 +68,48 @@ def memory_report(limit: int = 10) -> str:
     for nbytes, shape, dtype, kind in largest_tensors(limit):
         lines.append(f"  {nbytes / mib:10.2f} MiB  {dtype:8} {list(shape)}  {kind}")
     return "\n".join(lines)
+
+
+# --- seeding (PyTorch's torch.cuda.manual_seed & co) ----------------------------------------------
+def manual_seed(seed: int) -> None:
+    """Seeds the GPU draws of the default generator (without touching its CPU stream); fine without a GPU."""
+    random.default_generator.manual_seed_cuda(seed)
+
+
+def manual_seed_all(seed: int) -> None:
+    """Seeds the GPU draws on every GPU: distgrad has one GPU stream per generator, so as ``manual_seed``."""
+    manual_seed(seed)
+
+
+def seed() -> None:
+    """Seeds the GPU draws with a fresh random number."""
+    manual_seed(int(np.random.SeedSequence().entropy % (2**63)))
+
+
+seed_all = seed
+
+
+def initial_seed() -> int:
+    """The seed of the GPU draws."""
+    return random.default_generator.cuda_seed
+
+
+# --- memory and device queries ----------------------------------------------------------------------
+def empty_cache() -> None:
+    """Hands the cached, unused blocks of CuPy's memory pools back to the driver (nothing without CuPy)."""
+    if backend.cupy_importable():
+        cp = backend.cupy_module()
+        cp.get_default_memory_pool().free_all_blocks()
+        cp.get_default_pinned_memory_pool().free_all_blocks()
+
+
+def get_device_name(device=None) -> str:
+    """The name of GPU ``device`` (an index or a device; by default the current one)."""
+    index = current_device() if device is None else backend.as_device(device).index
+    props = backend.cupy_module().cuda.runtime.getDeviceProperties(index)
+    name = props["name"]
+    return name.decode() if isinstance(name, bytes) else name
+
+
+# --- typed constructors: dg.cuda.FloatTensor([...]) makes a float32 tensor on the current GPU -----
+globals().update(legacy_types("cuda"))

@@ -65,6 +65,13 @@ def can_cast(from_, to) -> bool:
     return not (to == bool_ and from_ != bool_)
 
 
+def as_number(x):
+    """A Python number from a number or a NumPy scalar (NumPy scalars would upcast float32)."""
+    if x.__class__ is float or x.__class__ is int:
+        return x
+    return x.item() if hasattr(x, "item") else x
+
+
 def _number_dtype(x) -> np.dtype:
     """The dtype a Python (or NumPy) number counts as: bool, int64 or the default float."""
     cls = x.__class__

@@ -16,6 +16,13 @@ class Generator:
     def manual_seed(self, seed: int) -> "Generator":
         self.initial_seed_value = int(seed)
         self.numpy = np.random.Generator(np.random.PCG64(int(seed)))
+        self.cuda_seed = int(seed)
+        self._cupy = None
+        return self
+
+    def manual_seed_cuda(self, seed: int) -> "Generator":
+        """Reseeds the GPU draws only (``dg.cuda.manual_seed``); the CPU stream goes on undisturbed."""
+        self.cuda_seed = int(seed)
         self._cupy = None
         self.kernel_offset = 0
         return self
@@ -36,7 +43,7 @@ class Generator:
             return self.numpy
         if self._cupy is None:
             cp = backend.cupy_module()
-            self._cupy = cp.random.Generator(cp.random.XORWOW(self.initial_seed_value))
+            self._cupy = cp.random.Generator(cp.random.XORWOW(self.cuda_seed))
         return self._cupy
 
     def get_state(self) -> dict:
@@ -44,13 +51,19 @@ class Generator:
                 "kernel_offset": self.kernel_offset}
 
     def set_state(self, state: dict) -> None:
-        self.initial_seed_value = state["seed"]
+        self.initial_seed_value = self.cuda_seed = state["seed"]
         self.numpy.bit_generator.state = state["numpy"]
         self._cupy = None
         self.kernel_offset = state.get("kernel_offset", 0)
 
 
 default_generator = Generator()
+
+
+def draw_dtype(dtype) -> np.dtype:
+    """The dtype the generators draw floats in for a tensor of ``dtype``: float64 for float64, else float32
+    (NumPy and CuPy draw no 16-bit floats; those tensors, and integer ones, take float32 draws converted)."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
 def manual_seed(seed: int) -> Generator:

@@ -18,7 +18,18 @@ class Tensor:
     __array_priority__ = 1000  # NumPy scalars on the left defer to Tensor's reflected operators
     __array_ufunc__ = None
 
-    def __init__(self, data, requires_grad: bool = False):
+    def __init__(self, data=None, *sizes, requires_grad: bool = False):
+        """``Tensor(array)`` wraps a NumPy or CuPy array without a copy (the engine's constructor).
+
+        Other arguments follow ``torch.Tensor``: ``Tensor([[1, 2], [3, 4]])`` copies Python data into
+        a tensor of the default float dtype, ``Tensor(2, 3)`` makes one of that size (zero-filled here,
+        uninitialised in PyTorch), ``Tensor()`` an empty one, ``Tensor(t)`` shares ``t``'s storage.
+        Unlike ``torch.Tensor``, an array keeps its dtype: use ``dg.tensor`` or ``dg.FloatTensor`` to convert.
+        """
+        if data.__class__ is not np.ndarray and not backend.is_device_array(data):
+            data = _array_from_arguments(data, sizes)
+        elif sizes:
+            raise TypeError(f"Tensor(): expected an array alone or sizes alone, got an array and {sizes}")
         self.array = data
         self.grad = None
         self.requires_grad = requires_grad
@@ -59,6 +70,13 @@ class Tensor:
         return backend.is_device_array(self.array)
 
     @property
+    def is_cpu(self) -> bool:
+        return not backend.is_device_array(self.array)
+
+    # Devices and layouts distgrad does not have; PyTorch scripts test for them.
+    is_xpu = is_mps = is_meta = is_sparse = is_quantized = False
+
+    @property
     def _xp(self):
         return backend.array_module(self.array)
 
@@ -75,8 +93,19 @@ class Tensor:
     def numel(self) -> int:
         return int(self.array.size)
 
+    nelement = numel
+
+    def ndimension(self) -> int:
+        return self.array.ndim
+
     def element_size(self) -> int:
         return self.array.dtype.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self.array.dtype in FLOATING
+
+    def is_complex(self) -> bool:
+        return self.array.dtype.kind == "c"
 
     @property
     def is_leaf(self) -> bool:
@@ -160,6 +189,16 @@ class Tensor:
         return self
 
     # --- printing --------------------------------------------------------------------------------
+    def __format__(self, format_spec: str) -> str:
+        """A 0-d tensor formats as its number (``f"{loss:.4f}"``); others as ``str`` with an empty spec.
+
+        As in PyTorch, a format spec on a tensor with dimensions raises TypeError. (PyTorch also
+        refuses one on a 0-d ``Parameter``; distgrad formats it as its number.)
+        """
+        if self.array.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __repr__(self) -> str:
         from distgrad.dtypes import get_default_dtype
 
@@ -182,6 +221,55 @@ class Tensor:
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body] + extras) + ")"
+
+
+def _array_from_arguments(data, sizes: tuple):
+    """The array that ``Tensor(data, *sizes)`` holds when ``data`` is not an array (see ``Tensor.__init__``)."""
+    from distgrad.dtypes import get_default_dtype  # dtypes imports nothing of distgrad; no cycle
+
+    def on_default_device(array):
+        device = backend.default_device()
+        return array if device.type == "cpu" else backend.to_device(array, device)
+
+    if sizes and not all(isinstance(n, int) and not isinstance(n, bool) for n in (data, *sizes)):
+        raise TypeError(f"Tensor(): sizes must all be integers, got {(data, *sizes)}")
+    if data is None:
+        return on_default_device(np.empty(0, get_default_dtype()))
+    if isinstance(data, Tensor):
+        return data.array
+    if isinstance(data, (np.ndarray, np.generic)):  # a subclass of ndarray, or a NumPy scalar: kept as it is
+        return np.asarray(data)
+    if isinstance(data, int) and not isinstance(data, bool):
+        shape = (data, *sizes)
+        if min(shape) < 0:
+            raise ValueError(f"Tensor(): sizes must be non-negative integers, got {list(shape)}")
+        return on_default_device(np.zeros(shape, get_default_dtype()))
+    if not hasattr(data, "__len__") or isinstance(data, (str, bytes)):
+        raise TypeError(f"new(): data must be a sequence (got {type(data).__name__})")
+    return on_default_device(np.array(_host_values(data), dtype=get_default_dtype()))
+
+
+def _host_values(data):
+    """Nested sequences with every Tensor in them replaced by its values on the host."""
+    if isinstance(data, Tensor):
+        return backend.to_device(data.array, backend.CPU)
+    if isinstance(data, (list, tuple)):
+        return [_host_values(d) for d in data]
+    return data
+
+
+def is_tensor(obj) -> bool:
+    """True when ``obj`` is a distgrad Tensor (a Parameter included)."""
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:
+    """The number of elements of ``input``."""
+    return input.numel()
+
+
+def is_floating_point(input: Tensor) -> bool:
+    return input.is_floating_point()
 
 
 def bind_methods(**methods) -> None:

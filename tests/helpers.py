@@ -48,6 +48,8 @@ def expect_case_ok(reports: dict, case: str) -> None:
         if result.startswith("skipped:"):
             pytest.skip(result)
         assert result == "ok", f"rank {rank} of {len(reports)}:\n{result}"
+
+
 # --- side by side with PyTorch (tests that use these importorskip torch first) ------------------------
 def copy_torch_into(ours, theirs, device="cpu") -> None:
     """Loads the PyTorch module ``theirs``' state dict into ``ours``: the keys must match one to one."""
@@ -74,12 +76,13 @@ def _converted(arrays, convert) -> list:
     return [None if a is None else memo[id(a)] for a in arrays]
 
 
-def run_both(ours, theirs, arrays, call, device):
-    """``call(module, tensors)`` in both libraries on the same arrays (float64 ones require grad), then
-    backward of a random projection of the (first) output. Returns both outputs and both input lists."""
+def run_both(ours, theirs, arrays, call, device, grad_dtype=np.float64):
+    """``call(module, tensors)`` in both libraries on the same arrays (those of ``grad_dtype`` require
+    grad), then backward of a random projection of the (first) output. Returns both outputs and both
+    input lists."""
     import torch
-    mine = _converted(arrays, lambda a: dg.tensor(a, device=device, requires_grad=a.dtype == np.float64))
-    yours = _converted(arrays, lambda a: torch.tensor(a, requires_grad=a.dtype == np.float64))
+    mine = _converted(arrays, lambda a: dg.tensor(a, device=device, requires_grad=a.dtype == grad_dtype))
+    yours = _converted(arrays, lambda a: torch.tensor(a, requires_grad=a.dtype == grad_dtype))
     out, expected = call(ours, mine), call(theirs, yours)
     first, expected_first = (out, expected) if isinstance(expected, torch.Tensor) else (out[0], expected[0])
     weights = np.random.default_rng(5).standard_normal(tuple(expected_first.shape))
@@ -96,13 +99,14 @@ def assert_close(ours, theirs, rtol: float = 1e-9, atol: float = 1e-11) -> None:
     np.testing.assert_allclose(host(ours.detach()), theirs.detach().numpy(), rtol=rtol, atol=atol)
 
 
-def _pair_inputs(torch, values, device):
-    """Each input for distgrad and for torch: float arrays become float64 leaves that require grad,
-    other arrays plain tensors; anything else (numbers, strings, lists) is passed as it is."""
+def _pair_inputs(torch, values, device, constants=()):
+    """Each input for distgrad and for torch: float arrays become float64 leaves that require grad (but
+    those at the positions in ``constants``), other arrays plain tensors; anything else (numbers,
+    strings, lists) is passed as it is."""
     ours, theirs, leaves = [], [], []
-    for v in values:
+    for i, v in enumerate(values):
         if isinstance(v, np.ndarray):
-            grad = v.dtype.kind == "f"
+            grad = v.dtype.kind == "f" and i not in constants
             ours.append(dg.tensor(v, device=device, requires_grad=grad))
             theirs.append(torch.tensor(v, requires_grad=grad))
             if grad:
@@ -117,12 +121,15 @@ def _outputs(result) -> tuple:
     return tuple(result) if isinstance(result, (tuple, list)) else (result,)
 
 
-def assert_matches_torch(fn, values, device, rtol: float = 1e-7, atol: float = 1e-10, backward: bool = True):
+def assert_matches_torch(fn, values, device, rtol: float = 1e-7, atol: float = 1e-10, backward: bool = True,
+                         constants=(), gradcheck: bool = False):
     """Runs ``fn(module, *inputs)`` with ``module`` distgrad and then torch (one lambda serves both, as
     the names agree) and checks that every output and, after a backward of the float outputs against
-    the same random weights, every gradient agree. Returns distgrad's outputs."""
-    torch = __import__("pytest").importorskip("torch")
-    ours, theirs, leaves = _pair_inputs(torch, values, device)
+    the same random weights, every gradient agree. Float arrays at the positions in ``constants``
+    (float targets) take no gradient. With ``gradcheck``, distgrad's ``fn`` is also gradchecked in its
+    float inputs. Returns distgrad's outputs."""
+    torch = pytest.importorskip("torch")
+    ours, theirs, leaves = _pair_inputs(torch, values, device, constants)
     out_ours, out_theirs = _outputs(fn(dg, *ours)), _outputs(fn(torch, *theirs))
     assert len(out_ours) == len(out_theirs)
     rng = np.random.default_rng(1)
@@ -142,16 +149,45 @@ def assert_matches_torch(fn, values, device, rtol: float = 1e-7, atol: float = 1
             expected = np.zeros(b.shape) if b.grad is None else b.grad.numpy()
             got = np.zeros(a.shape) if a.grad is None else host(a.grad)
             np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    if gradcheck:
+        positions = [i for i, v in enumerate(ours) if isinstance(v, dg.Tensor) and v.requires_grad]
+
+        def of_leaves(*leaves):
+            inputs = list(ours)
+            for i, leaf in zip(positions, leaves):
+                inputs[i] = leaf
+            return fn(dg, *inputs)
+        assert dg.gradcheck(of_leaves, [dg.tensor(host(ours[i]), device=device, requires_grad=True)
+                                        for i in positions])
     return out_ours
 
 
 def assert_raises_like_torch(call, message: str, error=RuntimeError) -> None:
     """``call(module)`` raises ``error`` matching ``message`` with ``module`` distgrad and with torch."""
-    pytest = __import__("pytest")
     torch = pytest.importorskip("torch")
     for module in (dg, torch):
         with pytest.raises(error, match=message):
             call(module)
+
+
+def compare_with_torch(ours, theirs, *shapes, device="cpu", dtype=np.float32, rtol=1e-4, atol=1e-5):
+    """Gives the torch layer ``theirs`` the state of ``ours``, runs both on the same random inputs of
+    ``shapes`` (``run_both``), and compares outputs, input gradients, parameter gradients and the
+    (updated) buffers. Returns distgrad's output."""
+    torch = pytest.importorskip("torch")
+    theirs.load_state_dict({k: torch.from_numpy(np.array(host(v))) for k, v in ours.state_dict().items()})
+    ours.to(device)
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    out, expected, mine, yours = run_both(ours, theirs, arrays, lambda m, xs: m(*xs), device, grad_dtype=dtype)
+    assert_close(out, expected, rtol, atol)
+    for x, tx in zip(mine, yours):
+        assert_close(x.grad, tx.grad, rtol, atol)
+    compare_gradients(ours, theirs, rtol, atol)
+    torch_buffers = dict(theirs.named_buffers())
+    for name, b in ours.named_buffers():
+        np.testing.assert_allclose(host(b), torch_buffers[name].numpy(), rtol=rtol, atol=atol, err_msg=name)
+    return out
 
 
 def load_example(name: str):
@@ -182,6 +218,8 @@ def from_torch(t) -> np.ndarray:
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(dg.bfloat16)
     return t.numpy()
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """``array`` (uint8) in IDX format: magic 0x0000_08_<ndim>, the sizes, the values."""
     return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()

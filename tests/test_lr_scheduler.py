@@ -44,14 +44,28 @@ SINGLE = {
         o, [m.ExponentialLR(o, 0.5), m.StepLR(o, 2, 0.1), m.MultiStepLR(o, [1, 3])], milestones=[3, 8]),
     "ChainedScheduler": lambda m, o: m.ChainedScheduler(
         [m.LinearLR(o, start_factor=0.5, total_iters=3), m.ExponentialLR(o, gamma=0.9)]),
+    "ConstantLR": lambda m, o: m.ConstantLR(o, factor=0.25, total_iters=4),
+    "PolynomialLR": lambda m, o: m.PolynomialLR(o, total_iters=8, power=2.0),
+    "MultiplicativeLR": lambda m, o: m.MultiplicativeLR(o, lambda e: 0.9 if e % 2 else 0.95),
+    "CosineAnnealingWarmRestarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, eta_min=0.001),
+    "CosineAnnealingWarmRestarts-mult": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=2),
+    "CyclicLR-triangular": lambda m, o: m.CyclicLR(o, [0.01, 0.002], [0.1, 0.05], step_size_up=3, step_size_down=5),
+    "CyclicLR-triangular2": lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=2, mode="triangular2"),
+    "CyclicLR-exp_range": lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=4, mode="exp_range", gamma=0.9),
+    "CyclicLR-scale_fn": lambda m, o: m.CyclicLR(o, 0.01, 0.1, step_size_up=3, scale_fn=lambda x: 0.8 ** x,
+                                                 scale_mode="iterations", cycle_momentum=False),
+    "SequentialLR-constant-polynomial": lambda m, o: m.SequentialLR(
+        o, [m.ConstantLR(o, 0.5, total_iters=3), m.PolynomialLR(o, total_iters=10)], milestones=[3]),
 }
+SGD_MOMENTUM = {"CyclicLR-triangular", "CyclicLR-triangular2", "CyclicLR-exp_range"}  # cycle_momentum needs one
 
 
 @pytest.mark.parametrize("name", SINGLE)
 def test_rates_match_torch(name):
     torch = pytest.importorskip("torch")
     steps = 20
-    ours_opt, theirs_opt = make_optimizer(dg), make_optimizer(torch)
+    kwargs = {"momentum": 0.9} if name in SGD_MOMENTUM else {}
+    ours_opt, theirs_opt = make_optimizer(dg, **kwargs), make_optimizer(torch, **kwargs)
     ours = rates(SINGLE[name](sched, ours_opt), ours_opt, steps)
     theirs = rates(SINGLE[name](torch.optim.lr_scheduler, theirs_opt), theirs_opt, steps)
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
@@ -68,6 +82,83 @@ def test_one_cycle_momentum_matches_torch(name, kwargs, key):
     theirs = rates(torch.optim.lr_scheduler.OneCycleLR(theirs_opt, 1.0, total_steps=12, three_phase=True),
                    theirs_opt, 12, key)
     np.testing.assert_allclose(np.array(ours, dtype=float), np.array(theirs, dtype=float), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name,mode", [("SGD", "triangular2"), ("Adam", "exp_range")])
+def test_cyclic_momentum_matches_torch(name, mode):
+    torch = pytest.importorskip("torch")
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    key = "momentum" if name == "SGD" else "betas"
+    seen = []
+    for lib in (dg, torch):
+        opt = make_optimizer(lib, name, **kwargs)
+        scheduler = lib.optim.lr_scheduler.CyclicLR(opt, 0.01, 0.1, step_size_up=3, mode=mode, gamma=0.95,
+                                                    base_momentum=0.7, max_momentum=0.95)
+        seen.append(np.array(rates(scheduler, opt, 15, key), dtype=float))
+    np.testing.assert_allclose(seen[0], seen[1], rtol=1e-12)
+
+
+def test_warm_restarts_take_fractional_epochs_like_torch():
+    torch = pytest.importorskip("torch")
+    seen = []
+    for lib in (dg, torch):
+        opt = make_optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=3, eta_min=0.005)
+        lrs = []
+        for epoch in range(5):
+            for i in range(4):
+                opt.step()
+                scheduler.step(epoch + i / 4)
+                lrs.append([g["lr"] for g in opt.param_groups])
+        scheduler.step(0.5)
+        lrs.append(scheduler.get_last_lr())
+        seen.append(lrs)
+    np.testing.assert_allclose(seen[0], seen[1], rtol=1e-12)
+    opt = make_optimizer(dg)
+    opt.step()
+    with pytest.raises(ValueError, match="Expected non-negative epoch, but got -1"):
+        sched.CosineAnnealingWarmRestarts(opt, T_0=2).step(-1)
+
+
+PLATEAU_METRICS = [1.0, 0.9, 0.95, 0.95, 0.96, 0.97, 0.5, 0.55, 0.56, 0.6, 0.61, 0.7, 0.2, 0.21, 0.3, 0.3, 0.3, 0.4,
+                   0.4, 0.5]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(patience=1), dict(mode="max", patience=2, factor=0.5), dict(patience=0, cooldown=2),
+    dict(patience=1, threshold=0.1, threshold_mode="abs"), dict(patience=1, min_lr=[0.05, 0.001]),
+    dict(patience=0, factor=0.5, eps=0.03),
+])
+def test_reduce_lr_on_plateau_matches_torch(kwargs):
+    torch = pytest.importorskip("torch")
+    seen = []
+    for lib in (dg, torch):
+        opt = make_optimizer(lib)
+        scheduler = lib.optim.lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+        lrs = []
+        for metric in PLATEAU_METRICS:
+            opt.step()
+            scheduler.step(lib.tensor(metric))
+            lrs.append(scheduler.get_last_lr() + [scheduler.num_bad_epochs, scheduler.cooldown_counter])
+        seen.append(lrs)
+    np.testing.assert_allclose(seen[0], seen[1], rtol=1e-12)
+
+
+def test_reduce_lr_on_plateau_state_resumes_and_arguments_are_checked():
+    opt = make_optimizer(dg)
+    scheduler = sched.ReduceLROnPlateau(opt, mode="max", patience=1)
+    for metric in (1.0, 0.5, 0.4):
+        scheduler.step(metric)
+    state = scheduler.state_dict()
+    fresh = sched.ReduceLROnPlateau(make_optimizer(dg))
+    fresh.load_state_dict(state)
+    assert (fresh.mode, fresh.best, fresh.mode_worse, fresh.num_bad_epochs) == ("max", 1.0, -math.inf, 0)
+    with pytest.raises(ValueError, match="Factor should be < 1.0."):
+        sched.ReduceLROnPlateau(opt, factor=1.0)
+    with pytest.raises(ValueError, match="mode sideways is unknown!"):
+        sched.ReduceLROnPlateau(opt, mode="sideways")
+    with pytest.raises(ValueError, match="expected 2 min_lrs, got 1"):
+        sched.ReduceLROnPlateau(opt, min_lr=[0.1])
 
 
 # --- hand-computed rates (group 0, lr 0.1) -----------------------------------------------------
@@ -160,6 +251,29 @@ def test_stepping_the_scheduler_before_the_optimizer_warns():
         scheduler.step()
 
 
+def test_an_optimizer_with_its_own_step_counts_as_stepped_for_the_order_check():
+    class PlainSGD(optim.Optimizer):  # written the PyTorch way: step() itself, no _update
+        def __init__(self, params, lr):
+            super().__init__(params, dict(lr=lr))
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.data.sub_(p.grad * group["lr"])
+
+    p = dg.ones(2, requires_grad=True)
+    opt = PlainSGD([p], lr=0.5)
+    scheduler = sched.StepLR(opt, step_size=1, gamma=0.5)
+    p.grad = dg.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step()
+        scheduler.step()
+    assert p.tolist() == [0.5, 0.5] and opt.param_groups[0]["lr"] == 0.25
+    assert PlainSGD.step.__name__ == "step"
+
+
 def test_stepping_in_the_right_order_does_not_warn():
     opt = make_optimizer(dg)
     scheduler = sched.ExponentialLR(opt, gamma=0.5)
@@ -170,7 +284,8 @@ def test_stepping_in_the_right_order_does_not_warn():
 
 
 @pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR", "OneCycleLR-cos", "SequentialLR-warmup-cosine",
-                                  "ChainedScheduler", "LambdaLR"])
+                                  "ChainedScheduler", "LambdaLR", "ConstantLR", "PolynomialLR",
+                                  "CosineAnnealingWarmRestarts-mult", "CyclicLR-scale_fn"])
 def test_state_dict_resumes_the_schedule_in_a_new_optimizer(name):
     opt = make_optimizer(dg)
     scheduler = SINGLE[name](sched, opt)
@@ -232,6 +347,12 @@ def test_resuming_with_last_epoch_continues_from_the_current_rate():
     (lambda o: sched.StepLR(object(), 2), TypeError, "object is not an Optimizer"),
     (lambda o: sched.LambdaLR(o, [lambda e: 1.0]), ValueError, "Expected 2 lr_lambdas, but got 1"),
     (lambda o: sched.LinearLR(o, start_factor=0), ValueError, "Starting multiplicative factor expected"),
+    (lambda o: sched.ConstantLR(o, factor=1.5), ValueError, "Constant multiplicative factor expected"),
+    (lambda o: sched.CosineAnnealingWarmRestarts(o, T_0=0), ValueError, "Expected positive integer T_0"),
+    (lambda o: sched.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0), ValueError, "Expected integer T_mult >= 1"),
+    (lambda o: sched.CyclicLR(o, 0.1, 1.0, mode="sawtooth"), ValueError, "mode is invalid and scale_fn is None"),
+    (lambda o: sched.CyclicLR(optim.Adagrad(o.param_groups[0]["params"]), 0.1, 1.0), ValueError,
+     "optimizer must support momentum or beta1"),
 ])
 def test_bad_arguments_raise_like_torch(build, error, message):
     with pytest.raises(error, match=message):

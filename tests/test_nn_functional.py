@@ -9,7 +9,7 @@ import distgrad.nn.functional as F
 from helpers import host
 
 # PyTorch arguments that distgrad leaves out on purpose (see the module docstring)
-LEFT_OUT = {"size_average", "reduce", "_stacklevel", "max_norm", "norm_type", "scale_grad_by_freq", "sparse"}
+LEFT_OUT = {"size_average", "reduce", "_stacklevel", "max_norm", "norm_type", "scale_grad_by_freq", "sparse", "out"}
 # PyTorch's C builtins have no introspectable signature: their parameters, from the PyTorch docs
 # torch implements these in C++ (no Python signature): their documented parameters, in order
 BUILTIN_PARAMETERS = {
@@ -21,6 +21,15 @@ BUILTIN_PARAMETERS = {
     "avg_pool1d": ["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"],
     "max_pool2d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
     "max_pool1d": ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
+    "logsigmoid": ["input"], "hardshrink": ["input", "lambd"], "softshrink": ["input", "lambd"],
+    "prelu": ["input", "weight"], "bilinear": ["input1", "input2", "weight", "bias"],
+    "cosine_similarity": ["x1", "x2", "dim", "eps"], "pairwise_distance": ["x1", "x2", "p", "eps", "keepdim"],
+    "conv1d": ["input", "weight", "bias", "stride", "padding", "dilation", "groups"],
+    "conv_transpose1d": ["input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation"],
+    "adaptive_avg_pool1d": ["input", "output_size"],
+    "adaptive_max_pool1d": ["input", "output_size", "return_indices"],
+    "adaptive_max_pool2d": ["input", "output_size", "return_indices"],
+    "pixel_shuffle": ["input", "upscale_factor"], "pixel_unshuffle": ["input", "downscale_factor"],
     "scaled_dot_product_attention": ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
                                      "enable_gqa"],
 }

@@ -34,12 +34,18 @@ def run_distgrad(name, kwargs, inits=INITS, grads=GRADS, device="cpu"):
 
 
 def run_torch(torch, name, kwargs, inits=INITS, grads=GRADS):
-    ps = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in inits]
-    opt = getattr(torch.optim, name)(ps, **kwargs)
-    for step_grads in grads:
-        for p, g in zip(ps, step_grads):
-            p.grad = torch.tensor(g, dtype=torch.float64)
-        opt.step()
+    # float64 by default: torch keeps NAdam's mu_product in the default dtype, distgrad in a Python float
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        ps = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in inits]
+        opt = getattr(torch.optim, name)(ps, **kwargs)
+        for step_grads in grads:
+            for p, g in zip(ps, step_grads):
+                p.grad = torch.tensor(g, dtype=torch.float64)
+            opt.step()
+    finally:
+        torch.set_default_dtype(default)
     return [p.detach().numpy() for p in ps]
 
 
@@ -57,9 +63,20 @@ RMSPROP_CASES = combinations(lr=[0.01], alpha=[0.99, 0.5], weight_decay=[0, 0.1]
                              centered=[False, True], maximize=[False, True])
 ADAGRAD_CASES = combinations(lr=[0.1], lr_decay=[0, 0.1], weight_decay=[0, 0.1], initial_accumulator_value=[0, 0.5],
                              maximize=[False, True])
+ADADELTA_CASES = combinations(lr=[1.0, 0.5], rho=[0.9, 0.5], eps=[1e-6, 1e-3], weight_decay=[0, 0.1],
+                              maximize=[False, True])
+ADAMAX_CASES = combinations(lr=[0.05], betas=[(0.9, 0.999), (0.3, 0.5)], eps=[1e-8, 0.1], weight_decay=[0, 0.1],
+                            maximize=[False, True])
+NADAM_CASES = combinations(lr=[0.05], betas=[(0.9, 0.999), (0.3, 0.5)], weight_decay=[0, 0.1],
+                           momentum_decay=[4e-3, 0.5], decoupled_weight_decay=[False, True], maximize=[False, True])
+# betas[1] = 0.5 makes the variance rectification start on step 2, 0.999 keeps it off for all five steps
+RADAM_CASES = combinations(lr=[0.05], betas=[(0.9, 0.999), (0.3, 0.5), (0.9, 0.7)], weight_decay=[0, 0.1],
+                           decoupled_weight_decay=[False, True], maximize=[False, True])
 ALL_CASES = ([("SGD", c) for c in SGD_CASES] + [("Adam", c) for c in ADAM_CASES] + [("AdamW", c) for c in ADAM_CASES]
              + [("Adam", dict(c, decoupled_weight_decay=True)) for c in ADAM_CASES if c["weight_decay"]]
-             + [("RMSprop", c) for c in RMSPROP_CASES] + [("Adagrad", c) for c in ADAGRAD_CASES])
+             + [("RMSprop", c) for c in RMSPROP_CASES] + [("Adagrad", c) for c in ADAGRAD_CASES]
+             + [("Adadelta", c) for c in ADADELTA_CASES] + [("Adamax", c) for c in ADAMAX_CASES]
+             + [("NAdam", c) for c in NADAM_CASES] + [("RAdam", c) for c in RADAM_CASES])
 
 
 @pytest.mark.parametrize("name,kwargs", ALL_CASES, ids=[f"{n}-{c}" for n, c in ALL_CASES])
@@ -183,7 +200,8 @@ def test_adagrad_two_steps_by_hand():
 
 
 # --- behaviour shared by all optimizers --------------------------------------------------------
-OPTIMIZERS = [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad]
+OPTIMIZERS = [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad, optim.Adadelta, optim.Adamax,
+              optim.NAdam, optim.RAdam]
 
 
 @pytest.mark.parametrize("cls", OPTIMIZERS)
@@ -234,7 +252,10 @@ def test_float32_parameters_and_state_stay_float32(cls):
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
                                          ("Adam", dict(lr=0.1, amsgrad=True)), ("AdamW", dict(lr=0.1)),
                                          ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True)),
-                                         ("Adagrad", dict(lr=0.1, lr_decay=0.1))])
+                                         ("Adagrad", dict(lr=0.1, lr_decay=0.1)), ("Adadelta", dict(lr=0.5)),
+                                         ("Adamax", dict(lr=0.1, weight_decay=0.1)),
+                                         ("NAdam", dict(lr=0.1, decoupled_weight_decay=True, weight_decay=0.1)),
+                                         ("RAdam", dict(lr=0.1, betas=(0.9, 0.5)))])
 def test_steps_on_the_device_match_the_cpu(name, kwargs, device):
     on_device = run_distgrad(name, kwargs, device=device)
     on_cpu = run_distgrad(name, kwargs)
@@ -327,6 +348,12 @@ def test_bad_params_are_refused(bad, error, message):
     (optim.RMSprop, dict(eps=-1), "Invalid epsilon value: -1"),
     (optim.Adagrad, dict(lr_decay=-1), "Invalid lr_decay value: -1"),
     (optim.Adagrad, dict(initial_accumulator_value=-1), "Invalid initial_accumulator_value value: -1"),
+    (optim.Adadelta, dict(rho=1.5), "Invalid rho value: 1.5"),
+    (optim.Adadelta, dict(lr=-1), "Invalid learning rate: -1"),
+    (optim.Adamax, dict(betas=(0.9, 1.0)), "Invalid beta parameter at index 1: 1.0"),
+    (optim.NAdam, dict(momentum_decay=-1), "Invalid momentum_decay value: -1"),
+    (optim.NAdam, dict(eps=-1), "Invalid epsilon value: -1"),
+    (optim.RAdam, dict(weight_decay=-1), "Invalid weight_decay value: -1"),
 ])
 def test_invalid_hyperparameters_raise_like_torch(cls, kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -353,7 +380,9 @@ def test_state_dict_uses_integer_indices_across_groups():
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.1, amsgrad=True)),
                                          ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),
-                                         ("Adagrad", dict(lr=0.1))])
+                                         ("Adagrad", dict(lr=0.1)), ("Adadelta", dict(lr=0.5)),
+                                         ("Adamax", dict(lr=0.1)), ("NAdam", dict(lr=0.1)),
+                                         ("RAdam", dict(lr=0.1, betas=(0.9, 0.5)))])
 def test_load_state_dict_resumes_exactly_where_training_stopped(name, kwargs):
     straight = run_distgrad(name, kwargs)
     ps = params(*INITS)

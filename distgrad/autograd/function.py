@@ -140,28 +140,21 @@ class Function(Node):
         return outs
 
     def _note_inputs(self, args):
-        """Sets ``needs_input_grad``; the edges to the inputs' nodes when any input needs a gradient."""
-        needs = []
-        edges = []
-        input_dtypes = []  # backward's gradients are converted to these, as PyTorch's engine does
-        for a in args:
-            if isinstance(a, Tensor) and a.requires_grad:
-                needs.append(True)
-                edges.append((a.grad_fn or grad_accumulator(a), a.output_nr))
-                input_dtypes.append(a.array.dtype)
-            else:
-                needs.append(False)
-                edges.append(None)
-                input_dtypes.append(None)
-        self.needs_input_grad = tuple(needs)
-        self._input_dtypes = input_dtypes
-        return tuple(edges) if True in needs else None
+        """The edges to the inputs' nodes (None for inputs needing no gradient), or None when no
+        input needs one; notes the inputs' dtypes, which backward's gradients are converted to."""
+        edges = tuple([(a.grad_fn or grad_accumulator(a), a.output_nr) if isinstance(a, Tensor) and a.requires_grad
+                       else None for a in args])
+        self.next_functions = edges
+        self.needs_input_grad = tuple([edge is not None for edge in edges])
+        if True not in self.needs_input_grad:
+            return None
+        self._input_dtypes = [None if e is None else a.array.dtype for e, a in zip(edges, args)]
+        return edges
 
     def _attach(self, edges, outs) -> None:
         """Makes this ctx a node of the tape: a sequence number, edges to the inputs' nodes, and
         the saved tensors' versions."""
         self.seq = next(_sequence)
-        self.next_functions = edges
         if self._saved:
             self._keep_saved(outs)
         if anomaly_mode.enabled:

@@ -64,10 +64,7 @@ def plan_key(kind: str, dtype, x_shape, w_shape, y_shape, layout: str, geo, flag
 
 def flags() -> tuple:
     """(enabled, benchmark, deterministic, allow_tf32) from ``dg.backends.cudnn``."""
-    try:
-        from distgrad.backends import cudnn as settings
-    except ImportError:  # a tree without distgrad.backends: PyTorch's defaults
-        return True, False, False, True
+    from distgrad.backends import cudnn as settings
     return bool(settings.enabled), bool(settings.benchmark), bool(settings.deterministic), bool(settings.allow_tf32)
 
 

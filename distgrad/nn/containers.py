@@ -1,4 +1,4 @@
-"""Containers: ``Sequential``, ``ModuleList``, ``ModuleDict``, ``ParameterList``."""
+"""Containers: ``Sequential``, ``ModuleList``, ``ModuleDict``, ``ParameterList``, ``ParameterDict``."""
 from __future__ import annotations
 
 import operator
@@ -233,4 +233,62 @@ class ParameterList(_ListContainer):
             size = "x".join(str(s) for s in param.shape)
             device = f" ({param.device})" if param.device.type == "cuda" else ""
             lines.append(f"  ({idx}): Parameter containing: [distgrad.{param.dtype.name} of size {size}{device}]")
+        return "\n".join(lines)
+
+
+class ParameterDict(Module):
+    """Parameters by name, registered on the module in insertion order (a Tensor is wrapped as a Parameter)."""
+
+    def __init__(self, parameters: Mapping[str, Tensor] | Iterable | None = None):
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key: str) -> Tensor:
+        return self._parameters[key]
+
+    def __setitem__(self, key: str, param: Tensor) -> None:
+        self.register_parameter(key, param if isinstance(param, Parameter) else Parameter(param))
+
+    def __delitem__(self, key: str) -> None:
+        del self._parameters[key]
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._parameters
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def items(self):
+        return self._parameters.items()
+
+    def values(self):
+        return self._parameters.values()
+
+    def get(self, key: str, default=None):
+        return self._parameters.get(key, default)
+
+    def pop(self, key: str) -> Tensor:
+        return self._parameters.pop(key)
+
+    def clear(self) -> None:
+        self._parameters.clear()
+
+    def update(self, parameters: Mapping[str, Tensor] | Iterable) -> None:
+        pairs = parameters.items() if isinstance(parameters, Mapping) else parameters
+        for key, param in pairs:
+            self[key] = param
+
+    def extra_repr(self) -> str:
+        lines = []
+        for key, param in self._parameters.items():
+            size = "x".join(str(s) for s in param.shape)
+            device = f" ({param.device})" if param.device.type == "cuda" else ""
+            lines.append(f"  ({key}): Parameter containing: [distgrad.{param.dtype.name} of size {size}{device}]")
         return "\n".join(lines)

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from distgrad.autograd.node import increment_version
-from distgrad.random import default_generator
+from distgrad.random import default_generator, draw_dtype
 from distgrad.tensor import Tensor
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
@@ -26,23 +26,18 @@ def _write(tensor: Tensor, values) -> Tensor:
     return tensor
 
 
-def _draw_dtype(tensor: Tensor):
-    """NumPy/CuPy generators draw float32 or float64 only; half tensors draw float32 and cast."""
-    return tensor.dtype if tensor.dtype.itemsize >= 4 else np.dtype(np.float32)
-
-
 def _rng(tensor: Tensor, generator):
     return (generator or default_generator).for_device(tensor.device)
 
 
 def _uniform(tensor: Tensor, low: float, high: float, generator):
     """An array of ``tensor``'s shape, uniform on [low, high)."""
-    u = _rng(tensor, generator).random(tensor.shape, dtype=_draw_dtype(tensor))
+    u = _rng(tensor, generator).random(tensor.shape, dtype=draw_dtype(tensor.dtype))
     return low + (high - low) * u
 
 
 def _normal(tensor: Tensor, mean: float, std: float, generator):
-    return mean + std * _rng(tensor, generator).standard_normal(tensor.shape, dtype=_draw_dtype(tensor))
+    return mean + std * _rng(tensor, generator).standard_normal(tensor.shape, dtype=draw_dtype(tensor.dtype))
 
 
 def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:

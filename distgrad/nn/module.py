@@ -14,6 +14,7 @@ from distgrad import backend, dtypes
 from distgrad.autograd.hooks import add_hook
 from distgrad.autograd.node import increment_version
 from distgrad.nn.parameter import Parameter
+from distgrad.ops.conversion import parse_to
 from distgrad.tensor import Tensor
 
 
@@ -400,18 +401,9 @@ class Module:
         return f"{self._get_name()}({body})"
 
 
-def _parse_to(*args, device=None, dtype=None, non_blocking: bool = False):
+def _parse_to(*args, **kwargs):
     """``(device, dtype)`` from ``Module.to``'s PyTorch-style arguments (either may be None)."""
-    for arg in args:
-        if isinstance(arg, Tensor):
-            device, dtype = arg.device, arg.dtype
-        elif isinstance(arg, (str, backend.Device)):
-            device = arg
-        else:
-            dtype = arg
-    if device is not None and not isinstance(device, backend.Device):
-        device = backend.Device(device)
-    dtype = dtypes.to_dtype(dtype)
+    device, dtype, _ = parse_to(*args, **kwargs)
     if dtype is not None and not dtypes.is_floating_point(dtype):
         raise TypeError(f"nn.Module.to only accepts floating point or complex dtypes, but got desired dtype={dtype}")
     return device, dtype

@@ -1,4 +1,5 @@
-"""``+ - * / // % ** neg`` with tensors and Python scalars, reversed operands included.
+"""``+ - * / ** neg`` with tensors and Python scalars, reversed operands included (the divisions that
+round, ``//`` ``%`` ``fmod`` and ``div(rounding_mode=...)``, are in ``rounding.py``).
 
 Operands meet in PyTorch's result dtype (``promotion.result_type``: ``int64 tensor + 2.5`` is
 float32, ``float32 tensor * 0-d float64 tensor`` float32); true division of integers gives the
@@ -12,10 +13,11 @@ from distgrad.autograd.function import Function
 from distgrad.dtypes import bool_
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
-from distgrad.promotion import cast, promoted, result_type
+from distgrad.ops.rounding import rounded_div
+from distgrad.promotion import as_number, cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
 
-__all__ = ["add", "sub", "mul", "div", "neg", "pow", "floor_divide", "remainder"]
+__all__ = ["add", "sub", "mul", "div", "neg", "pow", "subtract", "multiply", "divide", "true_divide", "negative"]
 
 
 def _in_dtype(saved: tuple, dtype) -> tuple:
@@ -221,46 +223,6 @@ class RPowScalar(Function):
         return grad * out * math.log(ctx.s), None
 
 
-class FloorDivide(Function):
-    """``floor(a / b)``, rounding toward minus infinity; it has no derivative, as in PyTorch."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        dtype = result_type(a, b)
-        if dtype == bool_:
-            raise RuntimeError("floor_divide: \"div_floor\" not implemented for 'Bool'")
-        return cast(a, dtype) // cast(b, dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("derivative for floor_divide is not implemented")
-
-
-class Remainder(Function):
-    """``a - b * floor(a / b)``: the sign of the divisor, as Python's ``%``."""
-
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(*(x if isinstance(x, Tensor) else None for x in (a, b)))
-        ctx.numbers = a, b
-        x, y = promoted(a, b)
-        return x % y
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = (t if t is not None else n for t, n in zip(ctx.saved_tensors, ctx.numbers))
-        ga = sum_to(grad, a.shape) if ctx.needs_input_grad[0] else None
-        gb = sum_to(-grad * floor_divide(a, b), b.shape) if ctx.needs_input_grad[1] else None
-        return ga, gb
-
-
-def _scalar(x):
-    """A Python number from a number or a NumPy scalar (NumPy scalars would upcast float32)."""
-    if x.__class__ is float or x.__class__ is int:
-        return x
-    return x.item() if hasattr(x, "item") else x
-
-
 def add(a, b, alpha=1):
     if alpha != 1:
         b = b * alpha
@@ -268,7 +230,7 @@ def add(a, b, alpha=1):
         if isinstance(a, Tensor):
             return Add.apply(a, b)
         a, b = b, a
-    return AddScalar.apply(a, _scalar(b))
+    return AddScalar.apply(a, as_number(b))
 
 
 def _is_bool(x) -> bool:
@@ -293,8 +255,8 @@ def sub(a, b, alpha=1):
     if isinstance(b, Tensor):
         if isinstance(a, Tensor):
             return Sub.apply(a, b)
-        return RSubScalar.apply(b, _scalar(a))
-    return AddScalar.apply(a, -_scalar(b))
+        return RSubScalar.apply(b, as_number(a))
+    return AddScalar.apply(a, -as_number(b))
 
 
 def mul(a, b):
@@ -302,15 +264,18 @@ def mul(a, b):
         if isinstance(a, Tensor):
             return Mul.apply(a, b)
         a, b = b, a
-    return MulScalar.apply(a, _scalar(b))
+    return MulScalar.apply(a, as_number(b))
 
 
-def div(a, b):
+def div(a, b, *, rounding_mode: str | None = None):
+    """``a / b``; ``rounding_mode='floor'`` or ``'trunc'`` rounds the quotient (keeping integer dtypes)."""
+    if rounding_mode is not None:
+        return rounded_div(a, b, rounding_mode)
     if isinstance(b, Tensor):
         if isinstance(a, Tensor):
             return Div.apply(a, b)
-        return RDivScalar.apply(b, _scalar(a))
-    return DivScalar.apply(a, _scalar(b))
+        return RDivScalar.apply(b, as_number(a))
+    return DivScalar.apply(a, as_number(b))
 
 
 def neg(a):
@@ -321,18 +286,8 @@ def pow(a, b):
     if isinstance(b, Tensor):
         if isinstance(a, Tensor):
             return Pow.apply(a, b)
-        return RPowScalar.apply(b, _scalar(a))
-    return PowScalar.apply(a, _scalar(b))
-
-
-def floor_divide(a, b):
-    """``a // b`` elementwise, rounded toward minus infinity (PyTorch's ``floor_divide``)."""
-    return FloorDivide.apply(a, b if isinstance(b, Tensor) else _scalar(b))
-
-
-def remainder(a, b):
-    """``a % b`` elementwise, with the sign of ``b`` (Python's modulus)."""
-    return Remainder.apply(a, b if isinstance(b, Tensor) else _scalar(b))
+        return RPowScalar.apply(b, as_number(a))
+    return PowScalar.apply(a, as_number(b))
 
 
 bind_methods(
@@ -341,7 +296,6 @@ bind_methods(
     __add__=add, __radd__=lambda a, b: add(a, b), __sub__=sub, __rsub__=lambda a, b: sub(b, a),
     __mul__=mul, __rmul__=lambda a, b: mul(a, b), __truediv__=div, __rtruediv__=lambda a, b: div(b, a),
     __neg__=neg, __pow__=pow, __rpow__=lambda a, b: pow(b, a), __pos__=lambda a: a,
-    floor_divide=floor_divide, remainder=remainder, __floordiv__=floor_divide,
-    __rfloordiv__=lambda a, b: floor_divide(_scalar(b), a), __mod__=remainder,
-    __rmod__=lambda a, b: remainder(_scalar(b), a),
 )
+
+subtract, multiply, divide, true_divide, negative = sub, mul, div, div, neg

@@ -1,5 +1,5 @@
-"""Comparisons (``eq ne lt le gt ge``), logical and bitwise ops, ``isnan``/``isinf``/``isfinite``, and the
-Python operators bound to them (``==``, ``<``, ``&``, ``~`` ...).
+"""Comparisons (``eq ne lt le gt ge``), logical and bitwise ops, ``isnan``/``isinf``/``isfinite``, the
+Python operators bound to them (``==``, ``<``, ``&``, ``~`` ...), and ``isclose``/``allclose``/``equal``.
 
 Each returns a new tensor (bool, or the integer dtype for bitwise ops) outside the graph: none of these
 has a gradient. ``other`` may be a Tensor or a number, and broadcasts. Comparisons and bitwise ops
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
+from distgrad.dtypes import torch_name
 from distgrad.promotion import promoted
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = [
     "eq", "ne", "lt", "le", "gt", "ge", "logical_not", "logical_and", "logical_or", "logical_xor",
     "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor", "isnan", "isinf", "isfinite",
+    "isclose", "allclose", "equal",
 ]
 
 
@@ -81,7 +85,36 @@ def isinf(input): return Tensor(input._xp.isinf(input.array))
 def isfinite(input): return Tensor(input._xp.isfinite(input.array))
 
 
+def isclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    """``|input - other| <= atol + rtol * |other|`` elementwise, as a bool tensor (same dtypes; broadcasts)."""
+    for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"isclose(): argument '{name}' (position {position}) must be Tensor, not "
+                            f"{type(value).__name__}")
+    if input.dtype != other.dtype:
+        raise RuntimeError(f"{torch_name(input.dtype)} did not match {torch_name(other.dtype)}")
+    try:
+        np.broadcast_shapes(input.shape, other.shape)
+    except ValueError:
+        raise RuntimeError(f"isclose(): the shapes {list(input.shape)} and {list(other.shape)} do not broadcast "
+                           "together") from None
+    return Tensor(input._xp.isclose(input.array, other.array, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def allclose(input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    """True when ``isclose`` holds everywhere."""
+    return bool(isclose(input, other, rtol, atol, equal_nan).array.all())
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    """True when both have the same shape and elements (NaN is never equal to itself)."""
+    if input.shape != other.shape:
+        return False
+    return bool((input.array == other.array).all())
+
+
 bind_methods(
+    isclose=isclose, allclose=allclose, equal=equal,
     eq=eq, ne=ne, lt=lt, le=le, gt=gt, ge=ge, __eq__=_operator(eq), __ne__=_operator(ne),
     __lt__=_operator(lt), __le__=_operator(le), __gt__=_operator(gt), __ge__=_operator(ge),
     logical_not=logical_not, logical_and=logical_and, logical_or=logical_or, logical_xor=logical_xor,

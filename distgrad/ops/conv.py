@@ -1,5 +1,6 @@
-"""2-D convolution and transposed convolution, by im2col and GEMMs (on the GPU, by cuDNN where it applies:
-``distgrad/kernels/cudnn_conv.py``; im2col + cuBLAS stays the fallback).
+"""2-D convolution and transposed convolution, by im2col and GEMMs (and the 1-D forms, as 2-D ones over a
+single row); on the GPU by cuDNN where it applies (``distgrad/kernels/cudnn_conv.py``), im2col + cuBLAS
+staying the fallback.
 
 Three Functions share the work, each written with the other two in its backward, so convolutions
 can be differentiated any number of times (``gradgradcheck`` passes):
@@ -25,7 +26,7 @@ from distgrad.backend import array_module, matmul
 from distgrad.kernels import cudnn_conv
 from distgrad.tensor import Tensor
 
-__all__ = ["conv2d", "conv_transpose2d"]
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
 
 class ConvGeometry(NamedTuple):
@@ -369,3 +370,43 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     def run(x: Tensor) -> Tensor:
         return ConvTranspose2d.apply(x, weight, bias, geo, (x.shape[0], channels, out_h, out_w))
     return _batched(input, run)
+
+
+# --- 1-D: the 2-D ops over a single row ------------------------------------------------------------
+def _row(value, name: str, fill: int):
+    """A 1-D argument as the 2-D one over a single row: (``fill``, value); strings (padding modes) pass."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise RuntimeError(f"expected {name} to be a single integer value or a list of 1 values to match the "
+                               f"convolution dimensions, but got {name}={list(value)}")
+        value = value[0]
+    return fill, int(value)
+
+
+def _check_1d(op: str, input: Tensor, weight: Tensor) -> None:
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"Expected 2D (unbatched) or 3D (batched) input to {op}, but got input of size: "
+                           f"{list(input.shape)}")
+    if weight.ndim != 3:
+        raise RuntimeError(f"{op}: expected a 3-D weight, but got weight of size {list(weight.shape)}")
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """The 1-D cross-correlation of ``input`` (N, C, L) or (C, L) with ``weight`` (O, C/groups, K)."""
+    _check_1d("conv1d", input, weight)
+    out = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, _row(stride, "stride", 1),
+                 _row(padding, "padding", 0), _row(dilation, "dilation", 1), groups)
+    return out.squeeze(-2)
+
+
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """The transposed 1-D convolution of ``input`` (N, C, L) or (C, L) with ``weight`` (C, O/groups, K)."""
+    _check_1d("conv_transpose1d", input, weight)
+    out = conv_transpose2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, _row(stride, "stride", 1),
+                           _row(padding, "padding", 0), _row(output_padding, "output_padding", 0), groups,
+                           _row(dilation, "dilation", 1))
+    return out.squeeze(-2)

@@ -34,14 +34,6 @@ class ToCopy(Function):
         return to(grad, device=ctx.in_device, dtype=ctx.in_dtype), None, None
 
 
-def _as_device(device) -> backend.Device:
-    if isinstance(device, backend.Device):
-        return device
-    if isinstance(device, int):
-        return backend.Device("cuda", device)
-    return backend.Device(device)
-
-
 def _is_device(arg) -> bool:
     return isinstance(arg, (str, backend.Device)) or isinstance(arg, int) and not isinstance(arg, bool)
 
@@ -50,11 +42,12 @@ def _is_dtype(arg) -> bool:
     return isinstance(arg, np.dtype) or isinstance(arg, type) and (issubclass(arg, np.generic) or arg in (float, bool))
 
 
-def to(self: Tensor, *args, dtype=None, device=None, non_blocking: bool = False, copy: bool = False,
-       memory_format=None) -> Tensor:
-    """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)`` or keywords, as in PyTorch.
+def parse_to(*args, dtype=None, device=None, non_blocking: bool = False, copy: bool = False,
+             memory_format=None) -> tuple:
+    """``(device, dtype, copy)`` from the arguments of ``Tensor.to`` (and ``Module.to``); None: unchanged.
 
-    ``non_blocking`` and ``memory_format`` are accepted for compatibility and have no effect.
+    The forms are PyTorch's: ``(dtype)``, ``(device)``, ``(device, dtype)``, ``(other)``, each with
+    optional ``non_blocking`` and ``copy``; a device is a string, a GPU index or a ``distgrad.device``.
     """
     rest = list(args)
     if rest and isinstance(rest[0], Tensor):
@@ -72,8 +65,17 @@ def to(self: Tensor, *args, dtype=None, device=None, non_blocking: bool = False,
     if rest:
         raise TypeError(f"to() received an invalid combination of arguments: got {args!r}; expected "
                         "(dtype), (device, dtype), (Tensor other) with optional non_blocking and copy")
-    dtype = dtypes.to_dtype(dtype) if dtype is not None else self.dtype
-    device = _as_device(device) if device is not None else self.device
+    return (None if device is None else backend.as_device(device)), dtypes.to_dtype(dtype), copy
+
+
+def to(self: Tensor, *args, **kwargs) -> Tensor:
+    """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)`` or keywords, as in PyTorch.
+
+    ``non_blocking`` and ``memory_format`` are accepted for compatibility and have no effect.
+    """
+    device, dtype, copy = parse_to(*args, **kwargs)
+    dtype = self.dtype if dtype is None else dtype
+    device = self.device if device is None else device
     if dtype == self.dtype and device == self.device and not copy:
         return self
     return ToCopy.apply(self, dtype, device)
@@ -106,7 +108,7 @@ def cuda(self: Tensor, device=None, non_blocking: bool = False, memory_format=No
     return to(self, device="cuda" if device is None else device)
 
 
-_TYPE_NAMES = {
+TYPE_NAMES = {
     np.dtype(np.float32): "FloatTensor", np.dtype(np.float64): "DoubleTensor", np.dtype(np.float16): "HalfTensor",
     dtypes.bfloat16: "BFloat16Tensor",
     np.dtype(np.int64): "LongTensor", np.dtype(np.int32): "IntTensor", np.dtype(np.int16): "ShortTensor",
@@ -117,14 +119,17 @@ _TYPE_NAMES = {
 def type_(self: Tensor, dtype=None, non_blocking: bool = False):
     """Without ``dtype``: the type name (``'distgrad.FloatTensor'``); with one: ``self.to(dtype)``.
 
-    ``dtype`` may also be a type name such as ``'distgrad.cuda.DoubleTensor'`` (``torch.`` works too).
+    ``dtype`` may also be a typed constructor (``dg.cuda.DoubleTensor``) or its name
+    (``'distgrad.cuda.DoubleTensor'``; ``torch.`` works too).
     """
     if dtype is None:
-        name = _TYPE_NAMES.get(self.dtype, self.dtype.name)
+        name = TYPE_NAMES.get(self.dtype, self.dtype.name)
         return f"distgrad.cuda.{name}" if self.is_cuda else f"distgrad.{name}"
+    if isinstance(dtype, type) and hasattr(dtype, "type_name"):  # dg.FloatTensor, dg.cuda.LongTensor ...
+        dtype = dtype.type_name
     if isinstance(dtype, str):
         module, _, name = dtype.rpartition(".")
-        by_name = {v: k for k, v in _TYPE_NAMES.items()}
+        by_name = {v: k for k, v in TYPE_NAMES.items()}
         if name not in by_name or module.split(".")[0] not in ("distgrad", "torch"):
             raise ValueError(f"invalid type: {dtype!r}")
         device = "cuda" if module.endswith(".cuda") else backend.CPU

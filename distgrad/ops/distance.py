@@ -1,4 +1,7 @@
-"""``cdist``: the p-norm distances between the rows of two batches of row vectors.
+"""Lengths and angles between vectors: ``cdist`` (every pair of rows of two batches), and the compositions
+``normalize``, ``cosine_similarity``, ``pairwise_distance`` (see their section below).
+
+``cdist``: the p-norm distances between the rows of two batches of row vectors.
 
 ``x1`` (B..., P, M) and ``x2`` (B..., R, M) give (B..., P, R) with ``out[..., i, j] = ||x1[i] - x2[j]||_p``;
 the batch dims broadcast. Shapes of the work: for p = 2 by matrix products (``|a|^2 + |b|^2 - 2 a.b``,
@@ -22,11 +25,12 @@ import numpy as np
 from distgrad.autograd.function import Function
 from distgrad.dtypes import compute_dtype, is_floating_point
 from distgrad.ops.broadcast import broadcast_to
+from distgrad.ops.dims import wrap_dim
 from distgrad.ops.elementwise import sign
 from distgrad.ops.reduction import constant_like
 from distgrad.tensor import Tensor
 
-__all__ = ["cdist"]
+__all__ = ["cdist", "normalize", "cosine_similarity", "pairwise_distance"]
 
 _MODES = ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist", "donot_use_mm_for_euclid_dist")
 
@@ -116,3 +120,39 @@ def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_fo
         compute_mode == "use_mm_for_euclid_dist_if_necessary" and (x1.shape[-2] > 25 or x2.shape[-2] > 25))
     return CDist.apply(x1, x2, float(p), products)
 
+
+# --- compositions of differentiable ops (gradients and second derivatives come from theirs), with ---------
+# --- PyTorch's formulas, eps included ----------------------------------------------------------------------
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """``input / max(||input||_p, eps)`` with the norm taken over ``dim``: unit vectors along ``dim``."""
+    return input / input.norm(p, dim, keepdim=True).clamp_min(eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """The cosine of the angle between ``x1`` and ``x2`` along ``dim`` (they broadcast), in [-1, 1].
+
+    As PyTorch, each is divided by its own norm (at least ``eps``) before the dot product, which
+    cannot overflow and stays within [-1, 1].
+    """
+    for t in (x1, x2):
+        if not is_floating_point(t.dtype):
+            raise RuntimeError(f"expected common dtype to be floating point, yet common dtype is {t.dtype.name}")
+    try:
+        shape = np.broadcast_shapes(x1.shape, x2.shape)
+    except ValueError:
+        raise RuntimeError(f"cosine_similarity: the shapes {list(x1.shape)} and {list(x2.shape)} do not broadcast "
+                           "together") from None
+    x1, x2 = broadcast_to(x1, shape), broadcast_to(x2, shape)
+    dim = wrap_dim(dim, len(shape))
+    unit1 = x1 / x1.norm(2, dim, keepdim=True).clamp_min(eps)
+    unit2 = x2 / x2.norm(2, dim, keepdim=True).clamp_min(eps)
+    return (unit1 * unit2).sum(dim)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    """``||x1 - x2 + eps||_p`` over the last dimension (``eps`` keeps the gradient finite at equal points)."""
+    dims = max(x1.ndim, x2.ndim)
+    difference = x1 - x2 + eps
+    if dims == 0:
+        return difference.abs()
+    return difference.norm(p, -1, keepdim=keepdim)

@@ -1,11 +1,10 @@
-"""``dropout``: zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``.
+"""``dropout``: zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``; ``dropout1d``,
+``dropout2d``, ``dropout3d`` zero whole channels (every element of a channel of a sample together).
 
 Masks come from ``distgrad.random.default_generator`` on the input's device, so ``dg.manual_seed``
 makes them repeatable.
 """
 from __future__ import annotations
-
-import numpy as np
 
 from distgrad import backend, random
 from distgrad.autograd.function import Function
@@ -15,7 +14,7 @@ from distgrad.kernels import pointwise as pointwise_kernels
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.tensor import Tensor
 
-__all__ = ["dropout"]
+__all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d"]
 
 
 class Dropout(Function):
@@ -38,13 +37,13 @@ def draw_keep(shape: tuple, dtype, device, p: float):
     Drawn from ``distgrad.random.default_generator`` in float64 for float64 ``dtype``, else float32.
     """
     generator = random.default_generator.for_device(device)
-    draw_dtype = np.float64 if dtype == np.float64 else np.float32
-    return generator.random(shape, dtype=draw_dtype) >= p
+    return generator.random(shape, dtype=random.draw_dtype(dtype)) >= p
 
 
-def _scaled_mask(input: Tensor, p: float):
-    """Zeros with probability ``p``, else ``1 / (1 - p)``, in the input's dtype and on its device."""
-    keep = draw_keep(input.shape, input.dtype, input.device, p)
+def _scaled_mask(input: Tensor, p: float, shape: tuple | None = None):
+    """Zeros with probability ``p``, else ``1 / (1 - p)``, in the input's dtype and on its device; of the
+    input's shape, or of ``shape`` (broadcasting against it)."""
+    keep = draw_keep(input.shape if shape is None else shape, input.dtype, input.device, p)
     return keep.astype(input.dtype) * (1 / (1 - p)) if p < 1 else keep.astype(input.dtype)
 
 
@@ -53,16 +52,46 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
 
     ``inplace=True`` writes the result into ``input`` (a leaf requiring grad cannot be modified in place).
     """
+    return _masked(input, p, training, inplace, None)
+
+
+def _masked(input: Tensor, p: float, training: bool, inplace: bool, mask_shape) -> Tensor:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0 or input.numel() == 0:
         return input
-    if not inplace and pointwise_kernels.applies(input.array):
+    if mask_shape is None and not inplace and pointwise_kernels.applies(input.array):
         return DropoutAdd.apply(input, None, p)
-    mask = Tensor(_scaled_mask(input, p))
+    mask = Tensor(_scaled_mask(input, p, mask_shape))
     if not inplace:
         return Dropout.apply(input, mask)
     return _dropout_in_place(input, mask)
+
+
+def _feature_dropout(op: str, spatial_dims: int, input: Tensor, p: float, training: bool, inplace: bool) -> Tensor:
+    """Drops whole channels of (N, C, *spatial) or unbatched (C, *spatial) input: one mask entry per (sample, channel)."""
+    if input.ndim not in (spatial_dims + 1, spatial_dims + 2):
+        raise RuntimeError(f"{op}: Expected {spatial_dims + 1}D or {spatial_dims + 2}D input, but received a "
+                           f"{input.ndim}D input. Note that {op} exists to provide channel-wise dropout on inputs "
+                           f"with {spatial_dims} spatial dimension(s), a channel dimension, and an optional batch "
+                           "dimension.")
+    channels = input.ndim - spatial_dims
+    return _masked(input, p, training, inplace, input.shape[:channels] + (1,) * spatial_dims)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zeroes whole channels of (N, C, L) or (C, L) input with probability ``p``, scaling the rest by 1/(1-p)."""
+    return _feature_dropout("dropout1d", 1, input, p, training, inplace)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zeroes whole channels of (N, C, H, W) or (C, H, W) input with probability ``p``."""
+    return _feature_dropout("dropout2d", 2, input, p, training, inplace)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zeroes whole channels of (N, C, D, H, W) or (C, D, H, W) input with probability ``p``."""
+    return _feature_dropout("dropout3d", 3, input, p, training, inplace)
 
 
 def _dropout_in_place(input: Tensor, mask: Tensor) -> Tensor:

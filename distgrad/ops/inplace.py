@@ -1,4 +1,5 @@
-"""In-place ops: ``add_ sub_ mul_ div_ pow_ clamp_ zero_ fill_ copy_ uniform_ normal_ exp_ ...`` and ``+= -= *= /=``.
+"""In-place ops: ``add_ sub_ mul_ div_ pow_ clamp_ zero_ fill_ copy_ exp_ ...`` and ``+= -= *= /=`` (the random
+fills ``uniform_ normal_ ...`` live in ``sampling.py``).
 
 Each writes into ``self.array`` (the array object stays the same, so views and DDP bucket views see
 the write), bumps the version counter shared with views, and returns ``self``.
@@ -26,12 +27,12 @@ from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import AccumulateGrad, increment_version
-from distgrad.dtypes import LOW_PRECISION, bool_, get_default_dtype, is_floating_point
+from distgrad.dtypes import LOW_PRECISION, bool_, get_default_dtype
 from distgrad.ops.arithmetic import add, refuse_bool_subtraction, sub
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
+from distgrad.ops.rounding import floor_divide, fmod, remainder
 from distgrad.promotion import cast, check_in_place, result_type
-from distgrad.random import default_generator
 from distgrad.tensor import Tensor, bind_methods
 
 __all__ = []  # in-place ops are Tensor methods only, as in PyTorch
@@ -176,6 +177,25 @@ div_ = _binary_inplace("div_", "true_divide", _div)
 pow_ = _binary_inplace("pow_", "power", lambda a, b: a ** b)
 
 
+def _rounding_inplace(op: str, out_of_place):
+    """An in-place rounding division: computed by the out-of-place op (its checks: integer division by zero,
+    bool operands) and written into ``self``."""
+    def method(self: Tensor, other) -> Tensor:
+        _promoted(op, self, other)
+        if needs_recording(self, other):
+            return record_inplace(self, op, lambda alias: out_of_place(alias, other))
+        return update_in_place(
+            self, op, lambda xp, a: xp.copyto(a, out_of_place(Tensor(a), other).array, casting="unsafe"), other)
+    method.__name__ = op
+    method.__doc__ = f"In-place ``{out_of_place.__name__}``: writes into ``self`` and returns it."
+    return method
+
+
+floor_divide_ = _rounding_inplace("floor_divide_", floor_divide)
+remainder_ = _rounding_inplace("remainder_", remainder)
+fmod_ = _rounding_inplace("fmod_", fmod)
+
+
 def _addc_inplace(op: str, combine):
     def method(self: Tensor, tensor1, tensor2, *, value=1) -> Tensor:
         first, second = _promoted(op, self, tensor1, tensor2)
@@ -277,7 +297,7 @@ class Overwrite(Function):
         return gx, gsrc
 
 
-def _overwrite(self: Tensor, op: str, values, src: Tensor | None = None) -> Tensor:
+def overwrite(self: Tensor, op: str, values, src: Tensor | None = None) -> Tensor:
     """Writes ``values()`` (an array or a scalar, broadcast) into ``self``; ``src`` is the Tensor it came from."""
     if needs_recording(self, src):
         if src is None:
@@ -289,7 +309,7 @@ def _overwrite(self: Tensor, op: str, values, src: Tensor | None = None) -> Tens
 
 def zero_(self: Tensor) -> Tensor:
     """Fills ``self`` with zeros."""
-    return _overwrite(self, "zero_", lambda: 0)
+    return overwrite(self, "zero_", lambda: 0)
 
 
 def fill_(self: Tensor, value) -> Tensor:
@@ -298,8 +318,8 @@ def fill_(self: Tensor, value) -> Tensor:
         if value.ndim != 0:
             raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with {value.ndim} "
                                "dimensions.")
-        return _overwrite(self, "fill_", lambda: backend.to_device(value.array, self.device), value)
-    return _overwrite(self, "fill_", lambda: value)
+        return overwrite(self, "fill_", lambda: backend.to_device(value.array, self.device), value)
+    return overwrite(self, "fill_", lambda: value)
 
 
 def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
@@ -314,45 +334,15 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
     if not fits:
         raise RuntimeError(f"copy_: the source of shape {list(src.shape)} cannot be broadcast to the destination "
                            f"of shape {list(self.shape)}")
-    return _overwrite(self, "copy_", lambda: backend.to_device(src.array, self.device), src)
-
-
-def _draw(self: Tensor, op: str, draw) -> Tensor:
-    if not is_floating_point(self.dtype):
-        raise RuntimeError(f"{op} expects a floating point tensor, got {self.dtype.name}")
-    dtype = self.dtype if self.dtype.itemsize >= 4 else np.dtype(np.float32)
-    with backend.cuda_device_context(self.device):
-        return _overwrite(self, op, lambda: draw(self.shape, dtype))
-
-
-def uniform_(self: Tensor, a: float = 0, b: float = 1, *, generator=None) -> Tensor:
-    """Fills ``self`` with numbers drawn uniformly from ``[a, b)``."""
-    gen = (generator or default_generator).for_device(self.device)
-
-    def draw(shape, dtype):
-        r = gen.random(shape, dtype=dtype)
-        r *= b - a
-        r += a
-        return r
-    return _draw(self, "uniform_", draw)
-
-
-def normal_(self: Tensor, mean: float = 0, std: float = 1, *, generator=None) -> Tensor:
-    """Fills ``self`` with numbers drawn from the normal distribution ``N(mean, std**2)``."""
-    gen = (generator or default_generator).for_device(self.device)
-
-    def draw(shape, dtype):
-        r = gen.standard_normal(shape, dtype=dtype)
-        r *= std
-        r += mean
-        return r
-    return _draw(self, "normal_", draw)
+    return overwrite(self, "copy_", lambda: backend.to_device(src.array, self.device), src)
 
 
 bind_methods(
     add_=add_, sub_=sub_, mul_=mul_, div_=div_, pow_=pow_, subtract_=sub_, multiply_=mul_, divide_=div_,
     true_divide_=div_, addcmul_=addcmul_, addcdiv_=addcdiv_, lerp_=lerp_, clamp_=clamp_, clip_=clamp_,
-    zero_=zero_, fill_=fill_, copy_=copy_, uniform_=uniform_, normal_=normal_,
-    __iadd__=add_, __isub__=sub_, __imul__=mul_, __itruediv__=div_, __ipow__=pow_,
+    zero_=zero_, fill_=fill_, copy_=copy_,
+    floor_divide_=floor_divide_, remainder_=remainder_, fmod_=fmod_,
+    __iadd__=add_, __isub__=sub_, __imul__=mul_, __itruediv__=div_, __ipow__=pow_, __ifloordiv__=floor_divide_,
+    __imod__=remainder_,
     **{op: _unary_inplace(op, update, name) for op, (update, name) in _UNARY.items()},
 )

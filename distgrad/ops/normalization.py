@@ -1,6 +1,6 @@
-"""``layer_norm``, ``batch_norm``, ``group_norm``, ``rms_norm``: standardise, then scale and shift.
+"""``layer_norm``, ``batch_norm``, ``group_norm``, ``instance_norm``, ``rms_norm``: standardise, then scale and shift.
 
-All four share one Function, ``Normalize``: ``(x - mean) / sqrt(var + eps) * weight + bias`` with the
+All five share one Function, ``Normalize``: ``(x - mean) / sqrt(var + eps) * weight + bias`` with the
 statistics taken over the axes where ``stats_shape`` is 1. Its backward is the closed form
 ``rstd * (g - mean(g) - xhat * mean(g * xhat))`` (``g`` the gradient of ``xhat``), written with Tensor
 ops so that second derivatives work. ``rms_norm`` does not centre (``mean`` is 0, ``var`` the mean
@@ -20,7 +20,7 @@ from distgrad.kernels import rows as row_kernels
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
 
-__all__ = ["layer_norm", "batch_norm", "group_norm", "rms_norm"]
+__all__ = ["layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm"]
 
 
 def _standardize(x: Tensor, stats_shape: tuple, eps: float, center: bool = True):
@@ -191,9 +191,11 @@ def _update_running_stats(running_mean, running_var, momentum, mean, var, count)
         increment_version(running)
 
 
-def _check_size(name: str, t: Tensor | None, num_features: int) -> None:
-    if t is not None and t.numel() != num_features:
-        raise RuntimeError(f"{name} should contain {num_features} elements not {t.numel()}")
+def _check_sizes(num_features: int, **tensors) -> None:
+    """Each given per-channel tensor (None allowed) has ``num_features`` elements."""
+    for name, t in tensors.items():
+        if t is not None and t.numel() != num_features:
+            raise RuntimeError(f"{name} should contain {num_features} elements not {t.numel()}")
 
 
 def _channel_view(t: Tensor | None, ndim: int) -> Tensor | None:
@@ -233,9 +235,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected input of shape (N, C, *), got {list(input.shape)}")
     num_features = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
-        _check_size(name, t, num_features)
+    _check_sizes(num_features, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     weight_view, bias_view = _channel_view(weight, input.ndim), _channel_view(bias, input.ndim)
     if training:
         if input.numel() // num_features <= 1:
@@ -261,13 +261,39 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
         raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
                            f"shape {list(input.shape)} and num_groups={num_groups}")
     num_features = input.shape[1]
-    _check_size("weight", weight, num_features)
-    _check_size("bias", bias, num_features)
+    _check_sizes(num_features, weight=weight, bias=bias)
     grouped = input.reshape(input.shape[0], num_groups, -1)
     out = Normalize.apply(grouped, None, None, (input.shape[0], num_groups, 1), eps).reshape(input.shape)
     if weight is not None:
         out = out * _channel_view(weight, input.ndim)
     return out + _channel_view(bias, input.ndim) if bias is not None else out
+
+
+def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Standardises each channel of each sample of (N, C, *) input over its spatial dims, then ``* weight + bias``.
+
+    With ``use_input_stats``, the statistics are each instance's own and, when given, the running
+    statistics move toward their average over the batch (``running_var`` with the unbiased variance),
+    as in PyTorch; without, the running statistics are used, as ``batch_norm`` in evaluation.
+    """
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    if input.ndim < 2:
+        raise ValueError(f"instance_norm: expected input of shape (N, C, *), got {list(input.shape)}")
+    num_features = input.shape[1]
+    _check_sizes(num_features, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+    spatial = math.prod(input.shape[2:])
+    if spatial <= 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(input.shape)}")
+    if running_mean is not None or running_var is not None:
+        axes = tuple(range(2, input.ndim))
+        data = input.array.astype(compute_dtype(input.dtype), copy=False)
+        _update_running_stats(running_mean, running_var, momentum, data.mean(axis=axes).mean(axis=0),
+                              data.var(axis=axes).mean(axis=0), spatial)
+    stats_shape = input.shape[:2] + (1,) * (input.ndim - 2)
+    return Normalize.apply(input, _channel_view(weight, input.ndim), _channel_view(bias, input.ndim), stats_shape, eps)
 
 
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:

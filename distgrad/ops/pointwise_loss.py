@@ -1,5 +1,6 @@
 """Per-element losses with PyTorch's signatures and semantics: the regression losses ``mse_loss``,
-``l1_loss``, ``smooth_l1_loss`` and the binary ones ``binary_cross_entropy(_with_logits)``.
+``l1_loss``, ``smooth_l1_loss``, ``huber_loss``, the binary ones ``binary_cross_entropy(_with_logits)``,
+and the distribution ones ``kl_div``, ``poisson_nll_loss``, ``gaussian_nll_loss``.
 
 Each computes one loss per element (optionally times a ``weight``) and reduces it with
 ``reduction='none' | 'mean' | 'sum'``; a weighted regression 'mean' divides by the summed weights.
@@ -7,6 +8,7 @@ Weights take no gradient.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -18,7 +20,8 @@ from distgrad.ops.elementwise import softplus, where
 from distgrad.ops.loss import as_constant, check_reduction, reduce_array
 from distgrad.tensor import Tensor
 
-__all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+__all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss"]
 
 
 # --- regression losses ------------------------------------------------------------------------------
@@ -29,7 +32,7 @@ def _warn_if_broadcast(input: Tensor, target: Tensor) -> None:
                       f"Please ensure they have the same size.", stacklevel=3)
 
 
-def _reduce_tensor(loss: Tensor, reduction: str, weight: Tensor | None = None) -> Tensor:
+def reduce_tensor(loss: Tensor, reduction: str, weight: Tensor | None = None) -> Tensor:
     """``loss`` (times ``weight``) reduced; a weighted 'mean' divides by the sum of the weights, as PyTorch."""
     check_reduction(reduction)
     if weight is not None:
@@ -48,13 +51,13 @@ def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: 
     """``(input - target) ** 2``, optionally times ``weight`` (input's shape), reduced."""
     _warn_if_broadcast(input, target)
     diff = input - target
-    return _reduce_tensor(diff * diff, reduction, weight)
+    return reduce_tensor(diff * diff, reduction, weight)
 
 
 def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """``|input - target|``, optionally times ``weight``, reduced (gradient 0 where input equals target)."""
     _warn_if_broadcast(input, target)
-    return _reduce_tensor((input - target).abs(), reduction, weight)
+    return reduce_tensor((input - target).abs(), reduction, weight)
 
 
 def smooth_l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", beta: float = 1.0) -> Tensor:
@@ -65,9 +68,95 @@ def smooth_l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", be
     diff = input - target
     distance = diff.abs()
     if beta == 0:
-        return _reduce_tensor(distance, reduction)
+        return reduce_tensor(distance, reduction)
     loss = where(distance < beta, diff * diff * (0.5 / beta), distance - 0.5 * beta)
-    return _reduce_tensor(loss, reduction)
+    return reduce_tensor(loss, reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    """``0.5 d**2`` where ``|d| < delta``, ``delta * (|d| - 0.5 delta)`` elsewhere; ``smooth_l1_loss`` times ``delta``.
+
+    With ``weight``, 'mean' is the plain mean of the weighted losses (PyTorch's rule for this loss).
+    """
+    if delta <= 0:
+        raise RuntimeError(f"huber_loss does not support non-positive values for delta, got {delta}.")
+    _warn_if_broadcast(input, target)
+    diff = input - target
+    distance = diff.abs()
+    loss = where(distance < delta, diff * diff * 0.5, (distance - 0.5 * delta) * delta)
+    if weight is None:
+        return reduce_tensor(loss, reduction)
+    if weight.shape != input.shape:
+        raise ValueError("Weights and input must have the same size.")
+    weighted = loss * weight
+    return reduce_tensor(weighted, reduction) if reduction != "mean" else sum_to(weighted, ()) / weighted.numel()
+
+
+# --- distribution losses ------------------------------------------------------------------------------
+def kl_div(input: Tensor, target: Tensor, *, reduction: str = "mean", log_target: bool = False) -> Tensor:
+    """``target * (log(target) - input)`` for log-probabilities ``input`` (0 where ``target`` is 0); with
+    ``log_target``, ``exp(target) * (target - input)``.
+
+    ``reduction='batchmean'`` divides the sum by the batch size (the KL divergence); ``'mean'`` divides by
+    the number of elements and warns, as PyTorch does.
+    """
+    if reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the support size."
+                      "'batchmean' divides only by the batch size, and aligns with the KL div math definition."
+                      "'mean' will be changed to behave the same as 'batchmean' in the next major release.",
+                      stacklevel=2)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        # xlogy(target, target): 0 where the target is 0, with a finite gradient there
+        safe = where(target == 0, 1.0, target)
+        loss = target * safe.log() - target * input
+    if reduction != "batchmean":
+        return reduce_tensor(loss, reduction)
+    total = sum_to(loss, ())
+    return total / input.shape[0] if input.ndim else total
+
+
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, *,
+                     eps: float = 1e-8, reduction: str = "mean") -> Tensor:
+    """Negative log likelihood of ``target`` counts under Poisson rates ``exp(input)`` (``log_input``) or ``input``.
+
+    ``full`` adds Stirling's approximation of ``log(target!)`` where ``target > 1``.
+    """
+    loss = input.exp() - target * input if log_input else input - target * (input + eps).log()
+    if full:
+        positive = where(target > 1, target, 1.0)  # Stirling's term is 0 where target <= 1
+        stirling = positive * positive.log() - positive + 0.5 * (2 * math.pi * positive).log()
+        loss = loss + where(target > 1, stirling, 0.0)
+    return reduce_tensor(loss, reduction)
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Tensor:
+    """``0.5 * (log(var) + (input - target)**2 / var)`` (plus ``0.5 log(2 pi)`` when ``full``).
+
+    ``var`` is a number, a tensor of ``input``'s shape, or one with a single dim of size 1 (or the last
+    dim missing). It is clamped at ``eps`` for the value only: its gradient passes as if unclamped, as in PyTorch.
+    """
+    if isinstance(var, (int, float)):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = Tensor(input._xp.full(input.shape, float(var), input.dtype))
+    elif bool((var.array < 0).any()):
+        raise ValueError("var has negative entry/entries")
+    if var.shape != input.shape:
+        if input.shape[:-1] == var.shape:
+            var = var.unsqueeze(-1)
+        elif not (input.ndim == var.ndim and sum(v for i, v in zip(input.shape, var.shape) if i != v) == 1):
+            raise ValueError("var is of incorrect size")
+    check_reduction(reduction)
+    var = var + (var.clamp(min=eps) - var).detach()
+    diff = input - target
+    loss = 0.5 * (var.log() + diff * diff / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return reduce_tensor(loss, reduction)
 
 
 # --- binary losses ----------------------------------------------------------------------------------

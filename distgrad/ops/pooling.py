@@ -363,12 +363,12 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
         return input[..., :out_h, :out_w]
     if in_h % out_h == 0 and in_w % out_w == 0:  # equal windows that tile the input: a plain average pooling
         return avg_pool2d(input, (in_h // out_h, in_w // out_w))
-    rows = Tensor(_averaging_matrix(in_h, out_h, input._xp, input.dtype))
-    cols = Tensor(_averaging_matrix(in_w, out_w, input._xp, input.dtype).T)
+    rows = Tensor(averaging_matrix(in_h, out_h, input._xp, input.dtype))
+    cols = Tensor(averaging_matrix(in_w, out_w, input._xp, input.dtype).T)
     return matmul(matmul(rows, input), cols)
 
 
-def _averaging_matrix(size: int, out: int, xp, dtype):
+def averaging_matrix(size: int, out: int, xp, dtype):
     """(out, size): row i averages the elements of adaptive window i."""
     i = xp.arange(out)[:, None]
     start, end = (i * size) // out, -((-(i + 1) * size) // out)

@@ -7,6 +7,7 @@ under a graph that saved it. Nothing here is recorded on the tape: updates work 
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from collections import defaultdict
 from itertools import chain
@@ -35,6 +36,11 @@ class Optimizer:
             and any hyper-parameters that override ``defaults`` for that group.
         defaults: the hyper-parameters of groups that do not set their own.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:  # a PyTorch-style optimizer written as its own step(): still seen stepping
+            cls.step = _noting_the_call(cls.__dict__["step"])
 
     def __init__(self, params, defaults: dict):
         self.defaults = defaults
@@ -167,6 +173,15 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
+def _noting_the_call(step):
+    """``step`` that first records, for the lr schedulers' order check, that the optimizer has stepped."""
+    @functools.wraps(step)
+    def noted_step(self, *args, **kwargs):
+        self._opt_called = True
+        return step(self, *args, **kwargs)
+    return noted_step
+
+
 def _state_value_for(param: Tensor, name: str, value):
     """A loaded state entry made ready for ``param``: Tensors copied to its device and floating dtype."""
     if name == "step":
@@ -213,3 +228,12 @@ def check_non_negative(**hyperparameters) -> None:
     for name, value in hyperparameters.items():
         if not 0.0 <= value:
             raise ValueError(f"Invalid {_HYPERPARAMETER_WORDS.get(name, name + ' value')}: {value}")
+
+
+def check_adam_hyperparameters(lr: float, eps: float, betas: tuple, weight_decay: float) -> None:
+    """PyTorch's checks, in its order and with its messages, for Adam and its relatives."""
+    check_non_negative(lr=lr, eps=eps)
+    for index, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+    check_non_negative(weight_decay=weight_decay)

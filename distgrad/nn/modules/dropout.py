@@ -1,4 +1,5 @@
-"""``Dropout``: zeroes elements with probability ``p`` in training mode, scaling the rest by 1/(1-p)."""
+"""Dropout layers: ``Dropout`` zeroes elements, ``Dropout1d``/``2d``/``3d`` whole channels, with probability ``p``
+in training mode, scaling the rest by 1/(1-p)."""
 from __future__ import annotations
 
 from distgrad.nn import functional as F
@@ -8,6 +9,8 @@ from distgrad.nn.module import Module
 class Dropout(Module):
     """Active only while ``training``; in eval mode it returns its input."""
 
+    function = "dropout"
+
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         if p < 0 or p > 1:
@@ -16,7 +19,25 @@ class Dropout(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        return F.dropout(input, self.p, self.training, self.inplace)
+        return getattr(F, self.function)(input, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout1d(Dropout):
+    """Zeroes whole channels of (N, C, L) or (C, L) inputs."""
+
+    function = "dropout1d"
+
+
+class Dropout2d(Dropout):
+    """Zeroes whole channels of (N, C, H, W) or (C, H, W) inputs."""
+
+    function = "dropout2d"
+
+
+class Dropout3d(Dropout):
+    """Zeroes whole channels of (N, C, D, H, W) or (C, D, H, W) inputs."""
+
+    function = "dropout3d"

@@ -1,4 +1,5 @@
-"""``WeightedLayer``: the weight and optional bias that ``Linear`` and ``Conv2d`` share, and their initialisation."""
+"""``WeightedLayer``: the weight and optional bias that ``Linear``, ``Bilinear`` and the convolutions share, and
+their initialisation."""
 from __future__ import annotations
 
 from distgrad import creation
@@ -8,14 +9,17 @@ from distgrad.nn.parameter import Parameter
 
 
 class WeightedLayer(Module):
-    """A layer computing with ``weight`` and an optional ``bias`` of ``weight.shape[0]`` values (its
-    output features or channels), initialised as PyTorch initialises its Linear and Conv layers."""
+    """A layer computing with ``weight`` and an optional ``bias`` of one value per output feature or channel,
+    initialised as PyTorch initialises its Linear and Conv layers."""
 
-    def _add_weight_and_bias(self, weight_shape: tuple, bias: bool, device=None, dtype=None) -> None:
-        """Registers ``weight`` of ``weight_shape`` and ``bias`` (None without it), then ``reset_parameters``."""
+    def _add_weight_and_bias(self, weight_shape: tuple, bias: bool, device=None, dtype=None,
+                             bias_size: int | None = None) -> None:
+        """Registers ``weight`` of ``weight_shape`` and ``bias`` of ``bias_size`` values (``weight_shape[0]``
+        unless given: a transposed convolution's weight starts with its input channels), then ``reset_parameters``."""
         self.weight = Parameter(creation.empty(*weight_shape, device=device, dtype=dtype))
         if bias:
-            self.bias = Parameter(creation.empty(weight_shape[0], device=device, dtype=dtype))
+            size = weight_shape[0] if bias_size is None else bias_size
+            self.bias = Parameter(creation.empty(size, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()

@@ -57,13 +57,17 @@ class LRScheduler:
 
     def step(self) -> None:
         """Moves the schedule one step on; call it after ``optimizer.step()``."""
+        self._count_step()
+        self._update_lr()
+
+    def _count_step(self) -> None:
+        """Counts a step, warning when the first one after construction comes before any ``optimizer.step()``."""
         if self._step_count == 1 and not getattr(self.optimizer, "_opt_called", False):
             warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. Call them in the "
                           "opposite order: `optimizer.step()` before `lr_scheduler.step()`. Failure to do this "
                           "will result in skipping the first value of the learning rate schedule.",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=3)
         self._step_count += 1
-        self._update_lr()
 
     def _update_lr(self, epoch: int | None = None) -> None:
         """Steps to ``last_epoch + 1``, or jumps to ``epoch`` with the closed form where there is one."""

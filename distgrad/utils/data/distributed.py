@@ -1,0 +1,4 @@
+"""``torch.utils.data.distributed``'s import path to ``distgrad.distributed.DistributedSampler``."""
+from distgrad.distributed.sampler import DistributedSampler
+
+__all__ = ["DistributedSampler"]
