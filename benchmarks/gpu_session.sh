@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session in at most 8 minutes, every part under its own timeout, from the repository root:
+# One GPU session in at most 8 minutes (the parts' timeouts add up to 480 s), from the repository root:
 #
 #   bash benchmarks/gpu_session.sh [--dry-run] [NAME]
 #
@@ -52,35 +52,35 @@ else
   BENCH_RANKS=1,2; BACKEND=nccl
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOGS/device.txt"
   GPU=$(head -n1 "$LOGS/device.txt" | cut -d, -f1)
-  part pip.log 60 python -m pip install -q --no-build-isolation --no-deps -e .
+  part pip.log 40 python -m pip install -q --no-build-isolation --no-deps -e .
   if ls .whl/*.whl > /dev/null 2>&1; then
-    part wheels.log 60 python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+    part wheels.log 30 python -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   fi
 fi
-part versions.log 30 python -c "import numpy, distgrad, distgrad.bench.machine as m; print(m.gpu_facts()); \
+part versions.log 20 python -c "import numpy, distgrad, distgrad.bench.machine as m; print(m.gpu_facts()); \
 import importlib.util as u; print('cudnn-frontend', u.find_spec('cudnn') is not None)"
 
-# 2. what changed, on the GPU (~100 s)
-part tests.log 110 python -m pytest -p no:cacheprovider "${TEST_SELECT[@]}" tests/test_gpu_paths.py \
+# 2. what changed, on the GPU
+part tests.log 90 python -m pytest -p no:cacheprovider "${TEST_SELECT[@]}" tests/test_gpu_paths.py \
   tests/test_ops_activation.py tests/test_ops_normalization.py tests/test_ops_loss.py tests/test_ops_attention.py \
   tests/test_ops_conv.py tests/test_ops_dropout.py tests/test_ops_elementwise.py tests/test_distributed_collectives.py
 
 # 3. the workloads, both frameworks in one run each
-part w1.json 50 python benchmarks/mnist_mlp_epoch.py --device $DEVICE $W1_ARGS
-part w2.json 40 python benchmarks/cnn_step.py --device $DEVICE $W2_ARGS
-part w3.json 30 python benchmarks/autograd_overhead.py --device $DEVICE $W3_ARGS
-part graphs.json 45 python benchmarks/graphed_step.py --device $DEVICE $GRAPH_ARGS
-part graphs_ddp_$BACKEND.json 40 mpiexec -n 1 python benchmarks/graphed_step.py --device $DEVICE --ddp $BACKEND $GRAPH_ARGS
-part w7.json 60 python benchmarks/gpt_step.py --device $DEVICE $W7_ARGS
+part w1.json 45 python benchmarks/mnist_mlp_epoch.py --device $DEVICE $W1_ARGS
+part w2.json 30 python benchmarks/cnn_step.py --device $DEVICE $W2_ARGS
+part w3.json 25 python benchmarks/autograd_overhead.py --device $DEVICE $W3_ARGS
+part graphs.json 40 python benchmarks/graphed_step.py --device $DEVICE $GRAPH_ARGS
+part graphs_ddp_$BACKEND.json 30 mpiexec -n 1 python benchmarks/graphed_step.py --device $DEVICE --ddp $BACKEND $GRAPH_ARGS
+part w7.json 50 python benchmarks/gpt_step.py --device $DEVICE $W7_ARGS
 if [ -f benchmarks/amp_step.py ]; then
-  part w8.json 50 python benchmarks/amp_step.py --device $DEVICE $([ $DRY = 1 ] && echo "--steps 2")
+  part w8.json 35 python benchmarks/amp_step.py --device $DEVICE $([ $DRY = 1 ] && echo "--steps 2")
 fi
 
 # 4. distgrad-bench, short: NCCL with world size 1, MPI ranks sharing the GPU
-part bench_allreduce.log 30 distgrad-bench allreduce --ranks 1 --device $DEVICE --max-bytes 16M --quiet \
+part bench_allreduce.log 20 distgrad-bench allreduce --ranks 1 --device $DEVICE --max-bytes 16M --quiet \
   --out "$LOGS/bench" $([ $DRY = 0 ] && echo "--backends nccl,mpi")
-part bench_ddp.log 40 distgrad-bench ddp --ranks $BENCH_RANKS --device $DEVICE --backend mpi --models mlp \
+part bench_ddp.log 25 distgrad-bench ddp --ranks $BENCH_RANKS --device $DEVICE --backend mpi --models mlp \
   --scaling weak --bucket-caps 25 --steps 5 --warmup-steps 2 --repeats 1 --quiet --out "$LOGS/bench"
 
 # 5. the summary, and the logs in one file

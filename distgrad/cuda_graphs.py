@@ -66,7 +66,7 @@ class GraphRandom:
     ``total`` after each replay, and ``take(count)``, each draw's offset from it within the step."""
 
     def __init__(self, counter, number: int):
-        self.seed = (random.default_generator.initial_seed() * 0x9E3779B97F4A7C15 + number) % 2**64
+        self.seed = (random.default_generator.cuda_seed * 0x9E3779B97F4A7C15 + number) % 2**64
         self.counter = counter
         self.total = 0
 

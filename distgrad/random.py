@@ -18,6 +18,7 @@ class Generator:
         self.numpy = np.random.Generator(np.random.PCG64(int(seed)))
         self.cuda_seed = int(seed)
         self._cupy = None
+        self.kernel_offset = 0
         return self
 
     def manual_seed_cuda(self, seed: int) -> "Generator":
@@ -29,7 +30,7 @@ class Generator:
 
     def take_kernel_offset(self, count: int) -> int:
         """The first of ``count`` counter values for a draw of a counter-based kernel (the GPU dropout
-        kernels hash (seed, counter)); the next draw starts after them. ``manual_seed`` restarts at 0."""
+        kernels hash (``cuda_seed``, counter)); the next draw starts after them. Seeding restarts at 0."""
         start = self.kernel_offset
         self.kernel_offset += int(count)
         return start

@@ -2,7 +2,7 @@
 
 A ``KernelFile`` (``sources.py``) is one source file and the template instantiations launched from it
 (NVRTC's "name expressions", such as ``softmax_forward<float, true>``). CuPy compiles its text with
-NVRTC once per file and GPU (then CuPy caches it on disk).
+NVRTC, one instantiation at a time, when first launched (then CuPy caches it on disk).
 
 ``launch`` takes the arguments as CuPy's ``RawKernel`` does: arrays (pointers), None (a null pointer)
 and NumPy scalars typed exactly as the kernel's parameters (``np.int32`` for ``int``, ``np.int64`` for
@@ -52,14 +52,11 @@ def _dims(d) -> tuple:
 
 
 @functools.cache
-def _cupy_module(file: KernelFile, device: int):
-    cp = backend.cupy_module()
-    return cp.RawModule(code=file.text, options=("--std=c++17",), name_expressions=file.names)
-
-
-@functools.cache
 def _cupy_kernel(file: KernelFile, name: str, device: int):
-    return _cupy_module(file, device).get_function(name)
+    """Kernel ``name`` compiled by NVRTC on its own (one module per instantiation: the first use of one
+    attention kernel does not pay for the other 35), cached here per GPU and by CuPy on disk."""
+    cp = backend.cupy_module()
+    return cp.RawModule(code=file.text, options=("--std=c++17",), name_expressions=[name]).get_function(name)
 
 
 def blocks_for(n: int, threads: int, limit: int = 65536) -> int:

@@ -130,7 +130,7 @@ def _kernel_draw(count: int) -> tuple:
     if rng is not None:
         return rng.seed, rng.take(count), rng.counter
     generator = random.default_generator
-    return generator.initial_seed(), generator.take_kernel_offset(count), None
+    return generator.cuda_seed, generator.take_kernel_offset(count), None
 
 
 def dropout_add(input: Tensor, residual: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
