@@ -24,9 +24,10 @@ import time
 import numpy as np
 
 from distgrad.bench import machine, ranks
+from distgrad.bench.threads import thread_env
 
 WIDTH, HIDDEN_LAYERS, INPUTS, CLASSES, BATCH = 2048, 6, 2048, 10, 32
-ONE_THREAD = {name: "1" for name in machine.THREAD_VARIABLES}
+ONE_THREAD = thread_env(1)
 OURS = ("ddp", "zero1", "zero1_bucket_view", "zero2")
 THEIRS = ("torch_ddp", "torch_zero1")
 

@@ -91,13 +91,8 @@ def main(argv=None) -> dict:
     if args.sample:
         print(sample(args), flush=True)
         return {}
-    distributed = dist.launched_by_mpi()
-    if distributed:
-        dist.init_process_group(args.backend)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    device = args.device
-    if device == "cuda" and distributed:
-        device = f"cuda:{dist.get_local_rank() % dg.cuda.device_count()}"
+    rank, world, device = dist.init_from_launcher(args.backend, args.device)
+    distributed = dist.is_initialized()
     print(f"rank {rank} of world {world} on {device} (backend {dist.get_backend() if distributed else 'none'})",
           flush=True)
 

@@ -88,3 +88,10 @@ def test_the_bench_extra_installs_matplotlib_and_mpi():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]
     assert {"matplotlib", "distgrad[mpi]"} <= set(extras["bench"]) and "matplotlib" in extras["test"]
+
+
+@pytest.mark.parametrize("script", sorted(f for f in os.listdir(os.path.join(ROOT, "benchmarks")) if f.endswith(".py")))
+def test_every_benchmark_script_starts_and_explains_itself(script):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), "--help"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and "usage" in done.stdout.lower(), done.stderr[-3000:]

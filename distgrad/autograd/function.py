@@ -62,38 +62,28 @@ class Function(Node):
 
     @property
     def saved_tensors(self) -> tuple:
-        saved = self._saved
-        if saved is None:
-            raise RuntimeError(FREED_GRAPH_MESSAGE)
-        if not saved:
-            return ()
-        out = []
-        for t, version in zip(saved, self._saved_versions):
-            if t.__class__ is _SavedOutput:
-                t = t.unpack(self)
-            if t is not None and t._version[0] != version:
-                raise RuntimeError(
-                    f"one of the variables needed for gradient computation has been modified by an "
-                    f"inplace operation: [{t.dtype.name} {list(t.shape)}] is at version {t._version[0]}; "
-                    f"expected version {version} instead (saved by {self.name})."
-                )
-            out.append(t)
-        return tuple(out)
+        """What forward saved, each checked to be unmodified since (outputs come back as Tensors)."""
+        return tuple(t.unpack(self) if t.__class__ is _SavedOutput else t for t in self._checked_saved())
 
     @property
     def saved_arrays(self) -> tuple:
         """The arrays of ``saved_tensors`` (same checks), for a backward that runs on arrays."""
+        return tuple(None if t is None else t.array for t in self._checked_saved())
+
+    def _checked_saved(self) -> tuple:
         saved = self._saved
         if saved is None:
             raise RuntimeError(FREED_GRAPH_MESSAGE)
-        if not saved:
-            return ()
-        out = []
-        for t, version in zip(saved, self._saved_versions):
-            if t is not None and t._version[0] != version:
-                self.saved_tensors  # raises, naming the tensor
-            out.append(None if t is None else t.array)
-        return tuple(out)
+        if saved:
+            for t, version in zip(saved, self._saved_versions):
+                if t is not None and t._version[0] != version:
+                    shape = list(t.array.shape)
+                    raise RuntimeError(
+                        f"one of the variables needed for gradient computation has been modified by an "
+                        f"inplace operation: [{t.array.dtype.name} {shape}] is at version {t._version[0]}; "
+                        f"expected version {version} instead (saved by {self.name})."
+                    )
+        return saved
 
     def mark_non_differentiable(self, *tensors) -> None:
         self._non_differentiable = {id(t) for t in tensors}

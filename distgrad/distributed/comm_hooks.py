@@ -2,21 +2,26 @@
 
 A hook is ``hook(state, bucket: GradBucket) -> CommFuture``: it starts the (asynchronous) reduction
 of ``bucket.buffer()`` and returns a future whose ``wait()`` gives the averaged flat gradients. The
-default is ``allreduce_hook``; ``fp16_compress_hook`` and ``bf16_compress_hook`` halve the bytes sent.
+default is ``allreduce_hook`` (``hierarchical_allreduce_hook`` with ``DISTGRAD_HIERARCHICAL_ALLREDUCE=1``);
+``fp16_compress_hook`` and ``bf16_compress_hook`` halve the bytes sent.
 ``state`` of the built-in hooks is the process group (None for the default group), as in
 PyTorch's ``torch.distributed.algorithms.ddp_comm_hooks.default_hooks``.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from distgrad import backend
+from distgrad import backend, envvars
 from distgrad.distributed import collectives, world
+from distgrad.distributed.hierarchical import hierarchical_all_reduce
 from distgrad.distributed.buckets import GradBucket
 from distgrad.distributed.reduce_op import ReduceOp, divide_in_place
 from distgrad.tensor import Tensor
 
-__all__ = ["CommFuture", "allreduce_hook", "allreduce_divided_hook", "fp16_compress_hook", "bf16_compress_hook",
+__all__ = ["CommFuture", "allreduce_hook", "allreduce_divided_hook", "hierarchical_allreduce_hook", "default_hook",
+           "fp16_compress_hook", "bf16_compress_hook",
            "float_to_bf16_bits", "bf16_bits_to_float"]
 
 
@@ -50,6 +55,21 @@ def allreduce_hook(process_group, bucket: GradBucket) -> CommFuture:
     buffer = bucket.buffer()
     work = collectives.all_reduce(buffer, op=ReduceOp.AVG, group=process_group, async_op=True)
     return CommFuture(work, buffer)
+
+
+def hierarchical_allreduce_hook(process_group, bucket: GradBucket) -> CommFuture:
+    """Averages the bucket in place with one asynchronous hierarchical all-reduce: reduced inside each
+    node, all-reduced among the nodes' leaders, broadcast inside each node (``hierarchical.py``)."""
+    buffer = bucket.buffer()
+    work = hierarchical_all_reduce(buffer, op=ReduceOp.AVG, group=process_group, async_op=True)
+    return CommFuture(work, buffer)
+
+
+def default_hook():
+    """DDP's hook unless one is registered: ``allreduce_hook``, or ``hierarchical_allreduce_hook`` when
+    ``DISTGRAD_HIERARCHICAL_ALLREDUCE=1`` (as Horovod's ``HOROVOD_HIERARCHICAL_ALLREDUCE``)."""
+    value = os.environ.get(envvars.HIERARCHICAL_ALLREDUCE, "0").strip().lower()
+    return allreduce_hook if value in ("", "0", "false", "no", "off") else hierarchical_allreduce_hook
 
 
 def allreduce_divided_hook(process_group, bucket: GradBucket, divisor: int) -> CommFuture:

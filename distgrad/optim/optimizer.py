@@ -9,13 +9,50 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from itertools import chain
 
 from distgrad import backend, dtypes
 from distgrad.autograd.grad_mode import enable_grad
+from distgrad.autograd.hooks import add_hook
 from distgrad.autograd.node import increment_version
 from distgrad.tensor import Tensor
+
+
+# Hooks around every optimizer's step (PyTorch's register_optimizer_step_pre_hook / _post_hook).
+_global_step_pre_hooks: OrderedDict = OrderedDict()
+_global_step_post_hooks: OrderedDict = OrderedDict()
+
+
+def register_optimizer_step_pre_hook(hook):
+    """``hook(optimizer, args, kwargs)`` runs before every optimizer's ``step`` (the timeline's); returns a handle."""
+    return add_hook(_global_step_pre_hooks, hook)
+
+
+def register_optimizer_step_post_hook(hook):
+    """``hook(optimizer, args, kwargs)`` runs after every optimizer's ``step``; returns a handle."""
+    return add_hook(_global_step_post_hooks, hook)
+
+
+def _with_step_hooks(step):
+    """``step`` running the global step hooks around it, once per call of an optimizer's step (a subclass's
+    step that calls a hooked ``super().step()`` runs them once; ZeRO's local optimizer runs its own)."""
+    @functools.wraps(step)
+    def hooked_step(self, *args, **kwargs):
+        if not (_global_step_pre_hooks or _global_step_post_hooks) or self._in_step:
+            return step(self, *args, **kwargs)
+        self._in_step = True
+        try:
+            for hook in tuple(_global_step_pre_hooks.values()):
+                hook(self, args, kwargs)
+            result = step(self, *args, **kwargs)
+            for hook in tuple(_global_step_post_hooks.values()):
+                hook(self, args, kwargs)
+            return result
+        finally:
+            self._in_step = False
+    hooked_step.runs_step_hooks = True
+    return hooked_step
 
 
 class _RequiredParameter:
@@ -37,12 +74,16 @@ class Optimizer:
         defaults: the hyper-parameters of groups that do not set their own.
     """
 
+    _in_step = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "step" in cls.__dict__:  # a PyTorch-style optimizer written as its own step(): still seen stepping
             cls.step = _noting_the_call(cls.__dict__["step"])
 
     def __init__(self, params, defaults: dict):
+        if not getattr(type(self).step, "runs_step_hooks", False):  # once per class, as PyTorch patches step
+            type(self).step = _with_step_hooks(type(self).step)
         self.defaults = defaults
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
