@@ -1,5 +1,6 @@
 """``distgrad.cuda``: is a GPU here, how many, waiting for queued work, what holds GPU memory, seeding the
-GPU draws, and the typed constructors ``dg.cuda.FloatTensor`` & co."""
+GPU draws, the typed constructors ``dg.cuda.FloatTensor`` & co, and CUDA graphs (``CUDAGraph``, ``graph``,
+``make_graphed_step``: ``distgrad/cuda_graphs.py``)."""
 from __future__ import annotations
 
 import gc
@@ -8,6 +9,7 @@ import importlib
 import numpy as np
 
 from distgrad import backend, random
+from distgrad.cuda_graphs import CUDAGraph, graph, graph_pool_handle, make_graphed_step  # noqa: F401
 from distgrad.tensor_factories import legacy_types
 
 

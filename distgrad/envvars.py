@@ -13,6 +13,7 @@ RESTART_COUNT = "DISTGRAD_RESTART_COUNT"  # set by distgrad-launch: 0 on the fir
 LAUNCHER = "DISTGRAD_LAUNCHER"  # set by distgrad-launch: its pid@host:start, watched by each rank's keeper
 LAUNCH_STATUS_DIR = "DISTGRAD_LAUNCH_STATUS_DIR"  # set by distgrad-launch: where rank keepers record how ranks ended
 COLLECTIVE_CHECK = "DISTGRAD_COLLECTIVE_CHECK"  # 0 turns off the default check of mismatched collectives
+KERNELS = "DISTGRAD_KERNELS"  # 0 turns off distgrad's fused CUDA kernels (the ops then run CuPy array code)
 FAKE_RANKS_PER_NODE = "DISTGRAD_RANKS_PER_NODE"  # groups ranks into nodes of this many (hierarchical all-reduce tests)
 HIERARCHICAL_ALLREDUCE = "DISTGRAD_HIERARCHICAL_ALLREDUCE"  # 1: DDP reduces buckets with the hierarchical all-reduce
 TIMELINE = "DISTGRAD_TIMELINE"  # a folder: each rank writes its Chrome-trace timeline there

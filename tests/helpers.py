@@ -33,6 +33,15 @@ def leaf_keeping_layout(device, array):
     return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
 
 
+def training_step(model, optimizer):
+    """``step(x, y)``: one cross-entropy step of ``model`` with ``optimizer`` (the workloads' ``train_step``);
+    returns the loss."""
+    from distgrad.bench import frameworks
+    from distgrad.bench.workloads import train_step
+    fw = frameworks.load("distgrad")
+    return lambda x, y: train_step(fw, model, optimizer, x, y)
+
+
 def expect_case_ok(reports: dict, case: str) -> None:
     """Fails with the first rank's failure of ``case``; skips when the case skipped itself."""
     for rank, report in reports.items():

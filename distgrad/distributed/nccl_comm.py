@@ -50,13 +50,15 @@ class NCCLWork(Work):
         return True
 
     def is_completed(self) -> bool:
+        if backend.capturing():  # a recorded event cannot be queried: it has not happened
+            return False
         if self._done.done:
             self.wait()
             return True
         return False
 
     def poll(self) -> bool:
-        return self._done.done
+        return not backend.capturing() and self._done.done
 
 
 class NCCLCommunicator:

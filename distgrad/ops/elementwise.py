@@ -11,9 +11,11 @@ import math
 import numpy as _np
 
 from distgrad.autograd.function import Function
+from distgrad import backend
 from distgrad.backend import array_module
 from distgrad.dtypes import FLOATING, compute_dtype, get_default_dtype, int64
 from distgrad.ops.autocasting import autocast_op
+from distgrad.kernels import pointwise as pointwise_kernels
 from distgrad.ops.broadcast import sum_to
 from distgrad.promotion import cast, promoted, result_type
 from distgrad.tensor import Tensor, bind_methods
@@ -278,7 +280,12 @@ def _gelu_derivative_times(xp, grad, x, approximate):
     return out
 
 
-def _gelu_chain(grad, x, approximate):
+GELU_KERNELS = {"none": "gelu", "tanh": "gelu_tanh"}
+
+
+def gelu_chain(grad, x, approximate):
+    if not isinstance(grad, Tensor) and pointwise_kernels.applies(grad, x):  # the GPU kernel
+        return pointwise_kernels.bias_act_backward(grad, x, None, GELU_KERNELS[approximate])
     if not isinstance(grad, Tensor):  # arrays: a first-order backward
         return _blockwise(array_module(grad), lambda xp, g, x: _gelu_derivative_times(xp, g, x, approximate), grad, x)
     if approximate == "tanh":
@@ -290,7 +297,16 @@ def _gelu_chain(grad, x, approximate):
     return grad * (cdf + x * pdf)
 
 
-Gelu = _pointwise("Gelu", _gelu_array, _gelu_chain, arithmetic_backward=True)
+class Gelu(_pointwise("GeluArrays", _gelu_array, gelu_chain, arithmetic_backward=True)):
+    """On the GPU: one kernel forward and one backward (``kernels.pointwise``), in the input's dtype."""
+
+    @classmethod
+    def forward(cls, ctx, x, approximate):
+        if not pointwise_kernels.applies(x.array):
+            return super().forward(ctx, x, approximate)
+        ctx.options = (approximate,)
+        ctx.save_for_backward(x)
+        return pointwise_kernels.bias_act(x.array, None, GELU_KERNELS[approximate])
 
 
 def sqrt(input): return Sqrt.apply(input)
@@ -508,6 +524,7 @@ def where(condition, input=None, other=None):
         raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
                            f"{condition.dtype.name}")
     if input is None and other is None:
+        backend.check_host_sync("where(condition) (its result's shape depends on the data)", condition.array)
         return tuple(Tensor(i) for i in condition._xp.nonzero(condition.array))
     return Where.apply(condition, input, other)
 

@@ -38,6 +38,8 @@ def _index_array(x: Tensor, k, op: str = "index"):
     if arr.dtype.kind not in "iub":
         raise IndexError(f"{op}: tensors used as indices must be long, int, byte or bool tensors, "
                          f"got {arr.dtype.name}")
+    if arr.dtype.kind == "b":
+        backend.check_host_sync(f"{op} with a boolean mask (its result's shape depends on the data)", arr)
     if backend.is_device_array(arr) and not x.is_cuda:
         raise IndexError(f"{op}: indices should be either on cpu or on the same device as the indexed tensor "
                          f"({x.device}), got indices on {backend.device_of(arr)}")
@@ -62,7 +64,7 @@ def _normalize_key(x: Tensor, key) -> tuple[tuple, bool]:
             basic = False
     if basic and not any(k is Ellipsis for k in items):
         items.append(Ellipsis)  # makes x[i, j] of a 2-d tensor a 0-d view rather than a NumPy scalar
-    elif not basic and x.is_cuda:
+    elif not basic and x.is_cuda and not backend.capturing():  # the check reads the indices on the host
         _check_device_bounds(x.shape, items)
     return tuple(items), basic
 
@@ -308,6 +310,7 @@ def masked_fill_(self: Tensor, mask, value) -> Tensor:
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     """The indices of non-zero entries: an ``(n, ndim)`` int64 tensor, or one 1-d tensor per dimension."""
+    backend.check_host_sync("nonzero (its result's shape depends on the data)", input.array)
     xp = input._xp
     if as_tuple:
         return tuple(Tensor(i.astype(np.int64, copy=False)) for i in xp.nonzero(xp.atleast_1d(input.array)))

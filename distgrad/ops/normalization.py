@@ -17,6 +17,7 @@ from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.autograd.node import increment_version
 from distgrad.dtypes import compute_dtype
 from distgrad.ops.autocasting import autocast_op
+from distgrad.kernels import rows as row_kernels
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
 
@@ -81,6 +82,10 @@ class Normalize(Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, stats_shape, eps, running_stats=None, center=True):
+        ctx.stats_shape, ctx.eps, ctx.center = stats_shape, eps, center
+        ctx.bias_shape = None if bias is None else bias.shape
+        if running_stats is None and _on_kernel_path(input, weight, bias, stats_shape):
+            return _forward_kernel(ctx, input, weight, bias)
         # float16/bfloat16 inputs are normalised in float32 (mean and rstd are kept so), as in PyTorch
         compute = compute_dtype(input.dtype)
         x = input if compute == input.dtype else Tensor(input.array.astype(compute))
@@ -99,8 +104,6 @@ class Normalize(Function):
         if affine[1] is not None:
             out += affine[1]
         out = out.astype(input.dtype, copy=False)
-        ctx.stats_shape, ctx.eps, ctx.center = stats_shape, eps, center
-        ctx.bias_shape = None if bias is None else bias.shape
         ctx.save_for_backward(input, weight, mean, rstd)  # xhat is rebuilt in backward: less memory held
         return out.reshape(input.shape)
 
@@ -109,6 +112,9 @@ class Normalize(Function):
         input, weight, mean, rstd = ctx.saved_tensors
         if is_grad_enabled():  # create_graph: xhat and rstd as functions of the input, to differentiate again
             xhat, rstd, _, _ = _standardize(input, ctx.stats_shape, ctx.eps, ctx.center)
+        elif ctx.trailing is not None and _on_kernel_path(input, weight, None, ctx.stats_shape) \
+                and grad.dtype == input.dtype and mean.dtype == np.float32:
+            return _backward_kernel(ctx, grad, input, weight, mean, rstd)
         elif ctx.trailing is not None:
             return _backward_rows(ctx, grad, input, weight, mean, rstd)
         else:
@@ -151,6 +157,30 @@ def _backward_rows(ctx, grad, input, weight, mean, rstd) -> tuple:
     if ctx.needs_input_grad[2]:
         grad_bias = Tensor(_column_sums(xp, g).reshape(ctx.bias_shape))
     return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+def _on_kernel_path(input, weight, bias, stats_shape) -> bool:
+    """Statistics over trailing dims, on the GPU with a kernel: LayerNorm, RMSNorm, GroupNorm's grouped view."""
+    size = _trailing_size(input, stats_shape, weight, bias)
+    return size is not None and row_kernels.layer_norm_applies(
+        input.array, *(None if t is None else t.array for t in (weight, bias)), size)
+
+
+def _forward_kernel(ctx, input, weight, bias):
+    ctx.trailing = _trailing_size(input, ctx.stats_shape, weight, bias)
+    out, mean, rstd = row_kernels.layer_norm(input.array, *(None if t is None else t.array for t in (weight, bias)),
+                                             ctx.trailing, ctx.eps, ctx.center)
+    ctx.save_for_backward(input, weight, Tensor(mean.reshape(ctx.stats_shape)), Tensor(rstd.reshape(ctx.stats_shape)))
+    return out
+
+
+def _backward_kernel(ctx, grad, input, weight, mean, rstd) -> tuple:
+    needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+    grads = row_kernels.layer_norm_backward(grad.array, input.array, None if weight is None else weight.array,
+                                            mean.array.reshape(-1), rstd.array.reshape(-1), ctx.trailing,
+                                            ctx.center, needs)
+    shapes = (input.shape, None if weight is None else weight.shape, ctx.bias_shape)
+    return tuple(None if g is None else Tensor(g.reshape(shape)) for g, shape in zip(grads, shapes)) + (None,) * 4
 
 
 def _update_running_stats(running_mean, running_var, momentum, mean, var, count) -> None:
