@@ -25,8 +25,6 @@ carried value to the new average.
 """
 from __future__ import annotations
 
-import weakref
-
 from distgrad import backend
 from distgrad.distributed import collectives, world
 from distgrad.distributed.buckets import GradBucket
@@ -54,15 +52,6 @@ class ShardedGradBucket(GradBucket):
             self.shard = backend.module_for(self.device).empty(self.counts[group_rank], dtype=self.dtype)
 
 
-def _carry_hook(reducer_ref, index: int):
-    """Runs before parameter ``index``'s gradient is accumulated (a weak reference, like DDP's hooks)."""
-    def hook(grad):
-        reducer = reducer_ref()
-        if reducer is not None:
-            reducer.take_carry(index)
-    return hook
-
-
 class ShardedReducer(Reducer):
     """The reducer of ``DistributedDataParallel(..., gradient_sharding=zero)``: ``owners[i]`` is the
     group rank whose optimizer updates parameter i (``zero.owner_of``)."""
@@ -75,8 +64,8 @@ class ShardedReducer(Reducer):
         self._holds_average = [False] * len(named_params)  # p.grad is the last write-back's, not yet carried
         super().__init__(named_params, process_group, bucket_cap_bytes, find_unused_parameters,
                          gradient_as_bucket_view=False)
-        me = weakref.ref(self)
-        self._handles += [p.register_hook(_carry_hook(me, i)) for i, p in enumerate(self.params)]
+        # take_carry runs before each gradient is accumulated
+        self._handles += [p.register_hook(hook) for p, hook in zip(self.params, self._parameter_hooks("take_carry"))]
 
     def register_comm_hook(self, state, hook) -> None:
         raise NotImplementedError("DistributedDataParallel(gradient_sharding=...) reduce-scatters its buckets; "

@@ -37,12 +37,13 @@ UNUSED_PARAMETERS_HELP = (
 )
 
 
-def _grad_ready_hook(reducer_ref, index: int):
-    """The hook of parameter ``index``; a weak reference, so a dropped DDP stops synchronising."""
-    def hook(param):
+def _parameter_hook(reducer_ref, method: str, index: int):
+    """A hook calling ``reducer.<method>(index)``; a weak reference, so a dropped DDP stops synchronising.
+    It returns None, so as a gradient hook it leaves the gradient as it is."""
+    def hook(_):
         reducer = reducer_ref()
         if reducer is not None:
-            reducer.grad_ready(index)
+            getattr(reducer, method)(index)
     return hook
 
 
@@ -75,9 +76,13 @@ class Reducer:
         self._next_launch = 0
         self._first_unfinished = 0
         self._callback_queued = False
+        self._handles = [p.register_post_accumulate_grad_hook(hook)
+                         for p, hook in zip(self.params, self._parameter_hooks("grad_ready"))]
+
+    def _parameter_hooks(self, method: str) -> list:
+        """Parameter i's hook calls ``self.<method>(i)`` (``_parameter_hook``), for each parameter in order."""
         me = weakref.ref(self)
-        self._handles = [p.register_post_accumulate_grad_hook(_grad_ready_hook(me, i))
-                         for i, p in enumerate(self.params)]
+        return [_parameter_hook(me, method, i) for i in range(len(self.params))]
 
     def __del__(self):
         for handle in getattr(self, "_handles", ()):

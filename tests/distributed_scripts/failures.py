@@ -50,52 +50,45 @@ def collectives_differ(rank: int) -> None:
         dist.all_reduce(dg.zeros(4))
 
 
-def sys_exit_on_rank_1(rank: int) -> None:
-    """Rank 1 calls sys.exit(2) (the exit handler's destroy_process_group) while rank 0 all-reduces."""
+def rank_1_leaves_before_an_all_reduce(rank: int, leave, rank_0_delay_s: float = 0.0) -> None:
+    """After a barrier, rank 1 calls ``leave()``; rank 0 waits ``rank_0_delay_s``, then all-reduces."""
     dist.barrier()
     if rank == 1:
-        sys.exit(2)
+        leave()
+    time.sleep(rank_0_delay_s)
     dist.all_reduce(dg.ones(4))
 
 
-def exception_through_finally(rank: int) -> None:
+def raise_on_rank_1() -> None:
+    raise ValueError("rank 1 fails inside try/finally")
+
+
+def sys_exit_on_rank_1(rank: int) -> None:
+    """Rank 1 calls sys.exit(2) (the exit handler's destroy_process_group) while rank 0 all-reduces."""
+    rank_1_leaves_before_an_all_reduce(rank, lambda: sys.exit(2))
+
+
+def exception_through_finally(rank: int, rank_0_delay_s: float = 0.0) -> None:
     """The usual script shape: rank 1's exception passes through ``finally: destroy_process_group()``."""
     try:
-        dist.barrier()
-        if rank == 1:
-            raise ValueError("rank 1 fails inside try/finally")
-        dist.all_reduce(dg.ones(4))
+        rank_1_leaves_before_an_all_reduce(rank, raise_on_rank_1, rank_0_delay_s)
     finally:
         dist.destroy_process_group()
 
 
 def exception_through_finally_late(rank: int) -> None:
     """As above, but rank 0 is still computing when rank 1 reaches destroy_process_group."""
-    try:
-        dist.barrier()
-        if rank == 1:
-            raise ValueError("rank 1 fails inside try/finally")
-        time.sleep(1.0)
-        dist.all_reduce(dg.ones(4))
-    finally:
-        dist.destroy_process_group()
+    exception_through_finally(rank, rank_0_delay_s=1.0)
 
 
 def sys_exit_0_early_on_rank_1(rank: int) -> None:
     """Rank 1 leaves with sys.exit(0) while rank 0 goes on to a collective a moment later."""
-    dist.barrier()
-    if rank == 1:
-        sys.exit(0)
-    time.sleep(1.0)
-    dist.all_reduce(dg.ones(4))
+    rank_1_leaves_before_an_all_reduce(rank, lambda: sys.exit(0), rank_0_delay_s=1.0)
 
 
 def os_exit_on_rank_1(rank: int) -> None:
     """Rank 1 vanishes with os._exit(3): no handler of any kind runs."""
-    dist.barrier()
-    if rank == 1:
-        os._exit(3)
-    dist.all_reduce(dg.ones(4))
+    rank_1_leaves_before_an_all_reduce(rank, lambda: os._exit(3))
 
 
 def sys_exit_2_at_the_end_on_rank_1(rank: int) -> None:
