@@ -68,6 +68,19 @@ def test_nccl_without_a_gpu_is_a_clear_error():
         dist.init_process_group(backend="nccl")
 
 
+def test_nccl_gather_and_scatter_transfer_with_every_peer_but_the_root_in_one_group():
+    from types import SimpleNamespace
+
+    from distgrad.distributed.nccl_comm import NCCLCommunicator
+    calls = []
+    comm = object.__new__(NCCLCommunicator)  # the grouping logic alone: no GPU, no NCCL
+    comm.size = 4
+    comm._nccl = SimpleNamespace(groupStart=lambda: calls.append("start"), groupEnd=lambda: calls.append("end"))
+    enqueue = comm._with_each_peer(2, lambda peer, stream: calls.append((peer, stream)))
+    enqueue("stream")
+    assert calls == ["start", (0, "stream"), (1, "stream"), (3, "stream"), "end"]
+
+
 @pytest.mark.skipif(backend.cuda_is_available(), reason="checks the choice when there is no GPU")
 def test_auto_picks_mpi_without_a_gpu():
     dist.init_process_group()

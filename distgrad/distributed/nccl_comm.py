@@ -159,13 +159,8 @@ class NCCLCommunicator:
                 array.data.ptr, array.size, self._dtype(array), root, s))
         gathered = self._cp.empty((self.size,) + array.shape, array.dtype)
         gathered[root] = array
-
-        def receive_all(stream):
-            self._nccl.groupStart()
-            for peer in range(self.size):
-                if peer != root:
-                    self.comm.recv(gathered[peer].data.ptr, array.size, self._dtype(array), peer, stream)
-            self._nccl.groupEnd()
+        receive_all = self._with_each_peer(root, lambda peer, s: self.comm.recv(
+            gathered[peer].data.ptr, array.size, self._dtype(array), peer, s))
         return self._launch([array, gathered], receive_all, finish=lambda: _copy_rows(gathered, outputs))
 
     def scatter(self, output, inputs: list | None, root: int, async_op: bool) -> NCCLWork:
@@ -174,14 +169,20 @@ class NCCLCommunicator:
                 output.data.ptr, output.size, self._dtype(output), root, s))
         stacked = self._cp.stack(inputs)
         output[...] = stacked[root]
+        send_all = self._with_each_peer(root, lambda peer, s: self.comm.send(
+            stacked[peer].data.ptr, output.size, self._dtype(output), peer, s))
+        return self._launch([output, stacked], send_all)
 
-        def send_all(stream):
+    def _with_each_peer(self, root: int, transfer):
+        """An ``enqueue`` for ``_launch`` that calls ``transfer(peer, stream)`` for every rank but ``root``,
+        fused in one NCCL group (a root's sends or receives, one by one, could block on each other)."""
+        def enqueue(stream):
             self._nccl.groupStart()
             for peer in range(self.size):
                 if peer != root:
-                    self.comm.send(stacked[peer].data.ptr, output.size, self._dtype(output), peer, stream)
+                    transfer(peer, stream)
             self._nccl.groupEnd()
-        return self._launch([output, stacked], send_all)
+        return enqueue
 
     # --- health ----------------------------------------------------------------------------------
     def async_error(self) -> str | None:
