@@ -12,8 +12,9 @@ __version__ = "0.1.0"
 
 # Submodules reachable as attributes (``dg.nn``) and through ``from distgrad import backend``.
 _SUBMODULES = frozenset({
-    "accelerator", "autograd", "backend", "backends", "bench", "creation", "cuda", "data", "distributed", "dtypes",
-    "envvars", "launch", "namespace", "nn", "ops", "optim", "random", "serialization", "utils", "viz",
+    "accelerator", "amp", "autograd", "backend", "backends", "bench", "cpu", "creation", "cuda", "data",
+    "distributed", "dtypes", "envvars", "launch", "multiprocessing", "namespace", "nn", "onnx", "ops", "optim",
+    "profiler", "random", "serialization", "utils", "viz",
 })
 _namespace_loaded = False
 _namespace_loading = False

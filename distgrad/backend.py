@@ -108,7 +108,12 @@ def device_of(a) -> Device:
 def to_device(a, device: Device):
     """Copy ``a`` to ``device`` (no copy when it is already there)."""
     if device.type == "cpu":
-        return _cupy.asnumpy(a) if is_device_array(a) else np.asarray(a)
+        if is_device_array(a):
+            check_host_sync("copying a GPU tensor to the CPU", a)
+            return _cupy.asnumpy(a)
+        return np.asarray(a)
+    if not is_device_array(a):
+        check_host_sync("copying host memory to the GPU")
     cp = cupy_module()
     if device.index >= cuda_device_count():
         raise RuntimeError(f"device {device} is not available: CuPy sees {cuda_device_count()} GPU(s)")
@@ -128,6 +133,38 @@ def synchronize(device: Device | None = None) -> None:
     """Wait for all queued GPU work (a no-op on the CPU)."""
     if _cupy is not None and (device is None or device.type == "cuda"):
         _cupy.cuda.get_current_stream().synchronize()
+
+
+# --- CUDA graph capture: what must not run while a step is being recorded ----------------------------
+_capture = {"graph": None, "simulated": False, "rng": None}
+
+
+def capturing() -> bool:
+    """True while ``distgrad.cuda`` records a CUDA graph (or a CPU test simulates one)."""
+    return _capture["graph"] is not None
+
+
+def set_capture(graph: str | None, simulated: bool = False, rng=None) -> None:
+    """Marks the start (``graph`` names it in messages) or, with None, the end of a graph capture. ``rng``
+    is the capture's source of counter-based random draws (see ``capture_rng``)."""
+    _capture.update(graph=graph, simulated=simulated, rng=rng)
+
+
+def capture_rng():
+    """While capturing: an object with ``seed``, ``counter`` (a device uint64 array of one element that the
+    graph advances after each replay) and ``take(count)`` (the draw's offset from that counter); else None."""
+    return _capture["rng"]
+
+
+def check_host_sync(op: str, array=None) -> None:
+    """Raises while a graph is being captured: ``op`` makes the host wait for the GPU (a value read back,
+    a shape that depends on data, a host copy), which a CUDA graph cannot record. With ``array`` given,
+    only a device array counts (a CPU tensor's ``item()`` is harmless), except in a simulated capture."""
+    graph = _capture["graph"]
+    if graph is None or array is not None and not is_device_array(array) and not _capture["simulated"]:
+        return
+    raise RuntimeError(f"{op} synchronizes with the host, which is not allowed while capturing a CUDA graph "
+                       f"({graph}): do it outside the captured step, or keep the value on the GPU")
 
 
 def from_dlpack(capsule_owner):
@@ -205,8 +242,14 @@ def matmul(a, b, out=None):
     with float32 accumulation itself. For bfloat16, CuPy 14.0-14.2 calls cuBLAS GEMM (bf16 in, fp32
     compute) for products of 1-D and 2-D operands only; its batched path rejects bfloat16 (later CuPy
     computes it in float32), so other batched bfloat16 products compute in float32.
+
+    While a CUDA graph is captured, GPU products go through ``distgrad.cublas`` (ctypes cuBLAS), since
+    CuPy refuses cuBLAS calls on a capturing stream.
     """
-    if a.ndim > 2 and b.ndim == 2:
+    if _capture["graph"] is not None and is_device_array(a):
+        from distgrad import cublas
+        result = cublas.handle(_cupy).matmul(a, b, float32_matmul_tf32())
+    elif a.ndim > 2 and b.ndim == 2:
         result = _matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
     else:
         result = _matmul(a, b)

@@ -1,13 +1,22 @@
 """``distgrad.cuda``: is a GPU here, how many, waiting for queued work, what holds GPU memory, seeding the
-GPU draws, and the typed constructors ``dg.cuda.FloatTensor`` & co."""
+GPU draws, the typed constructors ``dg.cuda.FloatTensor`` & co, and CUDA graphs (``CUDAGraph``, ``graph``,
+``make_graphed_step``: ``distgrad/cuda_graphs.py``)."""
 from __future__ import annotations
 
 import gc
+import importlib
 
 import numpy as np
 
 from distgrad import backend, random
+from distgrad.cuda_graphs import CUDAGraph, graph, graph_pool_handle, make_graphed_step  # noqa: F401
 from distgrad.tensor_factories import legacy_types
+
+
+def __getattr__(name: str):
+    if name == "amp":  # torch.cuda.amp's autocast and GradScaler, loaded on first use (see distgrad/cpu.py)
+        return importlib.import_module("distgrad.amp.device_amp").cuda
+    raise AttributeError(f"module 'distgrad.cuda' has no attribute '{name}'")
 
 
 def is_available() -> bool:

@@ -6,6 +6,9 @@ here, and to ``__all__``'s sources: a family of ops is re-exported through ``dis
 """
 from distgrad import ops  # noqa: F401  (importing the op families binds Tensor's methods)
 from distgrad import tensor_factories
+from distgrad.amp.autocast_mode import (autocast, clear_autocast_cache, get_autocast_dtype, is_autocast_cache_enabled,
+                                        is_autocast_enabled, set_autocast_cache_enabled, set_autocast_dtype,
+                                        set_autocast_enabled)
 from distgrad.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from distgrad.autograd.grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from distgrad.backend import Device as device
@@ -28,6 +31,8 @@ from distgrad.tensor_factories import *  # noqa: F401,F403  (FloatTensor, LongTe
 from distgrad.threads import get_num_threads, set_num_threads
 
 __all__ = [
+    "autocast", "clear_autocast_cache", "get_autocast_dtype", "is_autocast_cache_enabled", "is_autocast_enabled",
+    "set_autocast_cache_enabled", "set_autocast_dtype", "set_autocast_enabled",
     "GradcheckError", "gradcheck", "gradgradcheck",
     "enable_grad", "inference_mode", "is_grad_enabled", "no_grad", "set_grad_enabled",
     "device", "get_default_device", "set_default_device",

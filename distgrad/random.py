@@ -18,13 +18,22 @@ class Generator:
         self.numpy = np.random.Generator(np.random.PCG64(int(seed)))
         self.cuda_seed = int(seed)
         self._cupy = None
+        self.kernel_offset = 0
         return self
 
     def manual_seed_cuda(self, seed: int) -> "Generator":
         """Reseeds the GPU draws only (``dg.cuda.manual_seed``); the CPU stream goes on undisturbed."""
         self.cuda_seed = int(seed)
         self._cupy = None
+        self.kernel_offset = 0
         return self
+
+    def take_kernel_offset(self, count: int) -> int:
+        """The first of ``count`` counter values for a draw of a counter-based kernel (the GPU dropout
+        kernels hash (``cuda_seed``, counter)); the next draw starts after them. Seeding restarts at 0."""
+        start = self.kernel_offset
+        self.kernel_offset += int(count)
+        return start
 
     def initial_seed(self) -> int:
         return self.initial_seed_value
@@ -39,12 +48,14 @@ class Generator:
         return self._cupy
 
     def get_state(self) -> dict:
-        return {"seed": self.initial_seed_value, "numpy": self.numpy.bit_generator.state}
+        return {"seed": self.initial_seed_value, "numpy": self.numpy.bit_generator.state,
+                "kernel_offset": self.kernel_offset}
 
     def set_state(self, state: dict) -> None:
         self.initial_seed_value = self.cuda_seed = state["seed"]
         self.numpy.bit_generator.state = state["numpy"]
         self._cupy = None
+        self.kernel_offset = state.get("kernel_offset", 0)
 
 
 default_generator = Generator()

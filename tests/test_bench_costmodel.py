@@ -146,3 +146,33 @@ def test_predictions_cover_the_zero_configurations():
     ddp, zero2 = by_label[scale.DDP_DEFAULT["label"]], by_label[scale.ZERO_2["label"]]
     assert zero2["compute_ms"] == ddp["compute_ms"]
     assert zero2["step_ms"] != ddp["step_ms"]
+
+
+def test_the_leader_variant_pays_the_node_all_reduce_twice():
+    intra, inter = cm.Link.from_units(1, 100), cm.Link.from_units(10, 10)
+    assert cm.leader_allreduce_s(1e9, nodes=2, per_node=4, intra=intra, inter=inter) == pytest.approx(
+        2 * cm.ring_allreduce_s(1e9, 4, intra) + cm.ring_allreduce_s(1e9, 2, inter))
+    # one rank per node: the leaders' all-reduce alone, which is the flat ring across the nodes
+    assert cm.leader_allreduce_s(1e6, nodes=8, per_node=1, intra=intra, inter=inter) == \
+        pytest.approx(cm.ring_allreduce_s(1e6, 8, inter))
+
+
+def test_hierarchical_rows_are_compared_with_flat_rows_and_the_model():
+    link = cm.Link.from_units(5, 2)
+
+    def row(world, nbytes, algorithm, time_us=None):
+        t = time_us if time_us is not None else cm.ring_allreduce_s(nbytes, world, link) * 1e6
+        return {"backend": "mpi", "device": "cpu", "dtype": "float32", "world_size": world, "bytes": nbytes,
+                "correct": True, "time_us": t, "algorithm": algorithm,
+                "ranks_per_node": 2 if algorithm != "flat" else None}
+
+    sizes = [4, 64, 1024, 2 * MiB, 8 * MiB]
+    rows = [row(w, n, "flat") for w in (2, 4) for n in sizes] + [row(4, n, "hierarchical", 100.0) for n in sizes]
+    table = scale.hierarchical_comparison(rows)
+    assert len(table) == len(sizes) and {e["nodes"] for e in table} == {2}
+    largest = table[-1]
+    assert largest["ratio"] == pytest.approx(100.0 / (cm.ring_allreduce_s(8 * MiB, 4, link) * 1e6))
+    assert largest["model_flat_us"] == pytest.approx(cm.ring_allreduce_s(8 * MiB, 4, link) * 1e6, rel=1e-3)
+    assert largest["model_hierarchical_us"] == pytest.approx(3 * cm.ring_allreduce_s(8 * MiB, 2, link) * 1e6, rel=1e-3)
+    assert all(r["world_size"] in (2, 4) for r in rows if r["algorithm"] == "flat")
+    assert set(scale.fit_networks(rows)) == {2, 4}  # fitted on flat rows only

@@ -95,3 +95,16 @@ def test_every_benchmark_script_starts_and_explains_itself(script):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), "--help"], capture_output=True,
                           text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0 and "usage" in done.stdout.lower(), done.stderr[-3000:]
+
+
+def test_w8_prints_float32_and_mixed_step_times_of_both_workloads():
+    line = one_json_line("amp_step.py", "--device", "cpu", "--preset", "tiny", "--w2-steps", "1", "--w7-steps", "1",
+                         "--rounds", "1", "--warmup", "0")
+    assert line["workload"] == "W8" and line["amp"] == "bf16" and line["w7_preset"] == "tiny"
+    for section in ("w2", "w7"):
+        for run in (line[section]["distgrad"], line[section]["torch"]):
+            assert run["float32"]["ms_per_step"] > 0 and run["mixed"]["ms_per_step"] > 0
+            assert run["speedup_float32_over_mixed"] == pytest.approx(
+                run["float32"]["ms_per_step"] / run["mixed"]["ms_per_step"], rel=1e-2)
+        assert line[section]["mixed_ratio_distgrad_over_torch"] > 0
+    assert abs(line["w2"]["distgrad"]["mixed"]["last_loss"] - line["w2"]["distgrad"]["float32"]["last_loss"]) < 0.05

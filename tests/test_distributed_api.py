@@ -52,7 +52,7 @@ def test_destroy_then_init_again():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"backend": "gloo"}, ValueError, "Invalid backend: 'gloo'"),
+    ({"backend": "ucc"}, ValueError, "Invalid backend: 'ucc'"),
     ({"timeout": 0}, ValueError, "timeout must be positive"),
     ({"world_size": 4}, ValueError, r"disagrees with MPI: world size 1, rank 0"),
 ])

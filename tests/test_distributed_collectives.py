@@ -12,6 +12,7 @@ pytest.importorskip("mpi4py")
 
 from distgrad import backend  # noqa: E402
 from distributed_scripts import collective_cases, runner  # noqa: E402
+from helpers import expect_case_ok  # noqa: E402
 
 CUDA = pytest.mark.skipif(not backend.cuda_is_available(), reason="needs CuPy and a GPU")
 CONFIGURATIONS = [  # (world size, backend, device of the tensors)
@@ -28,13 +29,8 @@ def ranks(request, tmp_path_factory):
     n, backend_name, device = request.param
     report_dir = str(tmp_path_factory.mktemp(f"world{n}"))
     args = (report_dir, backend_name, device)
-    if n == 1:  # no launcher at all: mpi4py's singleton world
-        finished = runner.run([sys.executable, f"{runner.SCRIPTS}/collective_cases.py", *args])
-    else:
-        finished = runner.run_ranks(n, "collective_cases.py", *args)
-    assert finished.returncode == 0, finished.stderr
-    reports = runner.read_reports(report_dir)
-    assert sorted(reports) == list(range(n)), finished.stdout + finished.stderr
+    finished = runner.run(runner.world_command(n, [sys.executable, f"{runner.SCRIPTS}/collective_cases.py", *args]))
+    reports = runner.reports_of(finished, report_dir, n)
     assert {report["backend"] for report in reports.values()} == {backend_name}
     return reports
 
@@ -49,5 +45,4 @@ def test_every_rank_sees_the_whole_world(ranks):
 
 @pytest.mark.parametrize("case", collective_cases.CASE_NAMES)
 def test_collective(ranks, case):
-    for rank, report in ranks.items():
-        assert report["results"][case] == "ok", f"rank {rank} of {len(ranks)}:\n{report['results'][case]}"
+    expect_case_ok(ranks, case)

@@ -1,5 +1,4 @@
 """The GPT showcase: data, schedule, the distgrad/PyTorch twins, examples/gpt.py (resume, sampling, ranks)."""
-import importlib.util
 import json
 import pathlib
 import re
@@ -10,8 +9,9 @@ import numpy as np
 import pytest
 
 import distgrad as dg
-from distgrad.bench.gpt import CharData, GPTConfig, Recipe, gpt_model, learning_rate, make_optimizer, train_step
-from helpers import host
+from distgrad.bench.gpt import (CharData, GPTConfig, Recipe, gpt_model, learning_rate, make_optimizer, mixed_precision,
+                                train_step)
+from helpers import expect_case_ok, host, load_example
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40
@@ -70,6 +70,27 @@ def test_the_same_source_builds_twins_that_train_alike_in_float64():
         np.testing.assert_allclose(host(p), q.detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_the_twins_train_alike_under_autocast(amp):
+    torch = pytest.importorskip("torch")
+    data = CharData(TEXT)
+    config = GPTConfig(data.vocab_size, **{k: v for k, v in SMALL.as_dict().items() if k != "vocab_size"})
+    dg.manual_seed(0)
+    ours, theirs = gpt_model(dg, config), gpt_model(torch, config)
+    theirs.load_state_dict({k: torch.tensor(host(v)) for k, v in ours.state_dict().items()})
+    recipe = Recipe(batch_size=4, warmup_steps=1)
+    runs = [(lib, model, make_optimizer(lib, model, recipe), mixed_precision(lib, "cpu", amp))
+            for lib, model in ((dg, ours), (torch, theirs))]
+    for step in range(3):
+        x, y = data.train_batch(step, 0, recipe.batch_size, config.block_size)
+        lr = learning_rate(step, recipe, 3)
+        ours_loss, theirs_loss = (train_step(lib, model, optimizer, lib.tensor(x), lib.tensor(y), lr, recipe.grad_clip,
+                                             precision) for lib, model, optimizer, precision in runs)
+        assert ours_loss == pytest.approx(theirs_loss, rel=1e-2)
+    assert runs[0][3].scaler.state_dict() == runs[1][3].scaler.state_dict()
+    assert all(p.dtype == dg.float32 and p.grad.dtype == dg.float32 for p in ours.parameters())
+
+
 def test_nanogpt_initialisation_and_no_decay_on_gains():
     data = CharData(TEXT)
     config = GPTConfig(data.vocab_size, n_layer=8, n_embd=64)
@@ -82,13 +103,6 @@ def test_nanogpt_initialisation_and_no_decay_on_gains():
 
 
 # --- examples/gpt.py ------------------------------------------------------------------------------
-def load_example():
-    spec = importlib.util.spec_from_file_location("gpt_example", ROOT / "examples" / "gpt.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def text_file(tmp_path):
     path = tmp_path / "text.txt"
@@ -102,7 +116,7 @@ def _quick(text_file, *extra):
 
 
 def test_resume_continues_exactly_and_sample_reads_the_checkpoint(tmp_path, text_file, capsys):
-    example = load_example()
+    example = load_example("gpt")
     straight = example.main(_quick(text_file, "--steps", "5", "--out", str(tmp_path / "out")))
     checkpoint = str(tmp_path / "gpt.dg")
     example.main(_quick(text_file, "--steps", "5", "--stop-at", "3", "--checkpoint", checkpoint))
@@ -117,6 +131,16 @@ def test_resume_continues_exactly_and_sample_reads_the_checkpoint(tmp_path, text
     example.main(["--sample", "--checkpoint", checkpoint, "--tokens", "20", "--prompt", "All:"])
     sample = capsys.readouterr().out
     assert sample.startswith("All:") and len(sample.rstrip("\n")) >= 24
+
+
+def test_amp_fp16_resumes_exactly_with_its_loss_scale(tmp_path, text_file):
+    example = load_example("gpt")
+    straight = example.main(_quick(text_file, "--steps", "4", "--amp", "fp16"))
+    checkpoint = str(tmp_path / "gpt.dg")
+    example.main(_quick(text_file, "--steps", "4", "--stop-at", "3", "--checkpoint", checkpoint, "--amp", "fp16"))
+    assert dg.load(checkpoint)["scaler"]["scale"] == 2.0 ** 16
+    resumed = example.main(_quick(text_file, "--steps", "4", "--checkpoint", checkpoint, "--resume", "--amp", "fp16"))
+    assert resumed["val_loss"] == straight["val_loss"]
 
 
 def test_example_under_two_ranks_follows_one_process(text_file):
@@ -140,22 +164,15 @@ def gpt_ranks(request, tmp_path_factory):
     from ddp_scripts import gpt_cases
     from distributed_scripts import runner
 
-    from distgrad.launch import mpi
     n, report_dir = request.param, str(tmp_path_factory.mktemp(f"gpt_world{request.param}"))
-    program = [sys.executable, gpt_cases.__file__, report_dir]
-    if n > 1:
-        mpiexec = mpi.find_mpiexec()
-        program = mpi.mpiexec_command(n, program, mpiexec, mpi.mpiexec_flavour(mpiexec))
-    finished = runner.run(program, limit_s=120)
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    return runner.read_reports(report_dir)
+    finished = runner.run(runner.world_command(n, [sys.executable, gpt_cases.__file__, report_dir]), limit_s=120)
+    return runner.reports_of(finished, report_dir, n)
 
 
 @pytest.mark.parametrize("case", ["tiny_gpt_float64_matches_one_process_with_the_global_batch",
                                   "tied_embedding_and_head_take_one_bucket_slot_and_match_one_process"])
 def test_gpt_under_ddp(gpt_ranks, case):
-    for rank, report in gpt_ranks.items():
-        assert report["results"][case] == "ok", f"rank {rank} of {len(gpt_ranks)}:\n{report['results'][case]}"
+    expect_case_ok(gpt_ranks, case)
 
 
 # --- the W7 measurements --------------------------------------------------------------------------
@@ -177,7 +194,7 @@ def test_step_times_alternate_both_twins_and_the_twin_curve_follows_the_example(
     assert {name: len(t) for name, t in times.items()} == {"distgrad": 4, "torch": 4}
     data = CharData.from_file(text_file)
     twin = gpt_runs.twin_curve(data, "tiny", 3, log=lambda line: None, batch_size=2, eval_interval=2, eval_iters=2)
-    ours = load_example().main(_quick(text_file, "--steps", "3"))
+    ours = load_example("gpt").main(_quick(text_file, "--steps", "3"))
     assert [h["step"] for h in twin] == [0, 2]
     assert twin[-1]["val_loss"] == pytest.approx(ours["val_loss"], abs=1e-4)  # same weights, same batches
     gpt_runs.plot_curves({"distgrad": twin, "torch": twin}, str(tmp_path / "curves.png"))

@@ -2,7 +2,6 @@
 
 These run on tiny MNIST-format files (256 training, 64 test images), so they need no download.
 """
-import importlib.util
 import os
 import pathlib
 import signal
@@ -15,17 +14,10 @@ import pytest
 
 import distgrad as dg
 from distgrad.data import MNIST
-from helpers import write_split
+from helpers import load_example, write_split
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mnist.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("mnist_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ def parameters(path):
 
 def test_a_checkpoint_into_a_missing_folder_creates_it(data, tmp_path):
     target = tmp_path / "runs" / "deep" / "mnist.ckpt"
-    load_example().main(common(data, "--limit-batches", "2", "--checkpoint", str(target)))
+    load_example("mnist").main(common(data, "--limit-batches", "2", "--checkpoint", str(target)))
     assert dg.load(target)["epoch"] == 1
 
 
@@ -88,7 +80,7 @@ def test_a_corrupt_checkpoint_fails_in_one_line_naming_it(data, tmp_path):
 
 
 def test_checkpoint_every_saves_mid_epoch_and_resuming_from_there_is_exact(data, tmp_path, monkeypatch):
-    example = load_example()
+    example = load_example("mnist")
     args = common(data, "--limit-batches", "6", "--epochs", "2", "--optimizer", "adam")
     example.main(args + ["--checkpoint", str(tmp_path / "straight.ckpt")])
 
@@ -116,7 +108,7 @@ def test_checkpoint_every_saves_mid_epoch_and_resuming_from_there_is_exact(data,
 def test_missing_mnist_is_one_line_naming_the_flag_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
     with pytest.raises(SystemExit) as info:
-        load_example().main(["--device", "cpu", "--data-dir", str(tmp_path / "nowhere")])
+        load_example("mnist").main(["--device", "cpu", "--data-dir", str(tmp_path / "nowhere")])
     assert info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"mnist.py: MNIST not found in {tmp_path}/nowhere/mnist")
@@ -128,13 +120,13 @@ def test_a_corrupt_mnist_file_is_one_line_naming_it(data, capsys):
     images = data / "mnist" / "train-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:100])
     with pytest.raises(SystemExit):
-        load_example().main(common(data))
+        load_example("mnist").main(common(data))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"mnist.py: {images} is corrupt or truncated")
 
 
 def test_one_epoch_writes_metrics_and_says_why_there_is_no_curve(data, tmp_path, capsys):
-    load_example().main(common(data, "--limit-batches", "2", "--out", str(tmp_path / "out")))
+    load_example("mnist").main(common(data, "--limit-batches", "2", "--out", str(tmp_path / "out")))
     assert sorted(os.listdir(tmp_path / "out")) == ["metrics.json"]
     assert "curves.png needs two epochs or more" in capsys.readouterr().out
 
@@ -173,3 +165,15 @@ def test_sigusr1_to_the_launcher_checkpoints_on_every_rank_at_one_step_and_exits
     assert "stopping on request: checkpoint at step" in out
     state = dg.load(target)
     assert state["batches_done"] > 0 or state["epoch"] > 1
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_trains_under_autocast_and_checkpoints_the_loss_scale(data, tmp_path, amp):
+    path = tmp_path / "mnist.ckpt"
+    result = load_example("mnist").main(common(data, "--model", "cnn", "--amp", amp, "--checkpoint", str(path)))
+    assert 0 <= result["test_accuracy"] <= 1 and np.isfinite(result["train_loss"])
+    saved = dg.load(path)
+    assert all(v.dtype == dg.float32 for v in saved["model"].values())
+    assert saved["scaler"] == ({} if amp == "bf16" else {"scale": 2.0 ** 16, "growth_factor": 2.0, "backoff_factor": 0.5,
+                                                          "growth_interval": 2000, "_growth_tracker": 8})
+

@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import threading
 
+from distgrad.amp.autocast_mode import state as _autocast_state
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import AccumulateGrad, as_array, gradient_edge, increment_version
@@ -102,6 +103,8 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
     _local.task = task
     prev_grad = _grad_state.enabled
     _grad_state.enabled = create_graph
+    # Backward runs in the dtypes the forward chose, even when called inside an autocast block.
+    prev_autocast = _autocast_state.suspend() if _autocast_state.active else None
     try:
         _execute(plan, task, buffers, retain_graph, accumulate)
         _grad_state.enabled = prev_grad  # callbacks run in the caller's grad mode
@@ -110,6 +113,8 @@ def run_backward(roots, root_grads, retain_graph: bool, create_graph: bool, inpu
     finally:
         _grad_state.enabled = prev_grad
         _local.task = prev_task
+        if prev_autocast is not None:
+            _autocast_state.resume(prev_autocast)
     if plan.captured is None:
         return None
     return [None if g is None else task.as_tensor(g) for g in plan.captured]

@@ -14,6 +14,7 @@ import numpy as _np
 from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import Node, as_array, grad_accumulator
+from distgrad.autograd.tracing import state as _tracing
 from distgrad.dtypes import FLOATING
 from distgrad.tensor import Tensor
 
@@ -92,6 +93,8 @@ class Function(Node):
     @classmethod
     def apply(cls, *args, **kwargs):
         """Runs ``forward`` and, when an input requires grad and grad mode is on, records the node."""
+        if _tracing.hook is not None:  # dg.onnx.export is recording the ops (autograd/tracing.py)
+            return _tracing.hook(cls, args, kwargs)
         ctx = cls.__new__(cls)
         ctx._saved = ()
         grad_on = _grad_state.enabled

@@ -1,10 +1,13 @@
 """``distgrad.backends``: the switches PyTorch scripts set, such as ``torch.backends.cudnn.benchmark = True``.
 
-Scripts set them and run unchanged. Each flag does in distgrad what its docstring says; most say
-"nothing", because distgrad has no cuDNN and no MPS. The flags that mean something:
+Scripts set them and run unchanged. Each flag does in distgrad what its docstring says; some say
+"nothing" (distgrad has no MPS). The flags that mean something:
 
 - ``backends.cuda.matmul.allow_tf32`` (and ``dg.set_float32_matmul_precision('high')``) let float32
-  matrix products on GPUs use TF32 tensor cores, through CuPy's cuBLAS compute type. Off by default.
+  matrix products on GPUs use TF32 tensor cores, through CuPy's cuBLAS compute type (and the compute
+  type of the GEMMs captured in CUDA graphs). Off by default.
+- ``backends.cudnn``'s ``enabled``, ``benchmark``, ``deterministic`` and ``allow_tf32`` (on by default)
+  steer the cuDNN convolutions (``distgrad/kernels/cudnn_conv.py``).
 - ``dg.use_deterministic_algorithms(True)`` makes the one GPU kernel without a repeatable result (the
   atomic scatter-add of indexing and embedding backward) raise, or warn with ``warn_only=True``. CPU
   ops are deterministic already.

@@ -5,11 +5,14 @@ calls run on a zero buffer (repeated sums of zeros stay finite and cost the same
 the slowest rank's, all ranks starting together after a barrier; the figure is the median of the
 calls. Large sizes get fewer calls (at least ``min_reps``) so that a sweep to 256 MiB takes seconds.
 On the MPI backend with host buffers, raw mpi4py ``Allreduce`` runs beside distgrad's, the two
-taking turns call by call, as the reference for distgrad's own overhead.
+taking turns call by call, as the reference for distgrad's own overhead. ``algorithms`` adds the
+hierarchical all-reduce (``dist.hierarchical_all_reduce``), with nodes of ``ranks_per_node``
+consecutive ranks when given (one machine playing several nodes), else the ranks sharing memory.
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -95,14 +98,19 @@ def sweep(params: dict, progress=lambda label: None) -> list[dict]:
     """The sweep on this rank of the default process group (already initialised): one row per dtype and size.
 
     ``params``: ``device`` ('cpu' or 'cuda'), ``dtypes``, ``sizes`` (bytes), ``warmup``, ``reps``,
-    ``min_reps``, ``seconds_per_size``; ``compare_mpi4py`` (default True) adds raw mpi4py's figures.
+    ``min_reps``, ``seconds_per_size``; ``compare_mpi4py`` (default True) adds raw mpi4py's figures;
+    ``algorithms`` (default ``["flat"]``, or with ``"hierarchical"``) and ``ranks_per_node``.
     """
     import distgrad as dg
     import distgrad.distributed as dist
-    from distgrad import backend
+    from distgrad import backend, envvars
+    from distgrad.distributed import world as dist_world
     from mpi4py import MPI
 
-    comm, rank, world = MPI.COMM_WORLD, dist.get_rank(), dist.get_world_size()
+    if params.get("ranks_per_node"):
+        os.environ[envvars.FAKE_RANKS_PER_NODE] = str(params["ranks_per_node"])  # read by the first call
+    # the default group's communicator: MPI_COMM_WORLD under mpiexec, the joined world after a rendezvous
+    comm, rank, world = dist_world.resolve_group(None).mpi.comm, dist.get_rank(), dist.get_world_size()
     backend_name = dist.get_backend()
     device = rank_device(params["device"])
     on_gpu = device != "cpu"
@@ -117,33 +125,35 @@ def sweep(params: dict, progress=lambda label: None) -> list[dict]:
         return comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
 
     rows = []
-    for dtype_name in params["dtypes"]:
+    for algorithm, dtype_name, nbytes in [(a, d, n) for a in params.get("algorithms", ["flat"])
+                                          for d in params["dtypes"] for n in params["sizes"]]:
+        reduce = dist.all_reduce if algorithm == "flat" else dist.hierarchical_all_reduce
         dtype = np.dtype(dtype_name)
-        for nbytes in params["sizes"]:
-            count = max(1, nbytes // dtype.itemsize)
-            tensor = dg.zeros(count, dtype=getattr(dg, dtype_name), device=device)
-            fill_periodic(tensor.array, pattern_period(rank, world, dtype))
-            dist.all_reduce(tensor)
-            error = max_error(tensor.array, expected_period(world, dtype))
-            tensor.array[...] = 0
-            raw = np.zeros(count, dtype) if with_mpi4py else None
-            calls = {"distgrad": lambda: dist.all_reduce(tensor)}
-            if with_mpi4py:
-                calls["mpi4py"] = lambda: comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM)
-            times = _time_calls(calls, timed, params["warmup"], params["reps"], params["min_reps"],
-                                params["seconds_per_size"])
-            row = {"backend": backend_name, "device": device.split(":")[0], "dtype": dtype.name,
-                   "world_size": world, "bytes": count * dtype.itemsize, "count": count,
-                   "calls": len(times["distgrad"]), "correct": error <= tolerance(dtype, world), "max_error": error}
-            for name, samples in times.items():
-                seconds = median(samples)
-                prefix = "" if name == "distgrad" else "mpi4py_"
-                row[prefix + "time_us"] = seconds * 1e6
-                row[prefix + "algbw_GBps"], row[prefix + "busbw_GBps"] = allreduce_bandwidths(row["bytes"], seconds,
-                                                                                              world)
-            rows.append(row)
-            progress(f"{backend_name} {dtype.name} {row['bytes']} B on {world} rank(s)")
-            del tensor, raw
+        count = max(1, nbytes // dtype.itemsize)
+        tensor = dg.zeros(count, dtype=getattr(dg, dtype_name), device=device)
+        fill_periodic(tensor.array, pattern_period(rank, world, dtype))
+        reduce(tensor)
+        error = max_error(tensor.array, expected_period(world, dtype))
+        tensor.array[...] = 0
+        raw = np.zeros(count, dtype) if with_mpi4py and algorithm == "flat" else None
+        calls = {"distgrad": lambda: reduce(tensor)}
+        if raw is not None:
+            calls["mpi4py"] = lambda: comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM)
+        times = _time_calls(calls, timed, params["warmup"], params["reps"], params["min_reps"],
+                            params["seconds_per_size"])
+        row = {"backend": backend_name, "device": device.split(":")[0], "dtype": dtype.name, "algorithm": algorithm,
+               "ranks_per_node": params.get("ranks_per_node") if algorithm != "flat" else None,
+               "world_size": world, "bytes": count * dtype.itemsize, "count": count,
+               "calls": len(times["distgrad"]), "correct": error <= tolerance(dtype, world), "max_error": error}
+        for name, samples in times.items():
+            seconds = median(samples)
+            prefix = "" if name == "distgrad" else "mpi4py_"
+            row[prefix + "time_us"] = seconds * 1e6
+            row[prefix + "algbw_GBps"], row[prefix + "busbw_GBps"] = allreduce_bandwidths(row["bytes"], seconds,
+                                                                                          world)
+        rows.append(row)
+        progress(f"{backend_name} {algorithm} {dtype.name} {row['bytes']} B on {world} rank(s)")
+        del tensor, raw
     return rows
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from distgrad.bench import frameworks
+from distgrad.bench.precision import mixed_precision
 from distgrad.bench.timing import median_seconds
 from distgrad.bench.workloads import BATCH, build_model, sgd, synthetic_batch, train_step
 
@@ -92,12 +93,14 @@ def w1_step(fw, device: str, x: np.ndarray, y: np.ndarray):
     return lambda: train_step(fw, model, optimizer, xb, yb)
 
 
-def w2_step(fw, device: str, seed: int = 0):
-    """W2's training step in ``fw`` on a synthetic batch of 64; ``step()`` runs one step and returns the loss."""
+def w2_step(fw, device: str, seed: int = 0, amp: str | None = None):
+    """W2's training step in ``fw`` on a synthetic batch of 64 (under autocast to ``amp``, "bf16" or "fp16",
+    for W8); ``step()`` runs one step and returns the loss."""
     model = build_model("cnn", device=device, seed=seed, fw=fw)
     optimizer = sgd(fw, model)
     x, y = synthetic_batch(BATCH, seed, device, fw)
-    return lambda: train_step(fw, model, optimizer, x, y)
+    precision = mixed_precision(fw.lib, device, amp) if amp else None
+    return lambda: train_step(fw, model, optimizer, x, y, precision)
 
 
 def step_ms(fw, step, device: str, reps: int, warmup: int) -> float:

@@ -2,6 +2,7 @@
 
     distgrad-bench all --ranks 1,2                   # everything below, on 1 and 2 ranks
     distgrad-bench allreduce --ranks 2 --max-bytes 64M
+    distgrad-bench allreduce --ranks 2,4 --algorithm flat,hierarchical --ranks-per-node 2
     distgrad-bench ddp --ranks 1,2,4 --models synthetic --params 25M
     distgrad-bench autograd
     distgrad-bench mnist --ranks 1,2 --target 0.97
@@ -84,6 +85,11 @@ def _allreduce_options(p) -> None:
     g.add_argument("--min-iters", type=int, default=3, help="fewest timed calls per size (default 3)")
     g.add_argument("--warmup-iters", type=int, default=2)
     g.add_argument("--seconds-per-size", type=float, default=0.5, help="time budget that sets the calls per size")
+    g.add_argument("--algorithm", type=_names(("flat", "hierarchical")), default=["flat"],
+                   help="flat (one all-reduce over all ranks) and/or hierarchical (reduce in each node, all-reduce "
+                        "among the nodes' leaders, broadcast in the node); default flat")
+    g.add_argument("--ranks-per-node", type=int, help="hierarchical: nodes of this many consecutive ranks (to play "
+                   "several nodes on one machine); default: the ranks that share memory")
 
 
 def _ddp_options(p) -> None:

@@ -7,7 +7,13 @@ bandwidth). A ring all-reduce over p ranks takes 2(p-1) steps, each moving n/p b
 
 Across nodes of g devices the *hierarchical* variant reduce-scatters inside each node, all-reduces
 each device's 1/g shard across the N nodes (the g shards share the node's network bandwidth), and
-all-gathers inside the node again: the latency term grows with N instead of p.
+all-gathers inside the node again: the latency term grows with N instead of p. distgrad's own
+hierarchical all-reduce (``distributed/hierarchical.py``) is the *leader* variant: it reduces the
+whole message to one rank per node, all-reduces among those leaders, and broadcasts in the node. A
+large reduce or broadcast costs a ring all-reduce's time (a reduce-scatter then a gather; a scatter
+then an all-gather), so that variant pays the node's all-reduce twice:
+
+    T_leader(n) = 2 T_ring(n, g, node) + T_ring(n, N, network)
 
 A ring all-reduce is a reduce-scatter followed by an all-gather, each half of T_ring. ZeRO moves the
 same bytes in other places: stage 1 all-reduces the gradients as DDP does and all-gathers the
@@ -30,6 +36,7 @@ import numpy as np
 from distgrad.distributed.buckets import FIRST_BUCKET_BYTES
 
 __all__ = ["Link", "PRESETS", "ring_allreduce_s", "ring_reduce_scatter_s", "hierarchical_allreduce_s",
+           "leader_allreduce_s",
            "cluster_allreduce_s", "ddp_bucket_bytes", "StepCompute", "StepPrediction", "predict_step",
            "predict_zero_step", "fit_link"]
 
@@ -82,6 +89,12 @@ def hierarchical_allreduce_s(nbytes: float, nodes: int, per_node: int, intra: Li
     inside = 2 * (g - 1) * intra.alpha_s + 2 * (g - 1) / g * nbytes / intra.beta_Bps if g > 1 else 0.0
     across = 2 * (N - 1) * inter.alpha_s + 2 * (N - 1) / N * nbytes / inter.beta_Bps if N > 1 else 0.0
     return inside + across
+
+
+def leader_allreduce_s(nbytes: float, nodes: int, per_node: int, intra: Link, inter: Link) -> float:
+    """Reduce to each node's leader, all-reduce among the N leaders, broadcast in the node (distgrad's
+    ``hierarchical_all_reduce``): 2 T_ring(n, g, intra) + T_ring(n, N, inter)."""
+    return 2 * ring_allreduce_s(nbytes, per_node, intra) + ring_allreduce_s(nbytes, nodes, inter)
 
 
 def cluster_allreduce_s(nbytes: float, devices: int, per_node: int, intra: Link, inter: Link,

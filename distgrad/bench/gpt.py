@@ -15,6 +15,7 @@ continues exactly. ``examples/gpt.py`` trains it; ``gpt_runs`` times it (W7) and
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -22,8 +23,11 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from distgrad.bench.precision import AMP_DTYPES, MixedPrecision, mixed_precision
+
 __all__ = ["GPTConfig", "Recipe", "PRESETS", "preset", "CharData", "gpt_model", "make_optimizer", "learning_rate",
-           "train_step", "training_steps", "evaluate", "generate", "progress_record", "progress_line"]
+           "AMP_DTYPES", "MixedPrecision", "mixed_precision", "train_step", "training_steps", "evaluate", "generate",
+           "progress_record", "progress_line"]
 
 
 @dataclass(frozen=True)
@@ -167,25 +171,38 @@ def learning_rate(step: int, recipe: Recipe, total_steps: int) -> float:
     return recipe.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (recipe.lr - recipe.min_lr)
 
 
-def train_step(lib, model, optimizer, x, y, lr: float, grad_clip: float) -> float:
-    """One AdamW step on the batch ``x`` -> ``y`` (token ids, (B, T)); returns the loss."""
+def train_step(lib, model, optimizer, x, y, lr: float, grad_clip: float,
+               precision: MixedPrecision | None = None) -> float:
+    """One AdamW step on the batch ``x`` -> ``y`` (token ids, (B, T)); returns the loss. With ``precision``,
+    forward and loss run under its autocast and its scaler scales the loss (gradients clipped unscaled)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    logits = model(x)
-    loss = lib.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1))
+    with precision.autocast if precision else contextlib.nullcontext():
+        logits = model(x)
+        loss = lib.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if precision is None:
+        loss.backward()
+        if grad_clip:
+            lib.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        return loss.item()
+    scaler = precision.scaler
+    scaler.scale(loss).backward()
     if grad_clip:
+        scaler.unscale_(optimizer)
         lib.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    scaler.step(optimizer)
+    scaler.update()
     return loss.item()
 
 
 def training_steps(lib, model, optimizer, data: "CharData", config: GPTConfig, recipe: Recipe, steps: int,
-                   seed: int, device, start: int = 0, end: int | None = None, rank: int = 0, world: int = 1):
+                   seed: int, device, start: int = 0, end: int | None = None, rank: int = 0, world: int = 1,
+                   precision: MixedPrecision | None = None):
     """Trains steps ``start`` to ``end`` (default ``steps``, where the schedule ends) on rank ``rank``'s share
-    of each global batch. After each step that ends an evaluation interval, and after the last, yields
-    (step, learning rate, steps since the last yield, their seconds)."""
+    of each global batch (in ``precision``, default float32). After each step that ends an evaluation
+    interval, and after the last, yields (step, learning rate, steps since the last yield, their seconds)."""
     end = steps if end is None else end
     clock, timed = time.perf_counter(), 0
     for step in range(start, end):
@@ -194,19 +211,20 @@ def training_steps(lib, model, optimizer, data: "CharData", config: GPTConfig, r
         x, y = data.train_batch(step, seed, recipe.batch_size, config.block_size, rank, world)
         lr = learning_rate(step, recipe, steps)
         train_step(lib, model, optimizer, lib.tensor(x, device=device), lib.tensor(y, device=device), lr,
-                   recipe.grad_clip)
+                   recipe.grad_clip, precision)
         timed += 1
         if step % recipe.eval_interval == 0 or step == end - 1:
             yield step, lr, timed, time.perf_counter() - clock
             clock, timed = time.perf_counter(), 0
 
 
-def evaluate(lib, model, batches) -> tuple[float, int]:
-    """(sum of the mean losses, number) over ``batches`` of (x, y), in eval mode and without gradients."""
+def evaluate(lib, model, batches, precision: MixedPrecision | None = None) -> tuple[float, int]:
+    """(sum of the mean losses, number) over ``batches`` of (x, y), in eval mode and without gradients
+    (under ``precision``'s autocast when given)."""
     was_training = model.training
     model.eval()
     total = 0.0
-    with lib.no_grad():
+    with lib.no_grad(), precision.autocast if precision else contextlib.nullcontext():
         for x, y in batches:
             logits = model(x)
             total += lib.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1)).item()

@@ -13,6 +13,7 @@ import numpy as np
 
 from distgrad.bench.gpt import (CharData, evaluate, gpt_model, make_optimizer, preset, progress_line, progress_record,
                                 train_step, training_steps)
+from distgrad.bench.precision import mixed_precision
 
 __all__ = ["twin_models", "step_times", "summary", "twin_curve", "plot_curves"]
 
@@ -30,8 +31,9 @@ def twin_models(config, seed: int = 0, device: str = "cpu"):
 
 
 def step_times(config, recipe, steps: int = 10, warmup: int = 3, rounds: int = 3, device: str = "cpu",
-               seed: int = 0) -> dict:
-    """Seconds per training step (forward, loss, backward, AdamW) of each twin on one fixed batch.
+               seed: int = 0, amp: str | None = None) -> dict:
+    """Seconds per training step (forward, loss, backward, AdamW) of each twin on one fixed batch, in
+    float32 or under autocast to ``amp`` ("bf16", "fp16": W8).
 
     The twins alternate in ``rounds`` of ``steps`` steps each, so that a shared machine's changing
     load falls on both; each takes ``warmup`` untimed steps first. Returns the per-step times by library.
@@ -47,8 +49,9 @@ def step_times(config, recipe, steps: int = 10, warmup: int = 3, rounds: int = 3
         xb, yb = lib.tensor(x, device=device), lib.tensor(y, device=device)
         sync = _synchronizer(lib, device)
 
-        def step(lib=lib, model=model, optimizer=optimizer, xb=xb, yb=yb):
-            train_step(lib, model, optimizer, xb, yb, recipe.lr, 0.0)
+        def step(lib=lib, model=model, optimizer=optimizer, xb=xb, yb=yb,
+                 precision=mixed_precision(lib, device, amp) if amp else None):
+            train_step(lib, model, optimizer, xb, yb, recipe.lr, 0.0, precision)
         for _ in range(warmup):
             step()
         runs[name] = (step, sync)

@@ -41,10 +41,12 @@ def allreduce_plot(section: dict, out: str) -> str:
     fig, (bw, tm) = plt.subplots(1, 2, figsize=(10, 3.8))
     groups = {}
     for r in section["rows"]:
-        groups.setdefault((r["backend"], r["device"], r["dtype"], r["world_size"]), []).append(r)
-    for (backend, device, dtype, world), rows in groups.items():
+        groups.setdefault((r["backend"], r["device"], r["dtype"], r["world_size"], r.get("algorithm", "flat")),
+                          []).append(r)
+    for (backend, device, dtype, world, algorithm), rows in groups.items():
         sizes = [r["bytes"] for r in rows]
-        label = f"{backend} {device} {dtype}, {world} rank{'s' if world > 1 else ''}"
+        label = f"{backend} {device} {dtype}, {world} rank{'s' if world > 1 else ''}" + \
+            (f", {algorithm}" if algorithm != "flat" else "")
         if world > 1:
             line, = bw.plot(sizes, [r["busbw_GBps"] for r in rows], marker=".", label=label)
             if "mpi4py_busbw_GBps" in rows[0]:

@@ -60,8 +60,8 @@ def _allreduce(section: dict) -> str:
         text.append(f"- skipped: {note}\n")
     groups = {}
     for r in rows:
-        groups.setdefault((r["backend"], r["device"], r["dtype"], r["world_size"]), []).append(r)
-    for (backend, device, dtype, world), group in groups.items():
+        groups.setdefault((r["backend"], r["device"], r["dtype"], r["world_size"], _algorithm(r)), []).append(r)
+    for (backend, device, dtype, world, algorithm), group in groups.items():
         reference = "mpi4py_time_us" in group[0]
         headers = ["size", "calls", "time (us)", "algbw (GB/s)", "busbw (GB/s)"]
         headers += ["mpi4py time (us)", "mpi4py busbw (GB/s)"] if reference else []
@@ -70,10 +70,32 @@ def _allreduce(section: dict) -> str:
             line = [format_bytes(r["bytes"]), r["calls"], r["time_us"], r["algbw_GBps"], r["busbw_GBps"]]
             line += [r["mpi4py_time_us"], r["mpi4py_busbw_GBps"]] if reference else []
             body.append(line + [r["correct"]])
-        text += [f"\n### {backend}, {device}, {dtype}, {world} rank(s)\n\n", table(headers + ["correct"], body)]
+        text += [f"\n### {backend}, {device}, {dtype}, {world} rank(s){algorithm}\n\n",
+                 table(headers + ["correct"], body)]
     if section.get("incorrect"):
         text.append(f"\n**{section['incorrect']} result(s) were wrong.**\n")
+    if section.get("hierarchical"):
+        text.append(_hierarchical(section["hierarchical"]))
     return "".join(text)
+
+
+def _algorithm(row: dict) -> str:
+    if row.get("algorithm", "flat") == "flat":
+        return ""
+    per_node = row.get("ranks_per_node")
+    return ", hierarchical" + (f" (nodes of {per_node} ranks)" if per_node else " (nodes: ranks sharing memory)")
+
+
+def _hierarchical(entries: list) -> str:
+    """Hierarchical against flat, measured and modelled (``scale.hierarchical_comparison``)."""
+    body = [[e["world_size"], f"{e['nodes']} x {e['ranks_per_node']}", e["dtype"], format_bytes(e["bytes"]),
+             e["flat_us"], e["hierarchical_us"], e["ratio"], e.get("model_flat_us"), e.get("model_hierarchical_us")]
+            for e in entries]
+    return ("\n### Hierarchical against flat\n\nModel: the flat ring with the link fitted at the world size; the "
+            "hierarchical (leader) variant 2 T_ring(n, g) + T_ring(n, N) with the links fitted at g and at N ranks "
+            "(`docs/scaling.md`).\n\n"
+            + table(["ranks", "nodes x ranks", "dtype", "size", "flat (us)", "hierarchical (us)", "hierarchical / flat",
+                     "model flat (us)", "model hierarchical (us)"], body))
 
 
 def _ddp(section: dict) -> str:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from distgrad.bench.costmodel import (PRESETS, Link, StepCompute, cluster_allreduce_s, ddp_bucket_bytes, fit_link,
-                                      predict_step, predict_zero_step, ring_allreduce_s)
+                                      leader_allreduce_s, predict_step, predict_zero_step, ring_allreduce_s)
 
-__all__ = ["GPU_COUNTS", "ANCHORS", "Anchor", "fit_networks", "validate_allreduce", "validate_ddp", "anchor_rows",
+__all__ = ["GPU_COUNTS", "ANCHORS", "Anchor", "fit_networks", "validate_allreduce", "hierarchical_comparison",
+           "validate_ddp", "anchor_rows",
            "measured_workloads", "prediction_rows", "DDP_DEFAULT", "WORST_CASE", "ZERO_1", "ZERO_2", "CONFIGURATIONS",
            "VALIDATION_VARIANTS"]
 
@@ -72,10 +73,12 @@ ANCHORS = (
 
 
 def fit_networks(allreduce_rows: list[dict]) -> dict[int, Link]:
-    """One alpha-beta fit per world size above 1, on the host MPI float32 points (the DDP gradient case)."""
+    """One alpha-beta fit per world size above 1, on the host MPI float32 points (the DDP gradient case)
+    of the flat all-reduce."""
     by_world = {}
     for row in allreduce_rows:
-        if row["world_size"] > 1 and row["dtype"] == "float32" and row["device"] == "cpu" and row["correct"]:
+        if row["world_size"] > 1 and row["dtype"] == "float32" and row["device"] == "cpu" and row["correct"] \
+                and row.get("algorithm", "flat") == "flat":
             by_world.setdefault(row["world_size"], []).append(row)
     return {world: fit_link([r["bytes"] for r in rows], [r["time_us"] * 1e-6 for r in rows], world)
             for world, rows in by_world.items() if len(rows) >= 2}
@@ -86,11 +89,41 @@ def validate_allreduce(allreduce_rows: list[dict], fits: dict[int, Link]) -> lis
     out = []
     for row in allreduce_rows:
         link = fits.get(row["world_size"])
-        if link is None or row["dtype"] != "float32" or row["device"] != "cpu":
+        flat = row.get("algorithm", "flat") == "flat"
+        if link is None or row["dtype"] != "float32" or row["device"] != "cpu" or not flat:
             continue
         predicted = ring_allreduce_s(row["bytes"], row["world_size"], link) * 1e6
         out.append({"world_size": row["world_size"], "bytes": row["bytes"], "measured_us": row["time_us"],
                     "predicted_us": predicted, "error": predicted / row["time_us"] - 1})
+    return out
+
+
+def hierarchical_comparison(allreduce_rows: list[dict]) -> list[dict]:
+    """Each hierarchical all-reduce measured beside the flat one of the same size and world, and both
+    beside the model: the flat ring with the link fitted at its world size, the leader variant
+    (``leader_allreduce_s``) with the links fitted at g ranks (inside a node) and at N ranks (across)."""
+    fits = fit_networks(allreduce_rows)
+    flat = {(r["backend"], r["device"], r["dtype"], r["world_size"], r["bytes"]): r for r in allreduce_rows
+            if r.get("algorithm", "flat") == "flat"}
+    out = []
+    for row in allreduce_rows:
+        if row.get("algorithm") != "hierarchical":
+            continue
+        world, per_node = row["world_size"], row.get("ranks_per_node") or row["world_size"]
+        nodes = -(-world // per_node)
+        twin = flat.get((row["backend"], row["device"], row["dtype"], world, row["bytes"]))
+        entry = {"world_size": world, "ranks_per_node": per_node, "nodes": nodes, "dtype": row["dtype"],
+                 "bytes": row["bytes"], "hierarchical_us": row["time_us"],
+                 "flat_us": twin["time_us"] if twin else None,
+                 "ratio": row["time_us"] / twin["time_us"] if twin else None}
+        intra, inter, ring = fits.get(per_node), fits.get(nodes), fits.get(world)
+        if row["dtype"] == "float32" and row["device"] == "cpu":
+            if intra is not None and (inter is not None or nodes == 1):
+                entry["model_hierarchical_us"] = leader_allreduce_s(row["bytes"], nodes, per_node, intra,
+                                                                    inter or intra) * 1e6
+            if ring is not None:
+                entry["model_flat_us"] = ring_allreduce_s(row["bytes"], world, ring) * 1e6
+        out.append(entry)
     return out
 
 

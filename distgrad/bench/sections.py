@@ -33,15 +33,18 @@ def run_allreduce(args, results: dict) -> dict:
                                f"{backend.cuda_device_count()}")
                 continue
             runs.append((name, device, world))
-    with _progress(args, len(runs) * len(sizes) * len(args.dtypes), "allreduce") as bar:
+    with _progress(args, len(runs) * len(sizes) * len(args.dtypes) * len(args.algorithm), "allreduce") as bar:
         for name, device, world in runs:
             params = {"backend": name, "device": device, "dtypes": args.dtypes, "sizes": sizes,
                       "warmup": args.warmup_iters, "reps": args.iters, "min_reps": args.min_iters,
-                      "seconds_per_size": args.seconds_per_size}
+                      "seconds_per_size": args.seconds_per_size, "algorithms": args.algorithm,
+                      "ranks_per_node": args.ranks_per_node}
             rows += run_task("allreduce", params, world, args.threads_per_rank, bar.advance)["rows"]
     incorrect = [r for r in rows if not r["correct"]]
     return {"rows": rows, "skipped": skipped, "incorrect": len(incorrect),
+            "hierarchical": scale.hierarchical_comparison(rows) if "hierarchical" in args.algorithm else [],
             "settings": {"sizes": [sizes[0], sizes[-1]], "step_factor": args.step_factor, "dtypes": args.dtypes,
+                         "algorithms": args.algorithm, "ranks_per_node": args.ranks_per_node,
                          "backends": backends, "warmup_iters": args.warmup_iters, "iters": args.iters,
                          "min_iters": args.min_iters, "seconds_per_size": args.seconds_per_size}}
 

@@ -100,12 +100,22 @@ def sgd(fw, model, lr: float = 0.01):
     return fw.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
 
 
-def train_step(fw, model, optimizer, x, y):
-    """One training step on the batch ``(x, y)``: cross-entropy, backward, optimizer step; returns the loss."""
-    loss = fw.F.cross_entropy(model(x), y)
+def train_step(fw, model, optimizer, x, y, precision=None):
+    """One training step on the batch ``(x, y)``: cross-entropy, backward, optimizer step; returns the loss.
+    With ``precision`` (``bench.precision.MixedPrecision``) forward and loss run under its autocast and
+    its scaler scales the loss."""
+    if precision is None:
+        loss = fw.F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss
+    with precision.autocast:
+        loss = fw.F.cross_entropy(model(x), y)
     optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+    precision.scaler.scale(loss).backward()
+    precision.scaler.step(optimizer)
+    precision.scaler.update()
     return loss
 
 

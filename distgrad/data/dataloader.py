@@ -12,6 +12,7 @@ from distgrad import backend
 from distgrad.data.collate import batch_to_device, default_collate, default_convert
 from distgrad.data.dataset import Dataset, IterableDataset, Subset, TensorDataset
 from distgrad.data.sampler import BatchSampler, RandomSampler, SequentialSampler
+from distgrad.profiler import recorder as timeline
 from distgrad.random import Generator
 from distgrad.tensor import Tensor
 
@@ -201,6 +202,16 @@ class _LoaderIterator:
         return len(self._loader)
 
     def __next__(self):
+        active = timeline.ACTIVE
+        if active is None:
+            return self._next_batch()
+        start = active.now_us()
+        try:
+            return self._next_batch()
+        finally:  # the time the training loop waited for this batch
+            active.complete("DataLoader: next batch", "data", start, active.now_us())
+
+    def _next_batch(self):
         if self._finished:
             raise StopIteration
         if self._threads:

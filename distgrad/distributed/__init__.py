@@ -1,7 +1,9 @@
 """``distgrad.distributed``: process groups and collectives over MPI (mpi4py) and NCCL (CuPy).
 
 Start ranks with ``mpiexec -n N python train.py``, ``distgrad-launch -n N train.py`` or SLURM's
-``srun``; each calls ``init_process_group()``. Nothing starts MPI before that call.
+``srun``; each calls ``init_process_group()``. Ranks started the PyTorch way (``torchrun``,
+``distgrad.multiprocessing.spawn``) meet through ``init_method="env://"`` (the default when
+``MASTER_ADDR`` is set) or ``"tcp://host:port"``. Nothing starts MPI before that call.
 """
 from distgrad.distributed.collectives import (all_gather, all_gather_into_tensor, all_reduce,  # noqa: F401
                                               barrier, broadcast, gather, reduce, reduce_scatter,
@@ -14,7 +16,10 @@ from distgrad.distributed.work import Work  # noqa: F401
 from distgrad.distributed.teardown import destroy_process_group  # noqa: F401
 from distgrad.distributed.world import (GroupMember, get_backend,  # noqa: F401
                                         get_local_rank, get_local_world_size, get_rank, get_world_size,
-                                        init_process_group, is_initialized, launched_by_mpi, new_group)
+                                        init_from_launcher, init_process_group, is_initialized, launched,
+                                        launched_by_mpi, new_group)
+from distgrad.distributed.hierarchical import hierarchical_all_reduce  # noqa: F401
+from distgrad.distributed.store import TCPStore  # noqa: F401
 from distgrad.distributed.ddp import DistributedDataParallel  # noqa: F401
 from distgrad.distributed.sampler import DistributedSampler  # noqa: F401
 from distgrad.distributed import batch_stats  # noqa: F401,E402  (gives nn.SyncBatchNorm its collectives)

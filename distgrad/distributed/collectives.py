@@ -21,6 +21,8 @@ __all__ = ["all_gather", "all_gather_into_tensor", "all_reduce", "barrier", "bro
 def run_collective(group, kind: str, arrays, call, async_op: bool, **details):
     """Enters collective ``kind`` of ``group``: numbers it, checks that the ranks agree on it
     (``debug``), and runs ``call(communicator)`` under the watchdog. Returns the ``Work`` for ``async_op``."""
+    if backend.capturing() and group.backend != "nccl":  # MPI runs on the host: nothing a CUDA graph can record
+        backend.check_host_sync(f"{kind} over {group.backend!r}")
     checked = group.check_collectives or world.debug_detail()
     fp = debug.fingerprint(kind, arrays, **details) if checked else debug.bare_fingerprint(kind)
     fp_hash = hash(fp)  # of integers only: the same on every rank
@@ -38,7 +40,8 @@ def run_collective(group, kind: str, arrays, call, async_op: bool, **details):
         work = call(group.communicator_for(arrays[0] if arrays else None))
     if work is None:
         return None
-    watchdog.watch_work(group, kind, seq, work)
+    if not backend.capturing():  # work recorded in a CUDA graph runs at replay, where no watchdog waits for it
+        watchdog.watch_work(group, kind, seq, work)
     if async_op:
         return work
     work.wait()

@@ -2,21 +2,27 @@
 
 A hook is ``hook(state, bucket: GradBucket) -> CommFuture``: it starts the (asynchronous) reduction
 of ``bucket.buffer()`` and returns a future whose ``wait()`` gives the averaged flat gradients. The
-default is ``allreduce_hook``; ``fp16_compress_hook`` and ``bf16_compress_hook`` halve the bytes sent.
+default is ``allreduce_hook`` (``hierarchical_allreduce_hook`` with ``DISTGRAD_HIERARCHICAL_ALLREDUCE=1``);
+``fp16_compress_hook`` and ``bf16_compress_hook`` halve the bytes sent.
 ``state`` of the built-in hooks is the process group (None for the default group), as in
 PyTorch's ``torch.distributed.algorithms.ddp_comm_hooks.default_hooks``.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from distgrad import backend
+from distgrad import backend, envvars
+from distgrad.dtypes import bfloat16
 from distgrad.distributed import collectives, world
+from distgrad.distributed.hierarchical import hierarchical_all_reduce
 from distgrad.distributed.buckets import GradBucket
 from distgrad.distributed.reduce_op import ReduceOp, divide_in_place
 from distgrad.tensor import Tensor
 
-__all__ = ["CommFuture", "allreduce_hook", "allreduce_divided_hook", "fp16_compress_hook", "bf16_compress_hook",
+__all__ = ["CommFuture", "allreduce_hook", "allreduce_divided_hook", "hierarchical_allreduce_hook", "default_hook",
+           "fp16_compress_hook", "bf16_compress_hook",
            "float_to_bf16_bits", "bf16_bits_to_float"]
 
 
@@ -52,6 +58,21 @@ def allreduce_hook(process_group, bucket: GradBucket) -> CommFuture:
     return CommFuture(work, buffer)
 
 
+def hierarchical_allreduce_hook(process_group, bucket: GradBucket) -> CommFuture:
+    """Averages the bucket in place with one asynchronous hierarchical all-reduce: reduced inside each
+    node, all-reduced among the nodes' leaders, broadcast inside each node (``hierarchical.py``)."""
+    buffer = bucket.buffer()
+    work = hierarchical_all_reduce(buffer, op=ReduceOp.AVG, group=process_group, async_op=True)
+    return CommFuture(work, buffer)
+
+
+def default_hook():
+    """DDP's hook unless one is registered: ``allreduce_hook``, or ``hierarchical_allreduce_hook`` when
+    ``DISTGRAD_HIERARCHICAL_ALLREDUCE=1`` (as Horovod's ``HOROVOD_HIERARCHICAL_ALLREDUCE``)."""
+    value = os.environ.get(envvars.HIERARCHICAL_ALLREDUCE, "0").strip().lower()
+    return allreduce_hook if value in ("", "0", "false", "no", "off") else hierarchical_allreduce_hook
+
+
 def allreduce_divided_hook(process_group, bucket: GradBucket, divisor: int) -> CommFuture:
     """Sums the bucket across ranks, then divides by ``divisor``: under ``Join`` with
     ``divide_by_initial_world_size=False``, the number of ranks still training."""
@@ -80,15 +101,24 @@ def fp16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
 
 
 def bf16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
-    """Sends the gradients as bfloat16 (float32's range, 8 bits of mantissa) and averages them in float32.
+    """Sends the gradients as bfloat16 (float32's range, 8 bits of mantissa) and averages them.
 
-    Neither NumPy nor MPI knows bfloat16, so distgrad differs from PyTorch here: each rank's values
-    are rounded to bfloat16 bit patterns (``uint16``) and all-gathered, and every rank then sums the
-    decoded float32 values in rank order. Each rank receives ``(world_size - 1) x 2`` bytes per
-    value, so this saves bytes over float32 all-reduce on small worlds (2-3 ranks); fp16 suits larger ones.
+    Where the communicator sums bfloat16 itself (NCCL 2.10+), this is PyTorch's hook: divide by the
+    world size, cast to bfloat16, all-reduce, cast back. MPI has no bfloat16 datatype, so there each
+    rank's values are rounded to bfloat16 bit patterns (``uint16``) and all-gathered, and every rank
+    sums the decoded float32 values in rank order. Each rank then receives ``(world_size - 1) x 2``
+    bytes per value: fewer than float32's all-reduce on small worlds (2-3 ranks); fp16 suits larger ones.
     """
     buffer = bucket.buffer()
     size = _world_size(process_group)
+    if _sums_bfloat16(process_group, buffer.array):
+        compressed = Tensor((buffer.array / size).astype(bfloat16))
+        work = collectives.all_reduce(compressed, op=ReduceOp.SUM, group=process_group, async_op=True)
+
+        def decompress_sum() -> Tensor:
+            buffer.array[...] = compressed.array
+            return buffer
+        return CommFuture(work, then=decompress_sum)
     xp = buffer._xp
     mine = Tensor(float_to_bf16_bits(buffer.array / size).view(np.uint8))
     gathered = [Tensor(xp.empty_like(mine.array)) for _ in range(size)]
@@ -101,6 +131,12 @@ def bf16_compress_hook(process_group, bucket: GradBucket) -> CommFuture:
         buffer.array[...] = total
         return buffer
     return CommFuture(work, then=decompress)
+
+
+def _sums_bfloat16(process_group, array) -> bool:
+    """Whether the communicator that reduces ``array`` for ``process_group`` has a bfloat16 sum (NCCL's)."""
+    group = world.resolve_group(process_group)
+    return group is not None and group.communicator_for(array).knows_dtype(bfloat16)
 
 
 def float_to_bf16_bits(array):

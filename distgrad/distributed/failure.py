@@ -16,6 +16,12 @@ from distgrad.distributed import mpi_env
 
 _before_abort = []  # callables run before MPI_Abort (e.g. aborting NCCL communicators)
 _previous_excepthook = None
+_world_comm = []  # the job's communicator when it is not MPI_COMM_WORLD (ranks joined through a rendezvous)
+
+
+def set_world_communicator(comm) -> None:
+    """Aborts go to ``comm`` (None: back to ``MPI_COMM_WORLD``)."""
+    _world_comm[:] = [] if comm is None else [comm]
 
 
 def abort_job(message: str, status: int = 1) -> None:
@@ -28,7 +34,7 @@ def abort_job(message: str, status: int = 1) -> None:
             callback()
         except Exception:  # aborting anyway: a failing clean-up must not stop the abort
             pass
-    mpi_env.mpi().COMM_WORLD.Abort(status)
+    (_world_comm[0] if _world_comm else mpi_env.mpi().COMM_WORLD).Abort(status)
     os._exit(status)  # MPI_Abort does not return; this is for libraries where it does
 
 

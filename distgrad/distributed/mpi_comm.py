@@ -4,6 +4,10 @@ NumPy arrays go to MPI as they are. CuPy arrays go directly when the MPI library
 otherwise through pinned host memory: copied out before the collective and back after it. Blocking
 calls use MPI's blocking collectives (the fastest path); ``async_op`` uses the non-blocking ones
 (``Iallreduce``, ``Ibcast``, ...) and returns an ``MPIWork``.
+
+16-bit floats that this MPI has no datatype for (bfloat16 always: MPI has none; float16 on Open MPI
+4) are reduced through float32 copies, so they are summed in float32 and rounded once; the other
+collectives move them as their 16-bit patterns (``uint16``), unchanged.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import threading
 import numpy as np
 
 from distgrad import backend
+from distgrad.dtypes import LOW_PRECISION
 from distgrad.distributed import mpi_env
 from distgrad.distributed.reduce_op import ReduceOp, divide_in_place
 from distgrad.distributed.work import Work
@@ -143,32 +148,44 @@ class MPICommunicator:
         datatype = getattr(mpi, "_typedict", {}).get(np.dtype(dtype).char)
         return datatype is not None and datatype != mpi.DATATYPE_NULL
 
-    def _all_reduce_widened(self, array, op: ReduceOp, async_op: bool):
-        """All-reduce through a float32 copy, for float16 on an MPI without a float16 datatype."""
-        wide = array.astype(np.float32)
-        buffer = self._readable(wide)
-        widened_finish = self._finisher(wide, buffer, op)
+    def _lacks(self, dtype) -> bool:
+        """A 16-bit float MPI cannot reduce (bfloat16; float16 where MPI has no datatype for it)."""
+        return dtype in LOW_PRECISION and not self.knows_dtype(dtype)
 
-        def finish():
-            if widened_finish is not None:
-                widened_finish()
-            array[...] = wide.astype(array.dtype)
-        return self._run("Allreduce", (self._MPI.IN_PLACE, buffer, self._ops[op]), finish, async_op)
+    def _bits(self, array):
+        """What MPI moves for ``array``: itself, or its bit patterns when MPI has no datatype for it."""
+        return array.view(np.uint16) if self._lacks(array.dtype) else array
+
+    def _in_float32(self, result, reduce, async_op: bool):
+        """A reduction into ``result`` (of a dtype MPI lacks) run by ``reduce(wide)`` into ``wide``, a float32
+        copy of it; ``result`` gets ``wide`` rounded once the reduction is done."""
+        wide = result.astype(np.float32)
+        work = reduce(wide)
+
+        def round_back():
+            _copy_into(result, wide.astype(result.dtype))
+        if work is None:
+            round_back()
+            return None
+        return _Then(work, round_back)
 
     # --- collectives -----------------------------------------------------------------------------
     def all_reduce(self, array, op: ReduceOp, async_op: bool):
-        if array.dtype == np.float16 and not self.knows_dtype(array.dtype):
-            return self._all_reduce_widened(array, op, async_op)
+        if self._lacks(array.dtype):
+            return self._in_float32(array, lambda wide: self.all_reduce(wide, op, async_op), async_op)
         buffer = self._readable(array)
         return self._run("Allreduce", (self._MPI.IN_PLACE, buffer, self._ops[op]),
                          self._finisher(array, buffer, op), async_op)
 
     def broadcast(self, array, root: int, async_op: bool):
+        array = self._bits(array)
         buffer = self._readable(array) if self.rank == root else self._writable(array)
         finish = self._finisher(array, buffer) if self.rank != root else None
         return self._run("Bcast", (buffer, root), finish, async_op)
 
     def reduce(self, array, root: int, op: ReduceOp, async_op: bool):
+        if self._lacks(array.dtype):
+            return self._in_float32(array, lambda wide: self.reduce(wide, root, op, async_op), async_op)
         buffer = self._readable(array)
         if self.rank == root:
             return self._run("Reduce", (self._MPI.IN_PLACE, buffer, self._ops[op], root),
@@ -176,6 +193,7 @@ class MPICommunicator:
         return self._run("Reduce", (buffer, None, self._ops[op], root), None, async_op)
 
     def all_gather(self, outputs: list, array, async_op: bool):
+        array, outputs = self._bits(array), [self._bits(out) for out in outputs]
         gathered = self._scratch((self.size,) + array.shape, array)
         return self._run("Allgather", (self._readable(array), gathered),
                          lambda: _scatter_rows(gathered, outputs), async_op)
@@ -194,17 +212,26 @@ class MPICommunicator:
     def reduce_scatter_tensor(self, output, array, op: ReduceOp, async_op: bool):
         """``array`` holds ``size`` chunks of ``output``'s size; rank r's ``output`` becomes the reduction of
         every rank's chunk r. (MPI's in-place variant leaves the result where NCCL's would not: none here.)"""
+        if self._lacks(output.dtype):
+            wide_array = array.astype(np.float32)
+            return self._in_float32(output, lambda wide: self.reduce_scatter_tensor(wide, wide_array, op, async_op),
+                                    async_op)
         buffer = self._writable(output)
         return self._run("Reduce_scatter_block", (self._readable(array), buffer, self._ops[op]),
                          self._finisher(output, buffer, op), async_op)
 
     def reduce_scatter_v(self, output, array, counts: list, op: ReduceOp, async_op: bool):
         """Rank r's ``output`` becomes the reduction of every rank's chunk r (``counts[r]`` elements)."""
+        if self._lacks(output.dtype):
+            wide_array = array.astype(np.float32)
+            return self._in_float32(output, lambda wide: self.reduce_scatter_v(wide, wide_array, counts, op, async_op),
+                                    async_op)
         buffer = self._writable(output)
         return self._run("Reduce_scatter", (self._readable(array), buffer, counts, self._ops[op]),
                          self._finisher(output, buffer, op), async_op)
 
     def gather(self, array, outputs: list | None, root: int, async_op: bool):
+        array, outputs = self._bits(array), outputs and [self._bits(out) for out in outputs]
         if self.rank != root:
             return self._run("Gather", (self._readable(array), None, root), None, async_op)
         gathered = self._scratch((self.size,) + array.shape, array)
@@ -212,12 +239,39 @@ class MPICommunicator:
                          lambda: _scatter_rows(gathered, outputs), async_op)
 
     def scatter(self, output, inputs: list | None, root: int, async_op: bool):
+        output, inputs = self._bits(output), inputs and [self._bits(a) for a in inputs]
         stacked = self._readable(backend.array_module(output).stack(inputs)) if self.rank == root else None
         buffer = self._writable(output)
         return self._run("Scatter", (stacked, buffer, root), self._finisher(output, buffer), async_op)
 
     def barrier(self, async_op: bool):
         return self._run("Barrier", (), None, async_op)
+
+
+class _Then(Work):
+    """``work``, then ``finish()`` once it is done (a reduction's rounding back from float32)."""
+
+    def __init__(self, work, finish):
+        self._work, self._finish, self._finished = work, finish, False
+
+    def wait(self) -> bool:
+        self._work.wait()
+        self._run_finish()
+        return True
+
+    def is_completed(self) -> bool:
+        if self._work.is_completed():
+            self._run_finish()
+            return True
+        return False
+
+    def poll(self) -> bool:
+        return self._work.poll()
+
+    def _run_finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._finish()
 
 
 def _is_chunk_of(array, output, rank: int) -> bool:

@@ -1,18 +1,21 @@
 """Collectives over NCCL (CuPy's ``cupy.cuda.nccl``) on CuPy arrays.
 
 The communicator is made after the rank's GPU is bound: rank 0 draws the unique id and MPI
-broadcasts it. Every collective runs on the communicator's own stream, which first waits (an event)
-for the work already queued on the caller's stream; the returned ``NCCLWork`` records an event after
-the collective, and its ``wait()`` makes the caller's stream wait for that event, so the host is never
+broadcasts it (in a world formed through a rendezvous, the ``TCPStore`` carries it, as in PyTorch).
+Every collective runs on the communicator's own stream, which first waits (an event) for the work
+already queued on the caller's stream; the returned ``NCCLWork`` records an event after the
+collective, and its ``wait()`` makes the caller's stream wait for that event, so the host is never
 blocked (as in PyTorch). Point-to-point patterns (gather, scatter) are fused in ``groupStart/groupEnd``.
 """
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 
 from distgrad import backend
+from distgrad.dtypes import bfloat16
 from distgrad.distributed.reduce_op import ReduceOp
 from distgrad.distributed.work import Work
 
@@ -47,33 +50,40 @@ class NCCLWork(Work):
         return True
 
     def is_completed(self) -> bool:
+        if backend.capturing():  # a recorded event cannot be queried: it has not happened
+            return False
         if self._done.done:
             self.wait()
             return True
         return False
 
     def poll(self) -> bool:
-        return self._done.done
+        return not backend.capturing() and self._done.done
 
 
 class NCCLCommunicator:
     """An NCCL communicator over the ranks of ``mpi_comm``, on the GPU current at creation."""
 
-    def __init__(self, mpi_comm):
+    def __init__(self, mpi_comm, store=None, store_key: str = "distgrad/nccl"):
         cp, nccl = backend.cupy_module(), nccl_module()
         if not nccl.available:
             raise RuntimeError("backend 'nccl' needs CuPy built with NCCL (cupy.cuda.nccl.available is False)")
         self._cp, self._nccl = cp, nccl
         self.rank, self.size = mpi_comm.Get_rank(), mpi_comm.Get_size()
         self.device = backend.Device("cuda", backend.current_cuda_index())
-        unique_id = nccl.get_unique_id() if self.rank == 0 else None
-        unique_id = mpi_comm.bcast(unique_id, root=0)
+        unique_id = share_unique_id(self.rank, nccl.get_unique_id, mpi_comm, store, store_key)
         self.comm = nccl.NcclCommunicator(self.size, unique_id, self.rank)
         self.stream = cp.cuda.Stream(non_blocking=True)
         self._ops = {ReduceOp.SUM: nccl.NCCL_SUM, ReduceOp.AVG: nccl.NCCL_AVG, ReduceOp.PRODUCT: nccl.NCCL_PROD,
                      ReduceOp.MIN: nccl.NCCL_MIN, ReduceOp.MAX: nccl.NCCL_MAX}
         self._dtypes = {np.dtype(name): getattr(nccl, "NCCL_" + name.upper()) for name in
                         ("float16", "float32", "float64", "int8", "uint8", "int32", "uint32", "int64", "uint64")}
+        if hasattr(nccl, "NCCL_BFLOAT16"):  # NCCL 2.10+: bfloat16 on the wire, each reduction step added in float
+            self._dtypes[bfloat16] = nccl.NCCL_BFLOAT16
+
+    def knows_dtype(self, dtype) -> bool:
+        """Whether NCCL reduces ``dtype`` itself (bfloat16 from NCCL 2.10)."""
+        return np.dtype(dtype) in self._dtypes
 
     def _dtype(self, array):
         try:
@@ -187,6 +197,16 @@ class NCCLCommunicator:
 
     def destroy(self) -> None:
         self.comm.destroy()
+
+
+def share_unique_id(rank: int, draw, mpi_comm=None, store=None, key: str = "distgrad/nccl"):
+    """Rank 0's ``draw()`` (NCCL's unique id, a tuple of byte values) on every rank: through ``store``
+    under ``key`` when given, as PyTorch's NCCL backend does, else broadcast over ``mpi_comm``."""
+    if store is None:
+        return mpi_comm.bcast(draw() if rank == 0 else None, root=0)
+    if rank == 0:
+        store.set(key, json.dumps([int(b) for b in draw()]))
+    return tuple(json.loads(store.get(key)))
 
 
 def _copy_rows(gathered, outputs: list) -> None:

@@ -12,10 +12,12 @@ class ProcessGroup:
     tensors when the backend is ``nccl``. ``ranks`` are global ranks in group-rank order.
 
     distgrad differs from PyTorch here: an ``nccl`` group also takes CPU tensors (they go over MPI),
-    like PyTorch's combined ``cpu:gloo,cuda:nccl`` backend.
+    like PyTorch's combined ``cpu:gloo,cuda:nccl`` backend. ``store`` (the rendezvous ``TCPStore`` of a
+    world formed through one) carries NCCL's unique id, as in PyTorch; MPI does otherwise.
     """
 
-    def __init__(self, name: str, comm, ranks, backend_name: str, timeout_s: float, debug_detail: bool):
+    def __init__(self, name: str, comm, ranks, backend_name: str, timeout_s: float, debug_detail: bool,
+                 store=None):
         self.name = name
         self.ranks = tuple(ranks)
         self.backend = backend_name
@@ -26,7 +28,8 @@ class ProcessGroup:
         self.nccl = None
         if backend_name == "nccl":
             from distgrad.distributed.nccl_comm import NCCLCommunicator
-            self.nccl = NCCLCommunicator(comm)
+            self.nccl = NCCLCommunicator(comm, store, f"distgrad/nccl/{name}")
+        self.hierarchy = None  # the node and leader communicators, made by the first hierarchical all-reduce
         self.seq = 0
         self.check_collectives = debug.check_enabled() and self.size() > 1
 
@@ -61,6 +64,8 @@ class ProcessGroup:
     def destroy(self) -> None:
         """Frees the communicators (collective over the group's ranks)."""
         self.board.close()
+        if self.hierarchy is not None:
+            self.hierarchy.free()
         if self.debug_comm is not None:
             self.debug_comm.Free()
         if self.nccl is not None:

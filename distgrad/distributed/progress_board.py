@@ -25,7 +25,8 @@ from distgrad.distributed import mpi_env
 
 KINDS = ("none", "barrier", "all_reduce", "broadcast", "reduce", "all_gather", "reduce_scatter", "gather",
          "scatter", "broadcast_object_list", "all_gather_object", "destroy_process_group", "exit",
-         "all_gather_into_tensor", "reduce_scatter_tensor", "gather_object", "reduce_scatter_v")
+         "all_gather_into_tensor", "reduce_scatter_tensor", "gather_object", "reduce_scatter_v",
+         "hierarchical_all_reduce")
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 RING = 8  # collectives kept per rank: a peer may be a few ahead (a broadcast's root returns early)
 FIELDS = 13  # seq, hash, then the 11 fields of debug.fingerprint
@@ -38,7 +39,14 @@ class ProgressBoard:
         self.size = comm.Get_size()
         self.row = 1 + RING * FIELDS  # int64s per rank: [last seq, ring...]
         node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
-        self._shared = MPI.Win.Allocate_shared(self.row * 8, 8, comm=node)
+        try:
+            self._shared = MPI.Win.Allocate_shared(self.row * 8, 8, comm=node)
+        except MPI.Exception:
+            # Processes that joined through a rendezvous (MPI_Comm_connect) share a node but, in
+            # MPICH, no shared-memory window: each keeps its row alone, read remotely like other nodes'.
+            node.Free()
+            node = comm.Split(comm.Get_rank(), key=0)
+            self._shared = MPI.Win.Allocate_shared(self.row * 8, 8, comm=node)
         memory = self._shared.tomemory()
         self._bytes = memoryview(memory).cast("B")
         self._mine = self._bytes.cast("q")

@@ -24,8 +24,9 @@ from distgrad.autograd.engine import queue_callback
 from distgrad.autograd.node import increment_version
 from distgrad.distributed import collectives, object_collectives, world
 from distgrad.distributed.buckets import GradBucket, assign_buckets
-from distgrad.distributed.comm_hooks import allreduce_divided_hook, allreduce_hook
+from distgrad.distributed.comm_hooks import allreduce_divided_hook, default_hook
 from distgrad.distributed.reduce_op import ReduceOp
+from distgrad.profiler import recorder as timeline
 from distgrad.tensor import Tensor
 
 UNUSED_PARAMETERS_HELP = (
@@ -56,7 +57,7 @@ class Reducer:
         self.bucket_cap_bytes = bucket_cap_bytes
         self.find_unused_parameters = find_unused_parameters
         self.gradient_as_bucket_view = gradient_as_bucket_view
-        self.comm_hook_state, self.comm_hook = process_group, allreduce_hook
+        self.comm_hook_state, self.comm_hook = process_group, default_hook()
         self._comm_hook_registered = False
         self.divisor = None  # what the built-in reduction divides the sum by; None: the group's size
         self._shadowing = False  # True while a joined rank runs shadow_backward
@@ -205,6 +206,8 @@ class Reducer:
         buckets = self.buckets
         while self._next_launch < len(buckets) and buckets[self._next_launch].pending == 0:
             bucket = buckets[self._next_launch]
+            if timeline.ACTIVE is not None:
+                bucket.launched_us = timeline.ACTIVE.now_us()
             bucket.future = self._reduce(bucket)
             self._next_launch += 1
 
@@ -219,6 +222,7 @@ class Reducer:
         # unfinished bucket per hook lets transfers advance while backward computes.
         while self._first_unfinished < self._next_launch and \
                 self.buckets[self._first_unfinished].future.poll():
+            _timeline_reduced(self.buckets[self._first_unfinished])
             self._first_unfinished += 1
 
     # --- end of backward -------------------------------------------------------------------------
@@ -234,9 +238,14 @@ class Reducer:
         for i in missing:  # reachable from the outputs, yet no gradient came: zero, like unused ones
             self._mark_ready(i)
         globally_used = self._globally_used() if self.find_unused_parameters else None
+        waiting_since = timeline.ACTIVE.now_us() if timeline.ACTIVE is not None else None
         for bucket in self.buckets:
             self._receive(bucket, bucket.future.wait())
+            _timeline_reduced(bucket)
             bucket.future = None
+        if waiting_since is not None and timeline.ACTIVE is not None:
+            timeline.ACTIVE.complete("DDP: wait for the buckets", "comm_wait", waiting_since,
+                                     timeline.ACTIVE.now_us())
         self._write_back(globally_used)
         self._locally_used[:] = False
         if self._ready_order is not None:
@@ -272,3 +281,13 @@ class Reducer:
             else:
                 p.grad.array[...] = view
                 increment_version(p.grad)
+
+
+def _timeline_reduced(bucket: GradBucket) -> None:
+    """The bucket's reduction, from launch to when this rank saw it finished, on the timeline."""
+    launched, active = getattr(bucket, "launched_us", None), timeline.ACTIVE
+    if launched is not None and active is not None:
+        active.complete(f"all-reduce bucket {bucket.index()}", "all_reduce", launched, active.now_us(),
+                        track=f"DDP bucket {bucket.index()}",
+                        args={"bytes": bucket.nbytes(), "parameters": len(bucket.param_indices)})
+    bucket.launched_us = None

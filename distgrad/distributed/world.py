@@ -1,7 +1,9 @@
 """The default process group and its life: ``init_process_group`` ... ``destroy_process_group``.
 
-Rank and world size come from MPI, the local rank from ``MPI_Comm_split_type(SHARED)``. Started
-without a launcher, mpi4py makes a singleton world of size 1.
+Rank and world size come from MPI, the local rank from ``MPI_Comm_split_type(SHARED)``. Ranks that
+no MPI launcher started (``torchrun``, ``distgrad.multiprocessing.spawn``) meet through PyTorch's
+``env://`` or ``tcp://`` rendezvous and join one MPI world (``rendezvous.py``). Started without
+either, mpi4py makes a singleton world of size 1.
 """
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ import warnings
 
 from distgrad import envvars, threads
 from distgrad.backend import cuda_device_count, cupy_module
-from distgrad.distributed import debug, failure, mpi_env
+from distgrad.distributed import debug, failure, mpi_env, rendezvous
 from distgrad.distributed.nccl_comm import nccl_available
 from distgrad.distributed.process_group import ProcessGroup
+from distgrad.distributed.store import TCPStore
 from distgrad.distributed.watchdog import Watchdog
+from distgrad.profiler import session as timeline
 
 EXPECTED_WORLD_SIZE_ENV = envvars.EXPECTED_WORLD_SIZE  # set by distgrad-launch
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)  # PyTorch's default_pg_timeout
@@ -37,6 +41,8 @@ class _World:
         self.debug_detail = False
         self.local_rank = 0
         self.local_world_size = 1
+        self.store = None  # the rendezvous TCPStore, when the world was formed through one
+        self.owns_store = False  # made by init_process_group (not the user's or torchrun's): closed with the world
 
 
 _world = _World()
@@ -52,9 +58,15 @@ def _seconds(timeout) -> float:
 
 
 def _backend_name(name) -> str:
-    name = "auto" if name is None else str(name).lower()
+    """``'auto'``, ``'mpi'`` or ``'nccl'``; PyTorch's ``'gloo'`` (and ``'cpu:gloo,cuda:nccl'``) run on MPI
+    (and NCCL), which is said once."""
+    name = "auto" if name is None else str(name).lower().replace(" ", "")
+    if name in ("gloo", "cpu:gloo,cuda:nccl", "cuda:nccl,cpu:gloo"):
+        warnings.warn("distgrad has no Gloo: backend 'gloo' runs on distgrad's MPI backend, which takes the same "
+                      "CPU tensors (get_backend() says 'mpi')", stacklevel=3)
+        return "mpi" if name == "gloo" else "nccl"
     if name not in ("auto", "mpi", "nccl"):
-        raise ValueError(f"Invalid backend: '{name}'; distgrad supports 'auto', 'mpi' and 'nccl'")
+        raise ValueError(f"Invalid backend: '{name}'; distgrad supports 'auto', 'mpi', 'nccl' and 'gloo' (on MPI)")
     return name
 
 
@@ -73,28 +85,25 @@ def _resolve_backend(name: str, local_world_size: int) -> str:
     return name
 
 
-def init_process_group(backend=None, timeout=None, world_size: int = -1, rank: int = -1) -> None:
-    """Joins the job's ranks: ``backend`` is ``'auto'`` (NCCL when CuPy sees a GPU for every rank
-    of the node, else MPI), ``'mpi'`` or ``'nccl'``; ``timeout`` (a ``timedelta`` or seconds) bounds
-    every collective.
+def init_process_group(backend=None, init_method=None, timeout=None, world_size: int = -1, rank: int = -1,
+                       store=None, group_name: str = "") -> None:
+    """Joins the job's ranks (PyTorch's signature): ``backend`` is ``'auto'`` (NCCL when CuPy sees a GPU
+    for every rank of the node, else MPI), ``'mpi'``, ``'nccl'`` or ``'gloo'`` (MPI, said once);
+    ``timeout`` (a ``timedelta`` or seconds) bounds every collective.
 
-    ``world_size`` and ``rank`` are checked against MPI's when given. Each rank binds GPU
-    ``local_rank % device_count`` when CuPy sees GPUs.
+    Where the ranks come from: an MPI launcher (``mpiexec``, ``srun``, ``distgrad-launch``) gives the
+    world, and ``world_size``/``rank`` are only checked against it. Otherwise ``init_method="env://"``
+    (also the default when ``MASTER_ADDR`` and a world size are set) or ``"tcp://host:port"``, or a
+    ``store`` with ``rank`` and ``world_size``, is a PyTorch rendezvous: the ranks meet at rank 0's
+    ``TCPStore`` and join one MPI world. Without either, the process is a world of one. Each rank binds
+    GPU ``local_rank % device_count`` when CuPy sees GPUs. ``group_name`` is accepted and unused.
     """
     if _world.default is not None:
         raise ValueError("trying to initialize the default process group twice!")
     name, timeout_s, _world.debug_detail = _backend_name(backend), _seconds(timeout), debug.detail_enabled()
+    comm = _world_communicator(init_method, store, world_size, rank, timeout_s)
     MPI = mpi_env.mpi()
-    comm = MPI.COMM_WORLD
     my_rank, size = comm.Get_rank(), comm.Get_size()
-    expected = os.environ.get(EXPECTED_WORLD_SIZE_ENV)
-    if expected and int(expected) != size:
-        raise RuntimeError(f"the launcher started {expected} ranks but this process is in an MPI world of size "
-                           f"{size}: the launch mode does not match the MPI library (srun needs --mpi=pmi2 "
-                           "for MPICH, --mpi=pmix for Open MPI; mpiexec must belong to the MPI under mpi4py)")
-    if world_size not in (-1, size) or rank not in (-1, my_rank):
-        raise ValueError(f"init_process_group(world_size={world_size}, rank={rank}) disagrees with MPI: "
-                         f"world size {size}, rank {my_rank}")
     local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=my_rank)
     _world.local_rank, _world.local_world_size = local.Get_rank(), local.Get_size()
     threads.choose_for_ranks(local)  # ranks sharing cores share them, under any launcher
@@ -106,12 +115,42 @@ def init_process_group(backend=None, timeout=None, world_size: int = -1, rank: i
     if not threads_ok:
         warnings.warn("MPI was initialised without MPI_THREAD_MULTIPLE: collective timeouts are not enforced")
     _world.watchdog = Watchdog(my_rank, enabled=threads_ok)
-    _world.default = _make_group("WORLD", comm.Dup(), range(size), name, timeout_s)
+    _world.default = _make_group("WORLD", comm.Dup(), range(size), name, timeout_s, _world.store)
+    if comm is not MPI.COMM_WORLD:
+        failure.set_world_communicator(_world.default.mpi.comm)
     failure.install_excepthook(my_rank, size)
+    timeline.start_from_environment(my_rank)  # DISTGRAD_TIMELINE=folder
 
 
-def _make_group(name, comm, ranks, backend_name, timeout_s) -> ProcessGroup:
-    group = ProcessGroup(name, comm, ranks, backend_name, timeout_s, _world.debug_detail)
+def _world_communicator(init_method, store, world_size: int, rank: int, timeout_s: float):
+    """The communicator of the whole world: the MPI launcher's, or one joined through a rendezvous."""
+    if store is not None:
+        if rank < 0 or world_size < 1:
+            raise ValueError("init_process_group(store=...) needs rank and world_size")
+        _world.store = store
+        return rendezvous.join_mpi_world(store, rank, world_size, timeout_s)
+    # PyTorch's default is env://; a stray MASTER_ADDR without a world size leaves a world of one
+    wants_rendezvous = init_method is not None or (envvars.MASTER_ADDR in os.environ and (
+        envvars.WORLD_SIZE in os.environ or world_size >= 1))
+    if wants_rendezvous and not launched_by_mpi():
+        _world.store, rank, world_size = rendezvous.rendezvous(init_method or "env://", rank, world_size, timeout_s)
+        _world.owns_store = isinstance(_world.store, TCPStore)
+        return rendezvous.join_mpi_world(_world.store, rank, world_size, timeout_s)
+    comm = mpi_env.mpi().COMM_WORLD
+    my_rank, size = comm.Get_rank(), comm.Get_size()
+    expected = os.environ.get(EXPECTED_WORLD_SIZE_ENV)
+    if expected and int(expected) != size:
+        raise RuntimeError(f"the launcher started {expected} ranks but this process is in an MPI world of size "
+                           f"{size}: the launch mode does not match the MPI library (srun needs --mpi=pmi2 "
+                           "for MPICH, --mpi=pmix for Open MPI; mpiexec must belong to the MPI under mpi4py)")
+    if world_size not in (-1, size) or rank not in (-1, my_rank):
+        raise ValueError(f"init_process_group(world_size={world_size}, rank={rank}) disagrees with MPI: "
+                         f"world size {size}, rank {my_rank}")
+    return comm
+
+
+def _make_group(name, comm, ranks, backend_name, timeout_s, store=None) -> ProcessGroup:
+    group = ProcessGroup(name, comm, ranks, backend_name, timeout_s, _world.debug_detail, store)
     _world.watchdog.add_group(group)
     if group.nccl is not None:
         failure.add_abort_callback(group.nccl.abort)
@@ -125,6 +164,25 @@ def launched_by_mpi() -> bool:
     """True when an MPI launcher (mpiexec, srun with a PMI mode, distgrad-launch) started this
     process, judged from its environment alone: MPI is not started by asking."""
     return any(name in os.environ for name in LAUNCHER_RANK_VARIABLES)
+
+
+def launched() -> bool:
+    """True when a launcher started this process as one rank of several: an MPI launcher, or a
+    PyTorch-style one (torchrun, ``spawn``) that sets ``RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR``."""
+    return launched_by_mpi() or all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
+
+
+def init_from_launcher(backend: str | None = None, device: str = "cpu") -> tuple:
+    """Joins the world when a launcher started this process (``launched()``), else stays a world
+    of one. Returns ``(rank, world_size, device)``, the device being this rank's GPU
+    (``cuda:<local rank modulo the GPUs>``) when ``device`` is ``"cuda"``: the start of a script
+    that runs unchanged alone, under ``mpiexec``/``srun``/``distgrad-launch`` or under ``torchrun``."""
+    if not launched():
+        return 0, 1, device
+    init_process_group(backend)
+    if device == "cuda":
+        device = f"cuda:{get_local_rank() % cuda_device_count()}"
+    return get_rank(), get_world_size(), device
 
 
 def is_initialized() -> bool:
@@ -214,6 +272,10 @@ def forget_group(group) -> None:
     if group is None:
         _world.watchdog.stop()
         failure.uninstall_excepthook()
+        failure.set_world_communicator(None)
+        if _world.owns_store:
+            _world.store.close()
+        timeline.stop_from_environment()
         _world.__init__()
     else:
         _world.groups.remove(group)

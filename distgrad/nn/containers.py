@@ -79,6 +79,16 @@ class Sequential(Module):
         return input
 
 
+def _parameter_lines(named) -> str:
+    """One line ``(name): Parameter containing: [distgrad.float32 of size 3x4]`` per ``(name, parameter)``."""
+    lines = []
+    for name, param in named:
+        size = "x".join(str(s) for s in param.shape)
+        device = f" ({param.device})" if param.device.type == "cuda" else ""
+        lines.append(f"  ({name}): Parameter containing: [distgrad.{param.dtype.name} of size {size}{device}]")
+    return "\n".join(lines)
+
+
 class _ListContainer(Module):
     """What ``ModuleList`` and ``ParameterList`` share: members registered under ``"0"``, ``"1"``, ...
     in the dict that ``_members`` names (``"_modules"`` or ``"_parameters"``); ``extend`` adds them."""
@@ -157,53 +167,66 @@ class ModuleList(_ListContainer):
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
 
 
-class ModuleDict(Module):
+class _DictContainer(Module):
+    """What ``ModuleDict`` and ``ParameterDict`` share: members by key, in insertion order, in the dict that
+    ``_members`` names (``"_modules"`` or ``"_parameters"``); ``__setitem__`` registers one."""
+
+    _members: str
+
+    def __init__(self, values: Mapping | Iterable | None = None):
+        super().__init__()
+        if values is not None:
+            self.update(values)
+
+    def _items(self) -> dict:
+        return self.__dict__[self._members]
+
+    def __getitem__(self, key: str):
+        return self._items()[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._items()[key]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items()
+
+    def clear(self) -> None:
+        self._items().clear()
+
+    def pop(self, key: str):
+        return self._items().pop(key)
+
+    def keys(self):
+        return self._items().keys()
+
+    def items(self):
+        return self._items().items()
+
+    def values(self):
+        return self._items().values()
+
+    def update(self, values: Mapping | Iterable) -> None:
+        pairs = values.items() if isinstance(values, Mapping) else values
+        for key, value in pairs:
+            self[key] = value
+
+
+class ModuleDict(_DictContainer):
     """An ordered dict of modules, registered under their keys."""
 
-    def __init__(self, modules: Mapping[str, Module] | Iterable | None = None):
-        super().__init__()
-        if modules is not None:
-            self.update(modules)
+    _members = "_modules"
 
-    def __getitem__(self, key: str) -> Module:
-        return self._modules[key]
+    def __init__(self, modules: Mapping[str, Module] | Iterable | None = None):
+        super().__init__(modules)
 
     def __setitem__(self, key: str, module: Module) -> None:
         self.add_module(key, module)
-
-    def __delitem__(self, key: str) -> None:
-        del self._modules[key]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._modules
-
-    def clear(self) -> None:
-        self._modules.clear()
-
-    def pop(self, key: str) -> Module:
-        module = self[key]
-        del self[key]
-        return module
-
-    def keys(self):
-        return self._modules.keys()
-
-    def items(self):
-        return self._modules.items()
-
-    def values(self):
-        return self._modules.values()
-
-    def update(self, modules: Mapping[str, Module] | Iterable) -> None:
-        pairs = modules.items() if isinstance(modules, Mapping) else modules
-        for key, module in pairs:
-            self[key] = module
 
 
 class ParameterList(_ListContainer):
@@ -228,67 +251,22 @@ class ParameterList(_ListContainer):
         return self
 
     def extra_repr(self) -> str:
-        lines = []
-        for idx, param in enumerate(self):
-            size = "x".join(str(s) for s in param.shape)
-            device = f" ({param.device})" if param.device.type == "cuda" else ""
-            lines.append(f"  ({idx}): Parameter containing: [distgrad.{param.dtype.name} of size {size}{device}]")
-        return "\n".join(lines)
+        return _parameter_lines(enumerate(self))
 
 
-class ParameterDict(Module):
+class ParameterDict(_DictContainer):
     """Parameters by name, registered on the module in insertion order (a Tensor is wrapped as a Parameter)."""
 
-    def __init__(self, parameters: Mapping[str, Tensor] | Iterable | None = None):
-        super().__init__()
-        if parameters is not None:
-            self.update(parameters)
+    _members = "_parameters"
 
-    def __getitem__(self, key: str) -> Tensor:
-        return self._parameters[key]
+    def __init__(self, parameters: Mapping[str, Tensor] | Iterable | None = None):
+        super().__init__(parameters)
 
     def __setitem__(self, key: str, param: Tensor) -> None:
         self.register_parameter(key, param if isinstance(param, Parameter) else Parameter(param))
 
-    def __delitem__(self, key: str) -> None:
-        del self._parameters[key]
-
-    def __len__(self) -> int:
-        return len(self._parameters)
-
-    def __iter__(self):
-        return iter(self._parameters)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._parameters
-
-    def keys(self):
-        return self._parameters.keys()
-
-    def items(self):
-        return self._parameters.items()
-
-    def values(self):
-        return self._parameters.values()
-
     def get(self, key: str, default=None):
         return self._parameters.get(key, default)
 
-    def pop(self, key: str) -> Tensor:
-        return self._parameters.pop(key)
-
-    def clear(self) -> None:
-        self._parameters.clear()
-
-    def update(self, parameters: Mapping[str, Tensor] | Iterable) -> None:
-        pairs = parameters.items() if isinstance(parameters, Mapping) else parameters
-        for key, param in pairs:
-            self[key] = param
-
     def extra_repr(self) -> str:
-        lines = []
-        for key, param in self._parameters.items():
-            size = "x".join(str(s) for s in param.shape)
-            device = f" ({param.device})" if param.device.type == "cuda" else ""
-            lines.append(f"  ({key}): Parameter containing: [distgrad.{param.dtype.name} of size {size}{device}]")
-        return "\n".join(lines)
+        return _parameter_lines(self._parameters.items())

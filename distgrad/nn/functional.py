@@ -67,6 +67,7 @@ from distgrad.ops import (  # noqa: F401
 )
 from distgrad.nn.multi_head_attention import multi_head_attention_forward  # noqa: F401
 from distgrad.ops.adaptive_pooling import adaptive_max_pool1d, adaptive_max_pool2d  # noqa: F401
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: F401
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.ops.pooling import adaptive_avg_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: F401
@@ -155,6 +156,7 @@ def threshold(input: Tensor, threshold: float, value: float, inplace: bool = Fal
     return _maybe_in_place(input, inplace, "threshold_", lambda t: ops.threshold(t, threshold, value))
 
 
+@autocast_op()
 def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``y_k = x1 @ weight[k] @ x2 + bias_k`` for ``weight`` (out, in1, in2), over any leading dims."""
     if weight.ndim != 3 or input1.shape[-1] != weight.shape[1] or input2.shape[-1] != weight.shape[2]:

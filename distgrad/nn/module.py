@@ -18,6 +18,22 @@ from distgrad.ops.conversion import parse_to
 from distgrad.tensor import Tensor
 
 
+# Hooks of every module (PyTorch's register_module_forward_pre_hook / _forward_hook): the timeline's.
+_global_forward_pre_hooks: OrderedDict = OrderedDict()
+_global_forward_hooks: OrderedDict = OrderedDict()
+
+
+def register_module_forward_pre_hook(hook):
+    """``hook(module, args)`` runs before every module's forward (a global hook, as in PyTorch); it may
+    return new args. Returns a handle whose ``remove()`` takes it away."""
+    return add_hook(_global_forward_pre_hooks, hook)
+
+
+def register_module_forward_hook(hook):
+    """``hook(module, args, output)`` runs after every module's forward; it may return a new output."""
+    return add_hook(_global_forward_hooks, hook)
+
+
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     """What ``load_state_dict`` returns: the keys it could not match."""
 
@@ -72,12 +88,15 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        for hook in tuple(self._forward_pre_hooks.values()):
+        pre_hooks, hooks = self._forward_pre_hooks, self._forward_hooks
+        if _global_forward_pre_hooks or _global_forward_hooks:  # global hooks first, as in PyTorch
+            pre_hooks, hooks = {**_global_forward_pre_hooks, **pre_hooks}, {**_global_forward_hooks, **hooks}
+        for hook in tuple(pre_hooks.values()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
         output = self.forward(*args, **kwargs)
-        for hook in tuple(self._forward_hooks.values()):
+        for hook in tuple(hooks.values()):
             result = hook(self, args, output)
             if result is not None:
                 output = result

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from distgrad import ops
+from distgrad.dtypes import FLOATING
 from distgrad.ops.attention import attention
 from distgrad.tensor import Tensor
 
@@ -66,7 +67,7 @@ def _in_projections(query: Tensor, key: Tensor, value: Tensor, w: AttentionWeigh
 
 # --- masks ----------------------------------------------------------------------------------------
 def _check_mask_dtype(mask: Tensor | None, name: str) -> None:
-    if mask is not None and mask.dtype != np.bool_ and mask.dtype.kind != "f":
+    if mask is not None and mask.dtype != np.bool_ and mask.dtype not in FLOATING:
         raise AssertionError(f"only bool and floating types of {name} are supported")
 
 
@@ -84,12 +85,13 @@ def _merged_mask(attn_mask: Tensor | None, key_padding_mask: Tensor | None, dtyp
     masks = [m for m in (attn_mask, key_padding_mask) if m is not None]
     if not masks:
         return None
+    # Tensor ops rather than array ones, so that dg.onnx.export records masks that are model inputs
     if all(m.dtype == np.bool_ for m in masks):
-        allowed = ~masks[0].array
+        allowed = ~masks[0]
         for m in masks[1:]:
-            allowed = allowed & ~m.array
-        return Tensor(allowed)
-    additive = [m if m.dtype != np.bool_ else Tensor(m._xp.where(m.array, -np.inf, 0.0).astype(dtype)) for m in masks]
+            allowed = allowed & ~m
+        return allowed
+    additive = [m if m.dtype != np.bool_ else ops.where(m, -np.inf, 0.0).to(dtype) for m in masks]
     return additive[0] if len(additive) == 1 else additive[0] + additive[1]
 
 

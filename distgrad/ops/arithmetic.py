@@ -11,6 +11,7 @@ import math
 
 from distgrad.autograd.function import Function
 from distgrad.dtypes import bool_
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import to
 from distgrad.ops.rounding import rounded_div
@@ -282,6 +283,7 @@ def neg(a):
     return Neg.apply(a)
 
 
+@autocast_op()
 def pow(a, b):
     if isinstance(b, Tensor):
         if isinstance(a, Tensor):
@@ -290,11 +292,17 @@ def pow(a, b):
     return PowScalar.apply(a, as_number(b))
 
 
+@autocast_op("__rtruediv__")
+def _rtruediv(a, b):
+    """``number / tensor`` (PyTorch's CUDA autocast computes it in float32, as ``reciprocal() * number``)."""
+    return div(b, a)
+
+
 bind_methods(
     add=add, sub=sub, mul=mul, div=div, neg=neg, pow=pow, subtract=sub, multiply=mul, divide=div,
     true_divide=div, negative=neg,
     __add__=add, __radd__=lambda a, b: add(a, b), __sub__=sub, __rsub__=lambda a, b: sub(b, a),
-    __mul__=mul, __rmul__=lambda a, b: mul(a, b), __truediv__=div, __rtruediv__=lambda a, b: div(b, a),
+    __mul__=mul, __rmul__=lambda a, b: mul(a, b), __truediv__=div, __rtruediv__=_rtruediv,
     __neg__=neg, __pow__=pow, __rpow__=lambda a, b: pow(b, a), __pos__=lambda a: a,
 )
 

@@ -22,7 +22,11 @@ P from query and key with differentiable ops, so second derivatives work. Groupe
 group of query heads before the op, so its gradient is summed back over the group.
 
 Rows whose every key is masked give zeros (output and gradients), as PyTorch's kernels do.
-The GPU path is the same array code on CuPy; a fused kernel is future work (issue 11).
+
+On the GPU, with no mask but ``is_causal``, no dropout and no weights returned, the op runs
+``distgrad.kernels.flash_attention`` instead: P is never stored, only each query's log-sum-exp, and the
+first-order backward recomputes P tile by tile. Otherwise the array code below runs on CuPy, its scale,
+causal mask and softmax fused into one kernel per block (``kernels.rows.softmax``) where there is no other mask.
 """
 from __future__ import annotations
 
@@ -33,6 +37,10 @@ import numpy as np
 from distgrad import parallel
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.dtypes import FLOATING
+from distgrad.ops.autocasting import autocast_op
+from distgrad.kernels import flash_attention
+from distgrad.kernels import rows as row_kernels
 from distgrad.ops.activation import softmax
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.dropout import draw_keep
@@ -118,6 +126,7 @@ class _Operands:
         self.batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
         self.q, self.k, self.v = (_Stack(xp, t.array, self.batch) for t in (q, k, v))
         self.length, self.source = q.shape[-2], k.shape[-2]
+        self.causal = causal
         self.disallowed = self.additive = None  # (1 | n, L, S)
         if causal:
             self.disallowed = ~_causal_allowed(xp, self.length, self.source)[None]
@@ -146,18 +155,22 @@ def _forward_arrays(ops: _Operands, scale: float, keep, factor: float):
     probs = xp.empty((n, ops.length, ops.source), q.dtype)
     out = xp.empty((n, ops.length, v.shape[-1]), q.dtype)
     dropped = None if keep is None else xp.empty_like(probs)
+    fused = ops.additive is None and (ops.disallowed is None or ops.causal) and row_kernels.softmax_applies(probs, -1)
     blocks = ops.blocks()
 
     def block_forward(i):  # writes rows b of probs, dropped and out only: blocks run concurrently
         b = blocks[i]
         scores = probs[b]
         xp.matmul(q[b], xp.swapaxes(k[b], -1, -2), out=scores)
-        scores *= scores.dtype.type(scale)
-        if ops.disallowed is not None:
-            xp.copyto(scores, -np.inf, where=_rows_of(ops.disallowed, b))
-        elif ops.additive is not None:
-            scores += _rows_of(ops.additive, b)
-        _softmax_rows_in_place(xp, scores)
+        if fused:  # scale, causal mask and softmax in one kernel
+            row_kernels.softmax(scores, scale=scale, causal_length=ops.length if ops.causal else 0, out=scores)
+        else:
+            scores *= scores.dtype.type(scale)
+            if ops.disallowed is not None:
+                xp.copyto(scores, -np.inf, where=_rows_of(ops.disallowed, b))
+            elif ops.additive is not None:
+                scores += _rows_of(ops.additive, b)
+            _softmax_rows_in_place(xp, scores)
         if keep is not None:
             xp.multiply(scores, keep[b], out=dropped[b])
             dropped[b] *= dropped.dtype.type(factor)
@@ -213,6 +226,13 @@ class ScaledDotProductAttention(Function):
 
     @staticmethod
     def forward(ctx, q, k, v, mask, causal, scale, dropout_p, need_weights):
+        ctx.flash = None
+        ctx.keep, ctx.causal, ctx.scale, ctx.factor = None, causal, scale, 1.0
+        if flash_attention.applies(q.array, k.array, v.array, mask, dropout_p, need_weights):
+            out, lse = flash_attention.forward(q.array, k.array, v.array, scale, causal)
+            ctx.flash = (out, lse)  # arrays: the output for backward's row sums, and each query's log-sum-exp
+            ctx.save_for_backward(q, k, v, mask, None)
+            return out
         ops = _Operands(q, k, v, mask, causal)
         keep = None
         if dropout_p > 0:
@@ -231,7 +251,11 @@ class ScaledDotProductAttention(Function):
     def backward(ctx, grad_out, grad_weights=None):
         q, k, v, mask, probs = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        if is_grad_enabled():  # create_graph: P as a function of q, k and the mask, to differentiate again
+        if ctx.flash is not None and not is_grad_enabled() and grad_out.dtype == q.dtype:
+            grads = flash_attention.backward(grad_out.array, q.array, k.array, v.array, *ctx.flash, ctx.scale,
+                                             ctx.causal)
+            return tuple(Tensor(g) if need else None for g, need in zip(grads, needs)) + (None,) * 5
+        if is_grad_enabled() or probs is None:  # create_graph: P as a function of q, k and the mask, to differentiate again
             return _backward_tensors(ctx, grad_out, grad_weights, q, k, v, mask,
                                      _probabilities(q, k, mask, ctx.causal, ctx.scale))
         ops = _Operands(q, k, v, None, False)
@@ -291,7 +315,7 @@ def _check(query: Tensor, key: Tensor, value: Tensor, attn_mask, dropout_p: floa
         raise RuntimeError(f"Expected query, key, and value to have the same dtype, but got query.dtype: "
                            f"{query.dtype.name} key.dtype: {key.dtype.name} and value.dtype: {value.dtype.name} "
                            f"instead.")
-    if query.dtype.kind != "f":
+    if query.dtype not in FLOATING:
         raise RuntimeError(f"scaled_dot_product_attention: expected floating point query, key and value, got "
                            f"{query.dtype.name}")
     if query.shape[-1] != key.shape[-1]:
@@ -366,6 +390,7 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | Non
                                            need_weights)
 
 
+@autocast_op()
 def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                                  dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                                  enable_gqa: bool = False) -> Tensor:

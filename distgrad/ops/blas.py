@@ -9,6 +9,7 @@ zeros. ``addbmm`` sums the batch of products as one matrix product, ``(n, b*m) @
 from __future__ import annotations
 
 from distgrad.autograd.function import Function
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.inplace import needs_recording, record_inplace, update_in_place
 from distgrad.ops.linalg import bmm, matmul, mm
@@ -48,6 +49,7 @@ def _add_scaled(op: str, input: Tensor, product: Tensor, beta, alpha) -> Tensor:
     return AddScaled.apply(input, product, beta, alpha)
 
 
+@autocast_op()
 def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * (mat1 @ mat2)`` for matrices; ``input`` broadcasts to (n, p)."""
     for name, m in (("mat1", mat1), ("mat2", mat2)):
@@ -56,6 +58,7 @@ def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tens
     return _add_scaled("addmm", input, mm(mat1, mat2), beta, alpha)
 
 
+@autocast_op()
 def mv(input: Tensor, vec: Tensor) -> Tensor:
     """The product of a matrix (n, m) and a vector (m,): a vector (n,)."""
     if input.ndim != 2 or vec.ndim != 1:
@@ -66,6 +69,7 @@ def mv(input: Tensor, vec: Tensor) -> Tensor:
     return matmul(input, vec)
 
 
+@autocast_op()
 def addmv(input: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * (mat @ vec)``; ``input`` broadcasts to (n,)."""
     if mat.ndim != 2 or vec.ndim != 1 or input.ndim > 1:
@@ -85,12 +89,14 @@ def _check_batches(op: str, batch1: Tensor, batch2: Tensor) -> None:
                            f"{batch2.shape[0]}")
 
 
+@autocast_op()
 def baddbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * (batch1 @ batch2)`` for (b, n, m) and (b, m, p); ``input`` broadcasts to (b, n, p)."""
     _check_batches("baddbmm", batch1, batch2)
     return _add_scaled("baddbmm", input, bmm(batch1, batch2), beta, alpha)
 
 
+@autocast_op()
 def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
     """``beta * input + alpha * sum_b batch1[b] @ batch2[b]``; ``input`` broadcasts to (n, p)."""
     _check_batches("addbmm", batch1, batch2)

@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from distgrad.autograd.tracing import state as _tracing
 from distgrad.dtypes import torch_name
 from distgrad.promotion import promoted
 from distgrad.tensor import Tensor, bind_methods
@@ -24,6 +25,8 @@ __all__ = [
 
 def _bool_op(name: str, ufunc_name: str):
     def compare(input, other):
+        if _tracing.hook is not None:  # dg.onnx.export records the ops that have no Function too
+            return _tracing.hook(compare, (input, other), {})
         return Tensor(getattr(input._xp, ufunc_name)(*promoted(input, other)))
     compare.__name__ = name
     compare.__doc__ = f"Elementwise ``{ufunc_name}`` as a bool tensor (broadcasts; ``other`` may be a number)."
@@ -51,6 +54,8 @@ logical_xor = _bool_op("logical_xor", "logical_xor")
 
 
 def logical_not(input):
+    if _tracing.hook is not None:
+        return _tracing.hook(logical_not, (input,), {})
     return Tensor(input._xp.logical_not(input.array))
 
 
@@ -63,6 +68,8 @@ def _require_integral(op: str, *values) -> None:
 
 def _bitwise(name: str):
     def bitwise(input, other):
+        if _tracing.hook is not None:
+            return _tracing.hook(bitwise, (input, other), {})
         _require_integral(name, input, other)
         return Tensor(getattr(input._xp, name)(*promoted(input, other)))
     bitwise.__name__ = name
@@ -76,6 +83,8 @@ bitwise_xor = _bitwise("bitwise_xor")
 
 
 def bitwise_not(input):
+    if _tracing.hook is not None:
+        return _tracing.hook(bitwise_not, (input,), {})
     _require_integral("bitwise_not", input)
     return Tensor(input._xp.invert(input.array))
 

@@ -1,5 +1,6 @@
 """2-D convolution and transposed convolution, by im2col and GEMMs (and the 1-D forms, as 2-D ones over a
-single row).
+single row); on the GPU by cuDNN where it applies (``distgrad/kernels/cudnn_conv.py``), im2col + cuBLAS
+staying the fallback.
 
 Three Functions share the work, each written with the other two in its backward, so convolutions
 can be differentiated any number of times (``gradgradcheck`` passes):
@@ -22,6 +23,8 @@ from typing import NamedTuple
 
 from distgrad.autograd.function import Function
 from distgrad.backend import array_module, matmul
+from distgrad.ops.autocasting import autocast_op
+from distgrad.kernels import cudnn_conv
 from distgrad.tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -110,6 +113,10 @@ def conv_forward(x, w, b, geo: ConvGeometry, out_hw: tuple):
     ``out_hw`` is the output's (Ho, Wo): ``geo.output_size`` of the input, or less when a gradient
     must match a transposed convolution's input.
     """
+    if cudnn_conv.applies(x, w, geo.groups):  # the GPU: cuDNN, unless it has no plan for this problem
+        y = cudnn_conv.forward(x, w, b, geo, out_hw)
+        if y is not None:
+            return y, None
     xp = array_module(x)
     n = x.shape[0]
     o = w.shape[0]
@@ -128,6 +135,10 @@ def conv_input_grad(gy, w, x_shape: tuple, geo: ConvGeometry):
     all written into one buffer: a slab is summed into the input while it is still in cache, and no
     batch-sized array of columns is page-faulted in (on W2's sizes, fresh pages cost about as much as the sums).
     """
+    if cudnn_conv.applies(gy, w, geo.groups):
+        gx = cudnn_conv.input_grad(gy, w, x_shape, geo)
+        if gx is not None:
+            return gx
     xp = array_module(gy)
     g = geo.groups
     n, c, h, width = x_shape
@@ -150,6 +161,10 @@ def conv_input_grad(gy, w, x_shape: tuple, geo: ConvGeometry):
 
 def conv_weight_grad(x, gy, w_shape: tuple, geo: ConvGeometry, cols=None):
     """The gradient of ``conv_forward`` w.r.t. its weight; ``cols`` are ``im2col(x)`` when already at hand."""
+    if cudnn_conv.applies(gy, x, geo.groups):
+        gw = cudnn_conv.weight_grad(x, gy, w_shape, geo)
+        if gw is not None:
+            return gw
     xp = array_module(gy)
     g = geo.groups
     if cols is None:
@@ -169,7 +184,7 @@ class Conv2d(Function):
         ctx.geo = geo
         weight_needs_grad = getattr(ctx, "needs_input_grad", (False, False))[1]
         # the columns are kept for the weight gradient: recomputing them costs a copy as big as they are
-        ctx.save_for_backward(x, w, Tensor(cols) if weight_needs_grad else None)
+        ctx.save_for_backward(x, w, Tensor(cols) if weight_needs_grad and cols is not None else None)
         return y
 
     @staticmethod
@@ -301,6 +316,7 @@ def _batched(input: Tensor, fn) -> Tensor:
     return fn(input)
 
 
+@autocast_op()
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """The 2-D cross-correlation of ``input`` (N, C, H, W) or (C, H, W) with ``weight`` (O, C/groups, kH, kW).
@@ -326,6 +342,7 @@ def _kernel_span(geo: ConvGeometry) -> tuple:
     return tuple(d * (k - 1) + 1 for d, k in zip(geo.dilation, geo.kernel))
 
 
+@autocast_op()
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """The transposed 2-D convolution (the gradient of ``conv2d`` w.r.t. its input) of ``input`` with ``weight``.
@@ -379,6 +396,7 @@ def _check_1d(op: str, input: Tensor, weight: Tensor) -> None:
         raise RuntimeError(f"{op}: expected a 3-D weight, but got weight of size {list(weight.shape)}")
 
 
+@autocast_op()
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """The 1-D cross-correlation of ``input`` (N, C, L) or (C, L) with ``weight`` (O, C/groups, K)."""
@@ -388,6 +406,7 @@ def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return out.squeeze(-2)
 
 
+@autocast_op()
 def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """The transposed 1-D convolution of ``input`` (N, C, L) or (C, L) with ``weight`` (C, O/groups, K)."""

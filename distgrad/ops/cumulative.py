@@ -25,6 +25,7 @@ import numpy as np
 from distgrad.autograd.function import Function
 from distgrad.dtypes import LOW_PRECISION, is_floating_point
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.indexing import gather
 from distgrad.ops.inplace import needs_recording, record_inplace, update_in_place
@@ -85,6 +86,7 @@ def _exact_grad(grad: Tensor, x: Tensor, axis: int) -> Tensor:
     return movedim(g, -1, axis)
 
 
+@autocast_op()
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     """Running products along ``dim`` (bools and integers give int64); ``dtype`` casts the input first.
     The gradient is exact where the input has zeros."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from distgrad.autograd.function import Function
 from distgrad.dtypes import compute_dtype, is_floating_point
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.elementwise import sign
@@ -93,6 +94,7 @@ class CDist(Function):
         return per_pair.sum(-2), -per_pair.sum(-3), None, None
 
 
+@autocast_op()
 def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str = "use_mm_for_euclid_dist_if_necessary"):
     """The (B..., P, R) p-norm distances between the rows of ``x1`` (B..., P, M) and ``x2`` (B..., R, M)."""
     if compute_mode not in _MODES:
@@ -128,6 +130,7 @@ def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -
     return input / input.norm(p, dim, keepdim=True).clamp_min(eps)
 
 
+@autocast_op()
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     """The cosine of the angle between ``x1`` and ``x2`` along ``dim`` (they broadcast), in [-1, 1].
 

@@ -6,9 +6,11 @@ makes them repeatable.
 """
 from __future__ import annotations
 
-from distgrad import random
+from distgrad import backend, random
 from distgrad.autograd.function import Function
+from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.autograd.node import increment_version
+from distgrad.kernels import pointwise as pointwise_kernels
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace
 from distgrad.tensor import Tensor
 
@@ -58,6 +60,8 @@ def _masked(input: Tensor, p: float, training: bool, inplace: bool, mask_shape) 
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0 or input.numel() == 0:
         return input
+    if mask_shape is None and not inplace and pointwise_kernels.applies(input.array):
+        return DropoutAdd.apply(input, None, p)
     mask = Tensor(_scaled_mask(input, p, mask_shape))
     if not inplace:
         return Dropout.apply(input, mask)
@@ -97,3 +101,42 @@ def _dropout_in_place(input: Tensor, mask: Tensor) -> Tensor:
     input.array *= mask.array
     increment_version(input)
     return input
+
+
+# --- the GPU kernel path: dropout (+ residual add) with a mask recomputed from a counter ------------------
+class DropoutAdd(Function):
+    """``dropout(input, p) + residual`` (``residual`` may be None) in one GPU kernel. The mask is a hash of
+    (seed, offset + i) (``kernels.pointwise``): backward recomputes it instead of keeping it."""
+
+    @staticmethod
+    def forward(ctx, input, residual, p):
+        ctx.p, ctx.draw = p, _kernel_draw(input.numel())
+        return pointwise_kernels.dropout(input.array, None if residual is None else residual.array, p, *ctx.draw)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if is_grad_enabled():  # create_graph: the mask as a constant tensor, so the product differentiates
+            ones = grad._xp.ones(grad.shape, grad.dtype)
+            grad_input = grad * Tensor(pointwise_kernels.dropout(ones, None, ctx.p, *ctx.draw))
+        else:
+            grad_input = Tensor(pointwise_kernels.dropout_backward(grad.array, ctx.p, *ctx.draw))
+        return grad_input, grad if ctx.needs_input_grad[1] else None, None
+
+
+def _kernel_draw(count: int) -> tuple:
+    """(seed, offset, offset_base) of a kernel draw of ``count`` values: from the default generator, or,
+    while a CUDA graph is captured, from the graph's device counter so that each replay draws anew."""
+    rng = backend.capture_rng()
+    if rng is not None:
+        return rng.seed, rng.take(count), rng.counter
+    generator = random.default_generator
+    return generator.cuda_seed, generator.take_kernel_offset(count), None
+
+
+def dropout_add(input: Tensor, residual: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """``dropout(input, p, training) + residual``: one kernel forward and one backward on the GPU."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if training and p > 0 and pointwise_kernels.applies(input.array, residual.array):
+        return DropoutAdd.apply(input, residual, p)
+    return dropout(input, p, training) + residual

@@ -21,6 +21,7 @@ import string
 
 from distgrad.autograd.function import Function
 from distgrad.dtypes import compute_dtype
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.shape import reshape
 from distgrad.tensor import Tensor
@@ -208,6 +209,7 @@ def _letter_sizes(terms: list, operands: list) -> dict:
     return sizes
 
 
+@autocast_op()
 def einsum(equation, *operands) -> Tensor:
     """Sums of products over the subscripts of ``equation`` (``"ij,jk->ik"``, ``"...ij->...ji"``,
     ``"ii->i"``, implicit output ``"ij,jk"``), as ``torch.einsum``.

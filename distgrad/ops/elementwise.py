@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 
 from distgrad.autograd.function import Function
+from distgrad import backend
 from distgrad.dtypes import FLOATING, compute_dtype, get_default_dtype, int64
+from distgrad.ops.autocasting import autocast_op
+from distgrad.kernels import pointwise as pointwise_kernels
 from distgrad.ops.broadcast import sum_to
 from distgrad.parallel import blockwise
 from distgrad.promotion import cast, promoted, result_type
@@ -250,7 +253,12 @@ def _gelu_derivative_times(xp, grad, x, approximate):
     return out
 
 
-def _gelu_chain(grad, x, approximate):
+GELU_KERNELS = {"none": "gelu", "tanh": "gelu_tanh"}
+
+
+def gelu_chain(grad, x, approximate):
+    if not isinstance(grad, Tensor) and pointwise_kernels.applies(grad, x):  # the GPU kernel
+        return pointwise_kernels.bias_act_backward(grad, x, None, GELU_KERNELS[approximate])
     if not isinstance(grad, Tensor):  # arrays: a first-order backward
         return blockwise(lambda xp, g, x: _gelu_derivative_times(xp, g, x, approximate), grad, x)
     if approximate == "tanh":
@@ -262,19 +270,21 @@ def _gelu_chain(grad, x, approximate):
     return grad * (cdf + x * pdf)
 
 
-Gelu = _pointwise("Gelu", _gelu_array, _gelu_chain, arithmetic_backward=True)
+class Gelu(_pointwise("GeluArrays", _gelu_array, gelu_chain, arithmetic_backward=True)):
+    """On the GPU: one kernel forward and one backward (``kernels.pointwise``), in the input's dtype."""
+
+    @classmethod
+    def forward(cls, ctx, x, approximate):
+        if not pointwise_kernels.applies(x.array):
+            return super().forward(ctx, x, approximate)
+        ctx.options = (approximate,)
+        ctx.save_for_backward(x)
+        return pointwise_kernels.bias_act(x.array, None, GELU_KERNELS[approximate])
 
 
-def exp(input): return Exp.apply(input)
-def log(input): return Log.apply(input)
-def log1p(input): return Log1p.apply(input)
-def expm1(input): return Expm1.apply(input)
 def sqrt(input): return Sqrt.apply(input)
-def rsqrt(input): return Rsqrt.apply(input)
-def reciprocal(input): return Reciprocal.apply(input)
 def sin(input): return Sin.apply(input)
 def cos(input): return Cos.apply(input)
-def tan(input): return Tan.apply(input)
 def tanh(input): return Tanh.apply(input)
 def sigmoid(input): return Sigmoid.apply(input)
 def erf(input): return Erf.apply(input)
@@ -285,6 +295,35 @@ def silu(input): return Silu.apply(input)
 def floor(input): return Floor.apply(input)
 def ceil(input): return Ceil.apply(input)
 def trunc(input): return Trunc.apply(input)
+
+
+# PyTorch's CUDA autocast runs these in float32 (distgrad/amp/policy.py).
+@autocast_op()
+def exp(input): return Exp.apply(input)
+
+
+@autocast_op()
+def log(input): return Log.apply(input)
+
+
+@autocast_op()
+def log1p(input): return Log1p.apply(input)
+
+
+@autocast_op()
+def expm1(input): return Expm1.apply(input)
+
+
+@autocast_op()
+def rsqrt(input): return Rsqrt.apply(input)
+
+
+@autocast_op()
+def reciprocal(input): return Reciprocal.apply(input)
+
+
+@autocast_op()
+def tan(input): return Tan.apply(input)
 
 
 absolute = abs
@@ -304,6 +343,7 @@ def leaky_relu(input, negative_slope: float = 0.01):
     return LeakyRelu.apply(input, negative_slope)
 
 
+@autocast_op()
 def softplus(input, beta: float = 1.0, threshold: float = 20.0):
     """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold``."""
     return Softplus.apply(input, beta, threshold)
@@ -457,6 +497,7 @@ def where(condition, input=None, other=None):
         raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype "
                            f"{condition.dtype.name}")
     if input is None and other is None:
+        backend.check_host_sync("where(condition) (its result's shape depends on the data)", condition.array)
         return tuple(Tensor(i) for i in condition._xp.nonzero(condition.array))
     return Where.apply(condition, input, other)
 

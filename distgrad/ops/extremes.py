@@ -11,6 +11,7 @@ import collections
 import numpy as np
 
 from distgrad.autograd.function import Function
+from distgrad.autograd.tracing import state as _tracing
 from distgrad.ops import elementwise
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.dims import wrap_dim
@@ -145,6 +146,8 @@ def min(input: Tensor, dim=None, keepdim: bool = False):
 
 
 def _arg_extreme(op: str, input: Tensor, dim, keepdim: bool) -> Tensor:
+    if _tracing.hook is not None:  # dg.onnx.export records the ops that have no Function too
+        return _tracing.hook(argmax if op == "argmax" else argmin, (input, dim, keepdim), {})
     xp = input._xp
     pick = getattr(xp, op)
     if dim is None:

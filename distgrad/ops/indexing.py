@@ -16,6 +16,7 @@ import numpy as np
 from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.autograd.node import increment_version
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import broadcast_to, sum_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.inplace import check_writable, needs_recording, record_inplace, update_in_place
@@ -37,6 +38,8 @@ def _index_array(x: Tensor, k, op: str = "index"):
     if arr.dtype.kind not in "iub":
         raise IndexError(f"{op}: tensors used as indices must be long, int, byte or bool tensors, "
                          f"got {arr.dtype.name}")
+    if arr.dtype.kind == "b":
+        backend.check_host_sync(f"{op} with a boolean mask (its result's shape depends on the data)", arr)
     if backend.is_device_array(arr) and not x.is_cuda:
         raise IndexError(f"{op}: indices should be either on cpu or on the same device as the indexed tensor "
                          f"({x.device}), got indices on {backend.device_of(arr)}")
@@ -61,7 +64,7 @@ def _normalize_key(x: Tensor, key) -> tuple[tuple, bool]:
             basic = False
     if basic and not any(k is Ellipsis for k in items):
         items.append(Ellipsis)  # makes x[i, j] of a 2-d tensor a 0-d view rather than a NumPy scalar
-    elif not basic and x.is_cuda:
+    elif not basic and x.is_cuda and not backend.capturing():  # the check reads the indices on the host
         _check_device_bounds(x.shape, items)
     return tuple(items), basic
 
@@ -228,6 +231,7 @@ def _scatter_args(input: Tensor, dim: int, index, src: Tensor):
     return key, tuple(slice(0, n) for n in idx.shape)
 
 
+@autocast_op()
 def scatter_add(input: Tensor, dim: int, index, src: Tensor) -> Tensor:
     """A copy of ``input`` with ``src[i][j][k]`` added at ``[index[i][j][k]][j][k]`` (``dim=0``); repeats sum."""
     return ScatterAdd.apply(input, src, *_scatter_args(input, dim, index, src))
@@ -306,6 +310,7 @@ def masked_fill_(self: Tensor, mask, value) -> Tensor:
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     """The indices of non-zero entries: an ``(n, ndim)`` int64 tensor, or one 1-d tensor per dimension."""
+    backend.check_host_sync("nonzero (its result's shape depends on the data)", input.array)
     xp = input._xp
     if as_tuple:
         return tuple(Tensor(i.astype(np.int64, copy=False)) for i in xp.nonzero(xp.atleast_1d(input.array)))

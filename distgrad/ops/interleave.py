@@ -21,6 +21,9 @@ __all__ = ["repeat_interleave"]
 def repeat_index(xp, repeats, output_size: int | None = None):
     """``[0] * repeats[0] + [1] * repeats[1] + ...`` as an int64 array (``output_size`` saves a sync)."""
     ends = xp.cumsum(repeats)
+    if output_size is None:
+        backend.check_host_sync("repeat_interleave without output_size (its result's shape depends on the data)",
+                                repeats)
     total = int(ends[-1]) if output_size is None and len(repeats) else output_size or 0
     return xp.searchsorted(ends, xp.arange(total), side="right").astype(np.int64, copy=False)
 

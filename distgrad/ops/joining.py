@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 
 from distgrad.autograd.function import Function
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.shape import ConstantPad, flip, index_along, narrow
@@ -44,6 +45,7 @@ def _promoted(tensors) -> list:
     return [cast(t, dtype) for t in tensors]
 
 
+@autocast_op()
 def cat(tensors, dim: int = 0) -> Tensor:
     """The tensors joined along the existing dim ``dim``; all other sizes must match, dtypes promote."""
     tensors = tuple(tensors)
@@ -79,6 +81,7 @@ class Stack(Function):
         return unbind(grad, ctx.dim)
 
 
+@autocast_op()
 def stack(tensors, dim: int = 0) -> Tensor:
     """The tensors, all of one shape, joined along a new dim ``dim``."""
     tensors = tuple(tensors)

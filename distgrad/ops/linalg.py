@@ -10,6 +10,7 @@ import math
 
 from distgrad import backend
 from distgrad.autograd.function import Function
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.elementwise import require_tensor
 from distgrad.tensor import Tensor, bind_methods
@@ -99,11 +100,8 @@ class MatMul(Function):
         return ga, gb
 
 
-class Dot(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return backend.matmul(a.array, b.array)
+class Dot(MatMul):
+    """Two vectors' inner product: ``MatMul``'s forward (the matmul of 1-D operands), a scalar's backward."""
 
     @staticmethod
     def backward(ctx, grad):
@@ -113,6 +111,7 @@ class Dot(Function):
         return ga, gb
 
 
+@autocast_op()
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     """The matrix product with torch.matmul's rules.
 
@@ -134,6 +133,7 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     return out
 
 
+@autocast_op()
 def mm(input: Tensor, mat2: Tensor) -> Tensor:
     """The product of two matrices (no broadcasting)."""
     require_tensor("mm", input, "input", 1)
@@ -148,6 +148,7 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:
     return MatMul.apply(input, mat2)
 
 
+@autocast_op()
 def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     """Batched products of (b, n, m) and (b, m, p) tensors (no broadcasting)."""
     require_tensor("bmm", input, "input", 1)
@@ -162,6 +163,7 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     return MatMul.apply(input, mat2)
 
 
+@autocast_op()
 def dot(input: Tensor, tensor: Tensor) -> Tensor:
     """The inner product of two 1-D tensors of the same size and dtype (a 0-d tensor)."""
     require_tensor("dot", input, "input", 1)
@@ -200,6 +202,7 @@ class Linear(Function):
         return g_input, g_weight, g_bias
 
 
+@autocast_op()
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``input @ weight.T + bias`` for ``input`` (..., in_features) and ``weight`` (out_features, in_features).
 

@@ -16,6 +16,8 @@ from distgrad import backend
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.dtypes import FLOATING
+from distgrad.ops.autocasting import autocast_op
+from distgrad.kernels import rows as row_kernels
 from distgrad.ops.activation import log_softmax, reduced_shape, softmax
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.conversion import computes_in_float32
@@ -94,7 +96,7 @@ def _index_target_weights(input: Tensor, target: Tensor, weight, ignore_index: i
     t = target.array
     kept = t != ignore_index
     out_of_range = kept & ((t < 0) | (t >= num_classes))
-    if bool(out_of_range.any()):
+    if not backend.capturing() and bool(out_of_range.any()):  # a host read: a captured step goes unchecked
         raise IndexError(f"Target {int(t[out_of_range].ravel()[0])} is out of bounds.")
     safe = xp.where(kept, t, 0)
     w = _check_weight(weight, num_classes)
@@ -134,6 +136,9 @@ class CrossEntropy(Function):
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
         xp = input._xp
         class_dim = _class_dim(input, "cross_entropy")
+        ctx.lse = None
+        if weight is None and not label_smoothing and row_kernels.cross_entropy_applies(input.array, target.array):
+            return _forward_kernel(ctx, input, target, ignore_index, reduction)
         shifted = input.array - input.array.max(axis=class_dim, keepdims=True)
         probs = xp.exp(shifted)
         total = probs.sum(axis=class_dim, keepdims=True)
@@ -160,6 +165,12 @@ class CrossEntropy(Function):
     def backward(ctx, grad):
         input, target, probs = ctx.saved_tensors
         class_dim = ctx.class_dim
+        if ctx.lse is not None and not is_grad_enabled() and ctx.needs_input_grad[0]:
+            scale = grad.array.astype(np.float32) / (ctx.denominator if ctx.reduction == "mean" else 1)
+            return (Tensor(row_kernels.cross_entropy_backward(input.array, target.array, ctx.lse, scale,
+                                                              ctx.ignore_index)),) + (None,) * 5
+        if probs is None:
+            probs = softmax(input, class_dim)
         scale = _grad_scale(grad, ctx.reduction, Tensor(ctx.denominator))
         scale = _expand_class_dim(scale, ctx.reduction, input.shape, class_dim)
         grad_input = grad_target = None
@@ -171,6 +182,19 @@ class CrossEntropy(Function):
         if ctx.probability_target and ctx.needs_input_grad[1]:
             grad_target = _smoothed(log_softmax(input, class_dim), ctx, input.shape, shift=False) * -scale
         return grad_input, grad_target, None, None, None, None
+
+
+def _forward_kernel(ctx, input, target, ignore_index: int, reduction: str):
+    """The GPU kernel's path: per-row losses and log-sum-exps in one pass over the logits; backward
+    recomputes the softmax from the saved log-sum-exps (no probabilities kept)."""
+    ctx.class_dim, ctx.reduction, ctx.label_smoothing, ctx.probability_target = 1, reduction, 0.0, False
+    ctx.class_weights, ctx.ignore_index = None, ignore_index
+    ctx.target, ctx.per_target, ctx.kept = _index_target_weights(input, target, None, ignore_index, 1)
+    per_sample, ctx.lse = row_kernels.cross_entropy(input.array, target.array, ignore_index)
+    ctx.denominator = ctx.per_target.sum()
+    ctx.save_for_backward(input, target, None)
+    with _quiet_nan():
+        return reduce_array(per_sample.astype(input.dtype, copy=False), reduction, ctx.denominator)
 
 
 def _smoothed(target, ctx, shape: tuple, shift: bool = True):
@@ -239,6 +263,7 @@ def _quiet_nan():
     return np.errstate(invalid="ignore", divide="ignore")
 
 
+@autocast_op("cross_entropy_loss")
 @computes_in_float32
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ignore_index: int = -100,
                   reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
@@ -255,6 +280,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *
     return CrossEntropy.apply(input, target, as_constant(weight), ignore_index, reduction, float(label_smoothing))
 
 
+@autocast_op()
 @computes_in_float32
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, *, ignore_index: int = -100,
              reduction: str = "mean") -> Tensor:

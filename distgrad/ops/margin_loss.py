@@ -8,6 +8,7 @@ the options after the deprecated ``size_average``/``reduce`` are keyword-only he
 """
 from __future__ import annotations
 
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.distance import pairwise_distance
 from distgrad.ops.elementwise import softplus, where
 from distgrad.ops.loss import check_reduction
@@ -21,6 +22,7 @@ __all__ = ["cosine_embedding_loss", "margin_ranking_loss", "hinge_embedding_loss
 _EPSILON = 1e-12  # PyTorch's guard on the squared norms of cosine_embedding_loss
 
 
+@autocast_op()
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0, *,
                           reduction: str = "mean") -> Tensor:
     """``1 - cos(x1, x2)`` where ``target`` is 1 and ``max(0, cos(x1, x2) - margin)`` where it is -1.
@@ -44,6 +46,7 @@ def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin
     return reduce_tensor(loss, reduction)
 
 
+@autocast_op()
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0, *,
                         reduction: str = "mean") -> Tensor:
     """``max(0, -target * (input1 - input2) + margin)``: ``input1`` should rank above ``input2`` where target is 1."""
@@ -53,12 +56,14 @@ def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: 
     return reduce_tensor((-target * (input1 - input2) + margin).clamp_min(0), reduction)
 
 
+@autocast_op()
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, *, reduction: str = "mean") -> Tensor:
     """``input`` where ``target`` is 1 and ``max(0, margin - input)`` where it is -1 (``input``: a distance)."""
     loss = where(target != 1, (margin - input).clamp_min(0), 0.0) + where(target != -1, input, 0.0)
     return reduce_tensor(loss, reduction)
 
 
+@autocast_op()
 def soft_margin_loss(input: Tensor, target: Tensor, *, reduction: str = "mean") -> Tensor:
     """The logistic loss ``log(1 + exp(-target * input))`` of targets +1 / -1."""
     return reduce_tensor(softplus(-target * input), reduction)
@@ -74,6 +79,7 @@ def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | 
     return reduce_tensor(loss.sum(class_dim) / input.shape[class_dim], reduction)
 
 
+@autocast_op()
 def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
                         eps: float = 1e-6, swap: bool = False, *, reduction: str = "mean") -> Tensor:
     """``max(0, d(anchor, positive) - d(anchor, negative) + margin)`` with ``d`` the ``pairwise_distance``;

@@ -17,6 +17,8 @@ from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.autograd.node import increment_version
 from distgrad.dtypes import compute_dtype
+from distgrad.ops.autocasting import autocast_op
+from distgrad.kernels import rows as row_kernels
 from distgrad.ops.broadcast import sum_to
 from distgrad.tensor import Tensor
 
@@ -102,6 +104,10 @@ class Normalize(Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, stats_shape, eps, running_stats=None, center=True):
+        ctx.stats_shape, ctx.eps, ctx.center = stats_shape, eps, center
+        ctx.bias_shape = None if bias is None else bias.shape
+        if running_stats is None and _on_kernel_path(input, weight, bias, stats_shape):
+            return _forward_kernel(ctx, input, weight, bias)
         # float16/bfloat16 inputs are normalised in float32 (mean and rstd are kept so), as in PyTorch
         compute = compute_dtype(input.dtype)
         x = input if compute == input.dtype else Tensor(input.array.astype(compute))
@@ -118,8 +124,6 @@ class Normalize(Function):
             out = out.astype(input.dtype, copy=False)
         if running_stats is not None:
             _update_running_stats(*running_stats, mean.array, var.array, input.numel() // mean.numel())
-        ctx.stats_shape, ctx.eps, ctx.center = stats_shape, eps, center
-        ctx.bias_shape = None if bias is None else bias.shape
         ctx.save_for_backward(input, weight, mean, rstd)  # xhat is rebuilt in backward: less memory held
         return out.reshape(input.shape)
 
@@ -128,6 +132,9 @@ class Normalize(Function):
         input, weight, mean, rstd = ctx.saved_tensors
         if is_grad_enabled():  # create_graph: xhat and rstd as functions of the input, to differentiate again
             xhat, rstd, _, _ = _standardize(input, ctx.stats_shape, ctx.eps, ctx.center)
+        elif ctx.trailing is not None and _on_kernel_path(input, weight, None, ctx.stats_shape) \
+                and grad.dtype == input.dtype and mean.dtype == np.float32:
+            return _backward_kernel(ctx, grad, input, weight, mean, rstd)
         elif ctx.trailing is not None:
             return _backward_rows(ctx, grad, input, weight, mean, rstd)
         else:
@@ -187,6 +194,30 @@ def _backward_rows(ctx, grad, input, weight, mean, rstd) -> tuple:
         None, None, None, None
 
 
+def _on_kernel_path(input, weight, bias, stats_shape) -> bool:
+    """Statistics over trailing dims, on the GPU with a kernel: LayerNorm, RMSNorm, GroupNorm's grouped view."""
+    size = _trailing_size(input, stats_shape, weight, bias)
+    return size is not None and row_kernels.layer_norm_applies(
+        input.array, *(None if t is None else t.array for t in (weight, bias)), size)
+
+
+def _forward_kernel(ctx, input, weight, bias):
+    ctx.trailing = _trailing_size(input, ctx.stats_shape, weight, bias)
+    out, mean, rstd = row_kernels.layer_norm(input.array, *(None if t is None else t.array for t in (weight, bias)),
+                                             ctx.trailing, ctx.eps, ctx.center)
+    ctx.save_for_backward(input, weight, Tensor(mean.reshape(ctx.stats_shape)), Tensor(rstd.reshape(ctx.stats_shape)))
+    return out
+
+
+def _backward_kernel(ctx, grad, input, weight, mean, rstd) -> tuple:
+    needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+    grads = row_kernels.layer_norm_backward(grad.array, input.array, None if weight is None else weight.array,
+                                            mean.array.reshape(-1), rstd.array.reshape(-1), ctx.trailing,
+                                            ctx.center, needs)
+    shapes = (input.shape, None if weight is None else weight.shape, ctx.bias_shape)
+    return tuple(None if g is None else Tensor(g.reshape(shape)) for g, shape in zip(grads, shapes)) + (None,) * 4
+
+
 def _update_running_stats(running_mean, running_var, momentum, mean, var, count) -> None:
     for running, batch in ((running_mean, mean), (running_var, var * (count / max(count - 1, 1)))):
         if running is None:
@@ -222,6 +253,7 @@ def _trailing_stats_shape(input: Tensor, normalized_shape, weight, bias) -> tupl
     return input.shape[:input.ndim - k] + (1,) * k
 
 
+@autocast_op()
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Standardises over the trailing ``normalized_shape`` dims, then ``* weight + bias`` (both of that shape)."""
@@ -259,6 +291,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     return out + bias_view if bias_view is not None else out
 
 
+@autocast_op()
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Standardises each of ``num_groups`` channel groups of every sample, then per-channel ``* weight + bias``."""
@@ -301,6 +334,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     return Normalize.apply(input, _channel_view(weight, input.ndim), _channel_view(bias, input.ndim), stats_shape, eps)
 
 
+@autocast_op()
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
     """``x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` dims.
 

@@ -8,6 +8,7 @@ Derivatives at the kinks follow PyTorch's backward formulas (e.g. ``hardtanh``'s
 """
 from __future__ import annotations
 
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.elementwise import _pointwise, _softplus_array, softplus, where
 from distgrad.tensor import Tensor
@@ -136,6 +137,7 @@ def tanhshrink(input: Tensor) -> Tensor:
     return input - input.tanh()
 
 
+@autocast_op()
 def prelu(input: Tensor, weight: Tensor) -> Tensor:
     """``x`` where positive, else ``weight * x``; ``weight`` has one slope, or one per channel (dim 1)."""
     channels = input.shape[1] if input.ndim >= 2 else 1

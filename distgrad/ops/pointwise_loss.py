@@ -15,6 +15,7 @@ import numpy as np
 
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.broadcast import sum_to
 from distgrad.ops.elementwise import softplus, where
 from distgrad.ops.loss import as_constant, check_reduction, reduce_array
@@ -47,6 +48,7 @@ def reduce_tensor(loss: Tensor, reduction: str, weight: Tensor | None = None) ->
     return total / (loss.numel() if weight is None else sum_to(weight, ()))
 
 
+@autocast_op()
 def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """``(input - target) ** 2``, optionally times ``weight`` (input's shape), reduced."""
     _warn_if_broadcast(input, target)
@@ -54,12 +56,14 @@ def mse_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: 
     return reduce_tensor(diff * diff, reduction, weight)
 
 
+@autocast_op()
 def l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:
     """``|input - target|``, optionally times ``weight``, reduced (gradient 0 where input equals target)."""
     _warn_if_broadcast(input, target)
     return reduce_tensor((input - target).abs(), reduction, weight)
 
 
+@autocast_op()
 def smooth_l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", beta: float = 1.0) -> Tensor:
     """Huber-like: ``0.5 d**2 / beta`` where ``|d| < beta``, ``|d| - 0.5 beta`` elsewhere (``d = input - target``)."""
     if beta < 0:
@@ -73,6 +77,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, *, reduction: str = "mean", be
     return reduce_tensor(loss, reduction)
 
 
+@autocast_op()
 def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
                weight: Tensor | None = None) -> Tensor:
     """``0.5 d**2`` where ``|d| < delta``, ``delta * (|d| - 0.5 delta)`` elsewhere; ``smooth_l1_loss`` times ``delta``.
@@ -94,6 +99,7 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
 
 
 # --- distribution losses ------------------------------------------------------------------------------
+@autocast_op()
 def kl_div(input: Tensor, target: Tensor, *, reduction: str = "mean", log_target: bool = False) -> Tensor:
     """``target * (log(target) - input)`` for log-probabilities ``input`` (0 where ``target`` is 0); with
     ``log_target``, ``exp(target) * (target - input)``.
@@ -118,6 +124,7 @@ def kl_div(input: Tensor, target: Tensor, *, reduction: str = "mean", log_target
     return total / input.shape[0] if input.ndim else total
 
 
+@autocast_op()
 def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, *,
                      eps: float = 1e-8, reduction: str = "mean") -> Tensor:
     """Negative log likelihood of ``target`` counts under Poisson rates ``exp(input)`` (``log_input``) or ``input``.
@@ -241,6 +248,7 @@ class BinaryCrossEntropy(Function):
         return grad_input, grad_target, None, None
 
 
+@autocast_op()
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
                                      reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:
     """Binary cross entropy of logits: a stable ``binary_cross_entropy(sigmoid(input), target)``.
@@ -253,6 +261,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     return BinaryCrossEntropyWithLogits.apply(input, target, as_constant(weight), as_constant(pos_weight), reduction)
 
 
+@autocast_op()
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, *,
                          reduction: str = "mean") -> Tensor:
     """Binary cross entropy of probabilities ``input`` in [0, 1]; ``weight`` scales each element."""

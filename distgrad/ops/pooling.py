@@ -18,6 +18,7 @@ from typing import NamedTuple
 from distgrad.autograd.function import Function
 from distgrad.backend import array_module
 from distgrad.dtypes import FLOATING
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.conv import as_pair
 from distgrad.ops.linalg import matmul
 from distgrad.tensor import Tensor
@@ -342,6 +343,7 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     return _batched(input, lambda x: AvgPool2d.apply(x, geo, divisor))
 
 
+@autocast_op()  # PyTorch's is one kernel, left alone by autocast; this one multiplies by averaging matrices
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """Averages ``input`` into ``output_size`` (an int, or a pair whose None entries keep the input's size).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from distgrad.autograd.function import Function
 from distgrad.backend import array_module
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.elementwise import relu, sigmoid, tanh
 from distgrad.ops.joining import cat
 from distgrad.ops.linalg import linear
@@ -157,6 +158,7 @@ def rnn_relu_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: T
     return relu(linear(input, w_ih, b_ih) + linear(hx, w_hh, b_hh))
 
 
+@autocast_op()
 def lstm_cell(input: Tensor, hx: tuple, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
               b_hh: Tensor | None = None) -> tuple:
     """One LSTM step: ``(h, c)`` from ``input`` (B, I) and ``hx = (h, c)``; gates in the order i, f, g, o."""
@@ -164,6 +166,7 @@ def lstm_cell(input: Tensor, hx: tuple, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor
     return LSTMCellPointwise.apply(linear(input, w_ih, b_ih) + linear(h, w_hh, b_hh), c)
 
 
+@autocast_op()
 def gru_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
              b_hh: Tensor | None = None) -> Tensor:
     """One GRU step: the next ``h`` from ``input`` (B, I) and ``hx`` (B, H); gates in the order r, z, n."""

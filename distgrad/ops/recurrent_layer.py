@@ -29,6 +29,7 @@ from distgrad.autograd.function import Function
 from distgrad.autograd.grad import grad as autograd_grad
 from distgrad.autograd.grad_mode import enable_grad
 from distgrad.backend import array_module
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.elementwise import relu, tanh
 from distgrad.ops.joining import cat, split
 from distgrad.ops.linalg import Linear, linear
@@ -49,12 +50,23 @@ def recurrent_layer(mode: str, input: Tensor, batch_sizes: list, state: tuple, w
     The input projections of all steps are one product; both biases are added there, except the
     GRU's hidden bias, which sits inside ``r * (h W_hh^T + b_hh)``.
     """
+    return _LAYER_OF_MODE[mode](mode, input, batch_sizes, state, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
+
+
+def _layer(mode, input, batch_sizes, state, w_ih, w_hh, b_ih, b_hh, w_hr, reverse) -> tuple:
     if mode != "GRU" and b_ih is not None:
         b_ih, b_hh = b_ih + b_hh, None
     c0 = state[1] if mode == "LSTM" else None
     out, *final = RecurrentLayer.apply(linear(input, w_ih, b_ih), state[0], c0, w_hh, b_hh, w_hr,
                                        tuple(batch_sizes), reverse, mode)
     return out, tuple(final)
+
+
+# Under autocast a layer follows PyTorch's whole-layer kernels (distgrad/amp/policy.py, "<mode>_layer"):
+# on CUDA cuDNN's, in the low dtype for every mode; on the CPU oneDNN's LSTM (low dtype), the RNN that
+# PyTorch builds from linear (low dtype) and the GRU it builds from gru_cell, which CPU autocast leaves alone.
+_LAYER_OF_MODE = {mode: autocast_op(mode.lower() + "_layer")(_layer)
+                  for mode in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")}
 
 
 def _order(steps: int, reverse: bool):

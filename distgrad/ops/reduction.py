@@ -15,6 +15,7 @@ import numpy as np
 
 from distgrad import dtypes
 from distgrad.autograd.function import Function
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops import elementwise
 from distgrad.ops.broadcast import broadcast_to
 from distgrad.ops.dims import wrap_dim
@@ -87,6 +88,7 @@ class Sum(Function):
         return expand_back(grad, ctx.in_shape, ctx.axes), None, None
 
 
+@autocast_op()
 def sum(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """The sum over ``dim``; bools and integers sum to int64."""
     return Sum.apply(input, reduced_axes(dim, input.ndim), keepdim)
@@ -223,6 +225,7 @@ def _product_of_others(x: Tensor, zeros, axes: tuple) -> Tensor:
     return nonzero_product / nonzero * zero_others
 
 
+@autocast_op()
 def prod(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """The product over ``dim``; its gradient is exact where entries are zero."""
     return Prod.apply(input, reduced_axes(dim, input.ndim), keepdim)
@@ -255,6 +258,7 @@ class LogSumExp(Function):
         return expand_back(grad, x.shape, ctx.axes) * softmax, None, None
 
 
+@autocast_op()
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     """``log(sum(exp(input), dim))``, computed without overflow."""
     return LogSumExp.apply(input, reduced_axes(dim, input.ndim), keepdim)
@@ -305,6 +309,7 @@ class Norm(Function):
         return grad * sign * (x * sign) ** (p - 1) / safe_norm ** (p - 1), None, None, None
 
 
+@autocast_op()
 def norm(input: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
     """The vector p-norm over ``dim`` (every dim by default): ``sum(|x|**p) ** (1/p)``.
 
@@ -348,6 +353,7 @@ class Cumsum(Function):
         return flip(cumsum(flip(grad, ctx.axis), ctx.axis), ctx.axis), None
 
 
+@autocast_op()
 def cumsum(input: Tensor, dim: int) -> Tensor:
     """Running sums along ``dim``; bools and integers sum to int64."""
     return Cumsum.apply(input, wrap_dim(dim, input.ndim))

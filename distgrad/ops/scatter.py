@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from distgrad import backend
 from distgrad.autograd.function import Function
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.dims import wrap_dim
 from distgrad.ops.indexing import IndexPut, ScatterAdd, _check_range, _gather_key, _index_array
 from distgrad.ops.inplace import needs_recording, record_inplace, update_in_place
@@ -191,6 +192,7 @@ def index_add_(self: Tensor, dim: int, index, source: Tensor, *, alpha=1) -> Ten
                            lambda xp, a: backend.scatter_add(_vector(a), key, _vector(values)), source)
 
 
+@autocast_op()
 def index_copy(input: Tensor, dim: int, index, source: Tensor) -> Tensor:
     """A copy of ``input`` with ``source``'s slices written at ``index`` along ``dim``."""
     key = _index_args("index_copy", input, dim, index, source)

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from distgrad.dtypes import compute_dtype, is_floating_point
+from distgrad.ops.autocasting import autocast_op
 from distgrad.ops.indexing import index_select
 from distgrad.ops.linalg import matmul
 from distgrad.ops.pooling import averaging_matrix
@@ -135,6 +136,7 @@ def _output_size(input: Tensor, size, scale_factor, spatial: int) -> tuple:
     return tuple(math.floor(float(n * f)) for n, f in zip(in_sizes, factors)), tuple(float(f) for f in factors)
 
 
+@autocast_op()
 def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None,
                 recompute_scale_factor: bool | None = None, antialias: bool = False) -> Tensor:
     """Resizes the spatial dims of (N, C, L), (N, C, H, W) or (N, C, D, H, W) ``input`` to ``size``, or by

@@ -1,7 +1,7 @@
 """Adagrad: per-coordinate step sizes that shrink with the sum of squared gradients seen so far."""
 from __future__ import annotations
 
-from distgrad import backend
+from distgrad import backend, dtypes
 from distgrad.optim.optimizer import Optimizer, check_non_negative, effective_grad
 from distgrad.tensor import Tensor
 
@@ -24,7 +24,8 @@ class Adagrad(Optimizer):
     @staticmethod
     def _init_state(param, state, group):
         state["step"] = 0
-        state["sum"] = Tensor(backend.array_module(param).full_like(param, group["initial_accumulator_value"]))
+        state["sum"] = Tensor(backend.array_module(param).full_like(param, group["initial_accumulator_value"],
+                                                                    dtype=dtypes.compute_dtype(param.dtype)))
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)

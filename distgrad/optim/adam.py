@@ -12,14 +12,17 @@ class Adam(Optimizer):
     ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``, where ``v`` is the running
     maximum of itself under ``amsgrad``. ``weight_decay`` adds ``weight_decay * p`` to the gradient, or,
     with ``decoupled_weight_decay=True`` (AdamW), shrinks ``p`` by ``lr * weight_decay`` first.
+    ``master_weights=True`` (distgrad's) keeps float32 copies of bfloat16/float16 parameters and updates
+    those (``optim/optimizer.py``).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False):
+                 decoupled_weight_decay: bool = False, master_weights: bool = False):
         check_adam_hyperparameters(lr, eps, betas, weight_decay)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
+                                      master_weights=master_weights))
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
@@ -61,6 +64,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * weight_decay`` each step."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 master_weights: bool = False):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+                         decoupled_weight_decay=True, master_weights=master_weights)

@@ -4,18 +4,63 @@ A subclass writes one method, ``_update(param, grad, state, group)``, that chang
 ``param`` (and the Tensors in ``state``) in place. ``step`` calls it for every parameter that has a
 gradient, then bumps the parameter's version counter, so autograd notices a parameter that changed
 under a graph that saved it. Nothing here is recorded on the tape: updates work on arrays, not Tensors.
+
+Parameters in bfloat16 or float16 (``model.to(dg.bfloat16)``) are updated in float32: ``_update`` gets
+float32 copies of the parameter and its gradient, its state (momenta, running averages) is float32,
+and the result is rounded into the parameter once. (PyTorch keeps such state in the parameter's dtype.)
+A group with ``master_weights=True`` keeps the parameter's float32 copy in ``state["master_weight"]``
+and updates that: steps smaller than the 16-bit rounding of the parameter add up instead of being
+lost. SGD, Adam and AdamW take ``master_weights`` as an argument; any optimizer takes it as an entry
+of a parameter group.
 """
 from __future__ import annotations
 
 import functools
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from itertools import chain
 
 from distgrad import backend, dtypes
 from distgrad.autograd.grad_mode import enable_grad
+from distgrad.autograd.hooks import add_hook
 from distgrad.autograd.node import increment_version
 from distgrad.tensor import Tensor
+
+
+# Hooks around every optimizer's step (PyTorch's register_optimizer_step_pre_hook / _post_hook).
+_global_step_pre_hooks: OrderedDict = OrderedDict()
+_global_step_post_hooks: OrderedDict = OrderedDict()
+
+
+def register_optimizer_step_pre_hook(hook):
+    """``hook(optimizer, args, kwargs)`` runs before every optimizer's ``step`` (the timeline's); returns a handle."""
+    return add_hook(_global_step_pre_hooks, hook)
+
+
+def register_optimizer_step_post_hook(hook):
+    """``hook(optimizer, args, kwargs)`` runs after every optimizer's ``step``; returns a handle."""
+    return add_hook(_global_step_post_hooks, hook)
+
+
+def _with_step_hooks(step):
+    """``step`` running the global step hooks around it, once per call of an optimizer's step (a subclass's
+    step that calls a hooked ``super().step()`` runs them once; ZeRO's local optimizer runs its own)."""
+    @functools.wraps(step)
+    def hooked_step(self, *args, **kwargs):
+        if not (_global_step_pre_hooks or _global_step_post_hooks) or self._in_step:
+            return step(self, *args, **kwargs)
+        self._in_step = True
+        try:
+            for hook in tuple(_global_step_pre_hooks.values()):
+                hook(self, args, kwargs)
+            result = step(self, *args, **kwargs)
+            for hook in tuple(_global_step_post_hooks.values()):
+                hook(self, args, kwargs)
+            return result
+        finally:
+            self._in_step = False
+    hooked_step.runs_step_hooks = True
+    return hooked_step
 
 
 class _RequiredParameter:
@@ -37,12 +82,16 @@ class Optimizer:
         defaults: the hyper-parameters of groups that do not set their own.
     """
 
+    _in_step = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "step" in cls.__dict__:  # a PyTorch-style optimizer written as its own step(): still seen stepping
             cls.step = _noting_the_call(cls.__dict__["step"])
 
     def __init__(self, params, defaults: dict):
+        if not getattr(type(self).step, "runs_step_hooks", False):  # once per class, as PyTorch patches step
+            type(self).step = _with_step_hooks(type(self).step)
         self.defaults = defaults
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
@@ -115,9 +164,23 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                self._update(p.array, p.grad.array, self.state[p], group)
+                if p.array.dtype in dtypes.LOW_PRECISION:
+                    self._update_in_float32(p, group)
+                else:
+                    self._update(p.array, p.grad.array, self.state[p], group)
                 increment_version(p)
         return loss
+
+    def _update_in_float32(self, p: Tensor, group: dict) -> None:
+        """``_update`` of a 16-bit parameter on float32 arrays: its float32 master copy (with the group's
+        ``master_weights``) or a float32 copy of it, rounded into the parameter afterwards."""
+        state = self.state[p]
+        master = state.get("master_weight")
+        work = p.array.astype(dtypes.float32) if master is None else master.array
+        self._update(work, p.grad.array.astype(dtypes.float32), state, group)
+        if master is None and group.get("master_weights", False):
+            state["master_weight"] = Tensor(work)  # after the first update: ``_update`` starts state on an empty dict
+        p.array[...] = work
 
     def _update(self, param, grad, state: dict, group: dict) -> None:
         """Changes the array ``param`` in place, given its gradient array, its state and its group."""
@@ -183,14 +246,15 @@ def _noting_the_call(step):
 
 
 def _state_value_for(param: Tensor, name: str, value):
-    """A loaded state entry made ready for ``param``: Tensors copied to its device and floating dtype."""
+    """A loaded state entry made ready for ``param``: Tensors copied to its device and floating dtype
+    (float32 for a 16-bit parameter)."""
     if name == "step":
         return int(value.item()) if isinstance(value, Tensor) else value
     if not isinstance(value, Tensor):
         return value
     data = backend.to_device(value.array, param.device)
     floating = dtypes.is_floating_point(value.dtype) and dtypes.is_floating_point(param.dtype)
-    dtype = param.dtype if floating else value.dtype
+    dtype = dtypes.compute_dtype(param.dtype) if floating else value.dtype  # float32 for 16-bit parameters
     return Tensor(data.astype(dtype, copy=True))
 
 

@@ -11,16 +11,18 @@ class SGD(Optimizer):
     (``b = g`` on the first step); ``p -= lr * (g + momentum * b if nesterov else b)``.
 
     ``maximize=True`` ascends. PyTorch's ``foreach``/``fused``/``differentiable`` switches are absent:
-    distgrad always updates each parameter's array in place.
+    distgrad always updates each parameter's array in place. ``master_weights=True`` (distgrad's) keeps
+    float32 copies of bfloat16/float16 parameters and updates those (``optim/optimizer.py``).
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
-                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
+                 master_weights: bool = False):
         check_non_negative(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize))
+                                      nesterov=nesterov, maximize=maximize, master_weights=master_weights))
 
     def _update(self, param, grad, state, group):
         lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]

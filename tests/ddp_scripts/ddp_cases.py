@@ -13,7 +13,6 @@ import sys
 import numpy as np
 
 import distgrad as dg
-import distgrad.distributed as dist
 import distgrad.nn.functional as F
 from distgrad import nn
 from distgrad.distributed import DistributedDataParallel as DDP
@@ -22,7 +21,7 @@ from distgrad.distributed import comm_hooks
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "distributed_scripts"))
 from ddp_models import Chain, Heads, global_batches, loss_of, max_difference, mlp, shard, train  # noqa: E402
-from runner import Skip, run_cases, write_report  # noqa: E402
+from runner import Skip, run_cases_on_the_mpi_world  # noqa: E402
 
 B, STEPS = 4, 4  # per-rank batch, optimizer steps
 
@@ -263,13 +262,5 @@ CASES = [mlp_float64_matches_one_process_with_the_global_batch,
 CASE_NAMES = [case.__name__ for case in CASES]
 
 
-def main() -> None:
-    report_dir = sys.argv[1]
-    dist.init_process_group(backend="mpi", timeout=10)  # a desynchronised case ends the job, not hangs
-    r, n = dist.get_rank(), dist.get_world_size()
-    write_report(report_dir, r, {"world_size": n, **run_cases(CASES, r, n)})
-    dist.destroy_process_group()
-
-
 if __name__ == "__main__":
-    main()
+    run_cases_on_the_mpi_world(CASES, timeout=10)

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import numpy as np
 
 import distgrad as dg
-import distgrad.distributed as dist
 from distgrad.bench.gpt import CharData, GPTConfig, Recipe, gpt_model, learning_rate, make_optimizer, train_step
 from distgrad.distributed import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "distributed_scripts"))
-from runner import write_report  # noqa: E402
+from runner import run_cases_on_the_mpi_world  # noqa: E402
 
 TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer " * 8
 CONFIG = dict(block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
@@ -70,20 +68,5 @@ CASES = [tiny_gpt_float64_matches_one_process_with_the_global_batch,
 CASE_NAMES = [case.__name__ for case in CASES]
 
 
-def main() -> None:
-    report_dir = sys.argv[1]
-    dist.init_process_group(backend="mpi", timeout=30)
-    r, n = dist.get_rank(), dist.get_world_size()
-    results = {}
-    for case in CASES:
-        try:
-            case(r, n)
-            results[case.__name__] = "ok"
-        except Exception:
-            results[case.__name__] = traceback.format_exc()
-    write_report(report_dir, r, {"world_size": n, "results": results, "data": {}})
-    dist.destroy_process_group()
-
-
 if __name__ == "__main__":
-    main()
+    run_cases_on_the_mpi_world(CASES, timeout=30)

@@ -14,24 +14,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "distributed_scripts"))
 
-import distgrad.distributed as dist  # noqa: E402
 import join_cases  # noqa: E402
 import sync_batchnorm_cases  # noqa: E402
 import zero_cases  # noqa: E402
-from runner import run_cases, write_report  # noqa: E402
+from runner import run_cases_on_the_mpi_world  # noqa: E402
 
 MODULES = {"zero": zero_cases, "sync_batchnorm": sync_batchnorm_cases, "join": join_cases}
 CASE_NAMES = {area: [case.__name__ for case in module.CASES] for area, module in MODULES.items()}
 
 
-def main() -> None:
-    report_dir = sys.argv[1]
-    dist.init_process_group(backend="mpi", timeout=20)  # a desynchronised case ends the job, not hangs
-    r, n = dist.get_rank(), dist.get_world_size()
-    cases = [case for module in MODULES.values() for case in module.CASES]
-    write_report(report_dir, r, {"world_size": n, **run_cases(cases, r, n)})
-    dist.destroy_process_group()
-
-
 if __name__ == "__main__":
-    main()
+    run_cases_on_the_mpi_world([case for module in MODULES.values() for case in module.CASES], timeout=20)

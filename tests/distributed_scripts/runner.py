@@ -44,6 +44,17 @@ def run_cases(cases, r: int, n: int) -> dict:
     return {"results": results, "data": data, "seconds": seconds}
 
 
+def run_cases_on_the_mpi_world(cases, timeout: float) -> None:
+    """A cases script's ``main``: joins the ``mpiexec`` world, runs ``cases`` on this rank and writes its
+    report into the folder ``sys.argv[1]``."""
+    import distgrad.distributed as dist
+
+    dist.init_process_group(backend="mpi", timeout=timeout)  # a desynchronised case ends the job, not hangs
+    r, n = dist.get_rank(), dist.get_world_size()
+    write_report(sys.argv[1], r, {"world_size": n, **run_cases(cases, r, n)})
+    dist.destroy_process_group()
+
+
 def write_report(directory: str, rank: int, report: dict) -> None:
     """Each rank writes its own file: MPI launchers may interleave long lines of ranks' stdout."""
     with open(os.path.join(directory, f"rank{rank}.json"), "w") as f:
@@ -57,6 +68,14 @@ def read_reports(directory: str) -> dict:
         with open(os.path.join(directory, name)) as f:
             report = json.load(f)
         reports[report["rank"]] = report
+    return reports
+
+
+def reports_of(finished: Finished, directory: str, n: int) -> dict:
+    """The reports of all ``n`` ranks of a job that must have succeeded (else its output is the failure)."""
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    reports = read_reports(directory)
+    assert sorted(reports) == list(range(n)), finished.stdout + finished.stderr
     return reports
 
 
@@ -74,15 +93,34 @@ def run(command: list, env: dict | None = None, limit_s: float = 60) -> Finished
     return Finished(child.returncode, out, err, time.monotonic() - start)
 
 
+def mpiexec(n: int, program: list) -> list:
+    """``mpiexec -n n program``, with the flags the MPI found here needs."""
+    found = mpi.find_mpiexec()
+    return mpi.mpiexec_command(n, program, found, mpi.mpiexec_flavour(found))
+
+
+def world_command(n: int, program: list) -> list:
+    """``program`` on ``n`` ranks: under ``mpiexec``, or alone for one (mpi4py's singleton world, no launcher)."""
+    return program if n == 1 else mpiexec(n, program)
+
+
 def mpiexec_python(n: int, script: str, *args: str) -> list:
-    """``mpiexec -n n python scripts/<script> args``, with the flags the MPI found here needs."""
-    mpiexec = mpi.find_mpiexec()
-    program = [sys.executable, os.path.join(SCRIPTS, script), *args]
-    return mpi.mpiexec_command(n, program, mpiexec, mpi.mpiexec_flavour(mpiexec))
+    """``mpiexec -n n python scripts/<script> args``."""
+    return mpiexec(n, [sys.executable, os.path.join(SCRIPTS, script), *args])
 
 
 def run_ranks(n: int, script: str, *args: str, env: dict | None = None, limit_s: float = 60) -> Finished:
     return run(mpiexec_python(n, script, *args), env=env, limit_s=limit_s)
+
+
+def reports_of_ranks(n: int, script: str, report_dir: str, limit_s: float = 60) -> dict:
+    """Runs ``script REPORT_DIR`` (a path under ``SCRIPTS``) on ``n`` ranks: every rank's report, by rank.
+    Fails with the job's output when it exits non-zero or a rank wrote no report."""
+    finished = run_ranks(n, script, report_dir, limit_s=limit_s)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    reports = read_reports(report_dir)
+    assert sorted(reports) == list(range(n)), finished.stdout + finished.stderr
+    return reports
 
 
 def processes_mentioning(needle: str, where: str = "cmdline") -> list:

@@ -1,122 +1,77 @@
-"""Activation layers: thin Modules over ``distgrad.nn.functional``."""
+"""Activation layers: thin Modules over ``distgrad.nn.functional``.
+
+Most are a ``FunctionalLayer``: PyTorch's constructor, whose options go to the functional of that name;
+those that share a constructor (no options, ``inplace`` alone, ``dim`` alone) are rows of a table.
+"""
 from __future__ import annotations
 
 from distgrad import creation
 from distgrad.nn import functional as F
 from distgrad.nn import init as nn_init
 from distgrad.nn.module import Module
+from distgrad.nn.modules.functional_layer import FunctionalLayer, functional_variants
 from distgrad.nn.parameter import Parameter
 
 
-def _inplace_repr(inplace: bool) -> str:
-    return "inplace=True" if inplace else ""
+class _PlainActivation(FunctionalLayer):
+    """An activation without options."""
 
-
-class ReLU(Module):
-    def __init__(self, inplace: bool = False):
+    def __init__(self):
         super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.relu(input, inplace=self.inplace)
-
-    def extra_repr(self) -> str:
-        return _inplace_repr(self.inplace)
 
 
-class LeakyReLU(Module):
+class _InplaceActivation(FunctionalLayer):
+    """An activation whose only option is ``inplace``."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__(inplace=inplace)
+
+
+class _DimActivation(FunctionalLayer):
+    """An activation along one ``dim`` (each slice along it is one distribution)."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__(dim=dim)
+
+
+Sigmoid, Tanh, Softsign, LogSigmoid, Tanhshrink = functional_variants(_PlainActivation, __name__, [
+    ("Sigmoid", "sigmoid", "``1 / (1 + exp(-x))``."),
+    ("Tanh", "tanh", "``tanh(x)``."),
+    ("Softsign", "softsign", "``x / (1 + |x|)``."),
+    ("LogSigmoid", "logsigmoid", "``log(sigmoid(x))``, accurate for large ``|x|``."),
+    ("Tanhshrink", "tanhshrink", "``x - tanh(x)``."),
+])
+ReLU, SiLU, SELU, Hardsigmoid, Hardswish, Mish = functional_variants(_InplaceActivation, __name__, [
+    ("ReLU", "relu", "``max(0, x)``."),
+    ("SiLU", "silu", "``x * sigmoid(x)``."),
+    ("SELU", "selu", "``scale * elu(x, alpha)`` with the self-normalising constants."),
+    ("Hardsigmoid", "hardsigmoid", "``relu6(x + 3) / 6``."),
+    ("Hardswish", "hardswish", "``x * relu6(x + 3) / 6``."),
+    ("Mish", "mish", "``x * tanh(softplus(x))``."),
+])
+Softmax, LogSoftmax, Softmin = functional_variants(_DimActivation, __name__, [
+    ("Softmax", "softmax", "Softmax along ``dim``: each slice along it sums to one."),
+    ("LogSoftmax", "log_softmax", "``log(softmax(x))`` along ``dim``, computed stably."),
+    ("Softmin", "softmin", "``softmax(-x)`` along ``dim``."),
+])
+
+
+class LeakyReLU(FunctionalLayer):
     """``max(0, x) + negative_slope * min(0, x)``."""
 
+    function = "leaky_relu"
+
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
-        super().__init__()
-        self.negative_slope = negative_slope
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.leaky_relu(input, self.negative_slope, self.inplace)
-
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+        super().__init__(negative_slope=negative_slope, inplace=inplace)
 
 
-class GELU(Module):
+class GELU(FunctionalLayer):
     """``x * Φ(x)``; ``approximate='tanh'`` uses the tanh formula."""
 
+    function = "gelu"
+
     def __init__(self, approximate: str = "none"):
-        super().__init__()
-        self.approximate = approximate
-
-    def forward(self, input):
-        return F.gelu(input, approximate=self.approximate)
-
-    def extra_repr(self) -> str:
-        return f"approximate={self.approximate!r}"
-
-
-class SiLU(Module):
-    """``x * sigmoid(x)``."""
-
-    def __init__(self, inplace: bool = False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.silu(input, inplace=self.inplace)
-
-    def extra_repr(self) -> str:
-        return _inplace_repr(self.inplace)
-
-
-class Sigmoid(Module):
-    def forward(self, input):
-        return F.sigmoid(input)
-
-
-class Tanh(Module):
-    def forward(self, input):
-        return F.tanh(input)
-
-
-class Softmax(Module):
-    """Softmax along ``dim``: each slice along it sums to one."""
-
-    def __init__(self, dim: int | None = None):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input):
-        return F.softmax(input, self.dim)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-
-class LogSoftmax(Module):
-    """``log(softmax(x))`` along ``dim``, computed stably."""
-
-    def __init__(self, dim: int | None = None):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input):
-        return F.log_softmax(input, self.dim)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
-
-
-class Softmin(Module):
-    """``softmax(-x)`` along ``dim``."""
-
-    def __init__(self, dim: int | None = None):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input):
-        return F.softmin(input, self.dim)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+        super().__init__(approximate=approximate)
 
 
 class Softmax2d(Module):
@@ -128,189 +83,84 @@ class Softmax2d(Module):
         return F.softmax(input, -3)
 
 
-class ELU(Module):
+class ELU(FunctionalLayer):
     """``x`` where positive, else ``alpha * (exp(x) - 1)``."""
 
+    function = "elu"
+
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
-        super().__init__()
-        self.alpha = alpha
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.elu(input, self.alpha, self.inplace)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+        super().__init__(alpha=alpha, inplace=inplace)
 
 
 class CELU(ELU):
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
 
-    def forward(self, input):
-        return F.celu(input, self.alpha, self.inplace)
+    function = "celu"
 
 
-class SELU(Module):
-    """``scale * elu(x, alpha)`` with the self-normalising constants."""
-
-    def __init__(self, inplace: bool = False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.selu(input, self.inplace)
-
-    def extra_repr(self) -> str:
-        return _inplace_repr(self.inplace)
-
-
-class Hardtanh(Module):
+class Hardtanh(FunctionalLayer):
     """``x`` clipped to ``[min_val, max_val]``."""
 
+    function = "hardtanh"
+
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
-        super().__init__()
         if min_val > max_val:
             raise ValueError("min_val cannot be greater than max_val")
-        self.min_val = min_val
-        self.max_val = max_val
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
-
-    def extra_repr(self) -> str:
-        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+        super().__init__(min_val=min_val, max_val=max_val, inplace=inplace)
 
 
 class ReLU6(Hardtanh):
     """``min(max(0, x), 6)``."""
 
+    shown = ("inplace",)
+
     def __init__(self, inplace: bool = False):
         super().__init__(0.0, 6.0, inplace)
 
-    def extra_repr(self) -> str:
-        return _inplace_repr(self.inplace)
 
-
-class _InplaceActivation(Module):
-    """An activation whose only option is ``inplace``: ``function`` names its ``nn.functional`` form."""
-
-    function = ""
-
-    def __init__(self, inplace: bool = False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return getattr(F, self.function)(input, inplace=self.inplace)
-
-    def extra_repr(self) -> str:
-        return _inplace_repr(self.inplace)
-
-
-class Hardsigmoid(_InplaceActivation):
-    """``relu6(x + 3) / 6``."""
-
-    function = "hardsigmoid"
-
-
-class Hardswish(_InplaceActivation):
-    """``x * relu6(x + 3) / 6``."""
-
-    function = "hardswish"
-
-
-class Mish(_InplaceActivation):
-    """``x * tanh(softplus(x))``."""
-
-    function = "mish"
-
-
-class Softplus(Module):
+class Softplus(FunctionalLayer):
     """``log(1 + exp(beta * x)) / beta``, and ``x`` where ``beta * x > threshold``."""
 
+    function = "softplus"
+
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
-        super().__init__()
-        self.beta = beta
-        self.threshold = threshold
-
-    def forward(self, input):
-        return F.softplus(input, self.beta, self.threshold)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
+        super().__init__(beta=beta, threshold=threshold)
 
 
-class Softsign(Module):
-    """``x / (1 + |x|)``."""
-
-    def forward(self, input):
-        return F.softsign(input)
-
-
-class LogSigmoid(Module):
-    """``log(sigmoid(x))``, accurate for large ``|x|``."""
-
-    def forward(self, input):
-        return F.logsigmoid(input)
-
-
-class Tanhshrink(Module):
-    """``x - tanh(x)``."""
-
-    def forward(self, input):
-        return F.tanhshrink(input)
-
-
-class Threshold(Module):
+class Threshold(FunctionalLayer):
     """``x`` where ``x > threshold``, else ``value``."""
 
+    function = "threshold"
+
     def __init__(self, threshold: float, value: float, inplace: bool = False):
-        super().__init__()
-        self.threshold = threshold
-        self.value = value
-        self.inplace = inplace
-
-    def forward(self, input):
-        return F.threshold(input, self.threshold, self.value, self.inplace)
-
-    def extra_repr(self) -> str:
-        return f"threshold={self.threshold}, value={self.value}" + (", inplace=True" if self.inplace else "")
+        super().__init__(threshold=threshold, value=value, inplace=inplace)
 
 
-class Hardshrink(Module):
+class Hardshrink(FunctionalLayer):
     """``x`` where ``|x| > lambd``, else 0."""
 
-    def __init__(self, lambd: float = 0.5):
-        super().__init__()
-        self.lambd = lambd
+    function = "hardshrink"
 
-    def forward(self, input):
-        return F.hardshrink(input, self.lambd)
+    def __init__(self, lambd: float = 0.5):
+        super().__init__(lambd=lambd)
 
     def extra_repr(self) -> str:
-        return f"{self.lambd}"
+        return f"{self.lambd}"  # PyTorch prints the value alone
 
 
 class Softshrink(Hardshrink):
     """``x - lambd * sign(x)`` where ``|x| > lambd``, else 0."""
 
-    def forward(self, input):
-        return F.softshrink(input, self.lambd)
+    function = "softshrink"
 
 
-class GLU(Module):
+class GLU(FunctionalLayer):
     """``a * sigmoid(b)`` for the halves ``a``, ``b`` of the input along ``dim``."""
 
+    function = "glu"
+
     def __init__(self, dim: int = -1):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, input):
-        return F.glu(input, self.dim)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+        super().__init__(dim=dim)
 
 
 class PReLU(Module):

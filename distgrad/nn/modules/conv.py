@@ -1,8 +1,9 @@
 """Convolution layers with PyTorch's arguments: ``Conv1d``, ``Conv2d``, ``ConvTranspose1d``, ``ConvTranspose2d``.
 
-One base, ``_ConvNd``, holds what they share: the arguments as tuples of ``dims`` entries, the weight
-(out, in / groups, *kernel) of a convolution or (in, out / groups, *kernel) of a transposed one, and
-PyTorch's default initialisation (``WeightedLayer``'s).
+One base, ``_ConvNd``, holds what they share: the arguments as tuples of ``dims`` entries (its constructor is
+the convolutions'; the transposed ones add ``output_padding``), the weight (out, in / groups, *kernel) of a
+convolution or (in, out / groups, *kernel) of a transposed one, and PyTorch's default initialisation
+(``WeightedLayer``'s).
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ class _ConvNd(WeightedLayer):
     transposed = False
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None,
-                 output_padding=0):
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         if groups <= 0:
@@ -46,7 +46,7 @@ class _ConvNd(WeightedLayer):
         self.stride = _tuple(stride, self.dims)
         self.padding = padding if isinstance(padding, str) else _tuple(padding, self.dims)
         self.dilation = _tuple(dilation, self.dims)
-        self.output_padding = _tuple(output_padding, self.dims)
+        self.output_padding = (0,) * self.dims  # a transposed convolution sets its own
         self.groups = groups
         self.padding_mode = padding_mode
         shape = (in_channels, out_channels // groups) if self.transposed else (out_channels, in_channels // groups)
@@ -86,11 +86,6 @@ class _Conv(_ConvNd):
 
     function = ""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device, dtype)
-
     def forward(self, input):
         conv = getattr(F, self.function)
         if self.padding_mode != "zeros":
@@ -126,7 +121,8 @@ class _ConvTranspose(_ConvNd):
         if isinstance(padding, str):
             raise ValueError(f"Invalid padding string {padding!r}: {type(self).__name__} takes integer padding")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device, dtype, output_padding)
+                         padding_mode, device, dtype)
+        self.output_padding = _tuple(output_padding, self.dims)
 
     def _output_padding(self, input, output_size) -> tuple:
         if output_size is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from distgrad.nn import functional as F
 from distgrad.nn.module import Module
+from distgrad.nn.modules.functional_layer import functional_variants
 
 
 class Dropout(Module):
@@ -25,19 +26,8 @@ class Dropout(Module):
         return f"p={self.p}, inplace={self.inplace}"
 
 
-class Dropout1d(Dropout):
-    """Zeroes whole channels of (N, C, L) or (C, L) inputs."""
-
-    function = "dropout1d"
-
-
-class Dropout2d(Dropout):
-    """Zeroes whole channels of (N, C, H, W) or (C, H, W) inputs."""
-
-    function = "dropout2d"
-
-
-class Dropout3d(Dropout):
-    """Zeroes whole channels of (N, C, D, H, W) or (C, D, H, W) inputs."""
-
-    function = "dropout3d"
+Dropout1d, Dropout2d, Dropout3d = functional_variants(Dropout, __name__, [
+    ("Dropout1d", "dropout1d", "Zeroes whole channels of (N, C, L) or (C, L) inputs."),
+    ("Dropout2d", "dropout2d", "Zeroes whole channels of (N, C, H, W) or (C, H, W) inputs."),
+    ("Dropout3d", "dropout3d", "Zeroes whole channels of (N, C, D, H, W) or (C, D, H, W) inputs."),
+])

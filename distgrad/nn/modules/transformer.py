@@ -49,35 +49,43 @@ def _detect_is_causal_mask(mask, is_causal: bool | None, size: int) -> bool:
     return bool((backend.to_device(mask.array, backend.CPU) == np.triu(np.full((size, size), -np.inf), k=1)).all())
 
 
-class _FeedForward:
-    """The feed-forward block and activation shared by both layers (a mixin: the submodules stay PyTorch's)."""
+class _TransformerLayer(Module):
+    """What both layers share: PyTorch's constructor and submodules. ``attentions`` names the attention blocks
+    (``self_attn``, and in the decoder ``multihead_attn``); the feed-forward block follows; each of these
+    residual blocks has its LayerNorm and output Dropout (``norm1``/``dropout1``, ...)."""
 
-    def _init_feed_forward(self, d_model, dim_feedforward, dropout, activation, bias, factory):
-        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **factory)
-        self.dropout = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **factory)
-        self.activation = _activation(activation)
-
-    def _ff_block(self, x, out_dropout):
-        return out_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
-
-
-class TransformerEncoderLayer(_FeedForward, Module):
-    """Self-attention and feed-forward, each with a residual connection and a LayerNorm."""
+    attentions: tuple[str, ...] = ("self_attn",)
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation=F.relu, layer_norm_eps: float = 1e-5, batch_first: bool = False,
                  norm_first: bool = False, bias: bool = True, device=None, dtype=None):
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
-                                            **factory)
-        self._init_feed_forward(d_model, dim_feedforward, dropout, activation, bias, factory)
+        for name in self.attentions:
+            setattr(self, name, MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
+                                                   **factory))
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **factory)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **factory)
+        self.activation = _activation(activation)
         self.norm_first = norm_first
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(dropout)
+        blocks = range(1, len(self.attentions) + 2)
+        for b in blocks:
+            setattr(self, f"norm{b}", LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+        for b in blocks:
+            setattr(self, f"dropout{b}", Dropout(dropout))
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+                           is_causal=is_causal)[0]
+        return self.dropout1(x)
+
+    def _ff_block(self, x, out_dropout):
+        return out_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+
+class TransformerEncoderLayer(_TransformerLayer):
+    """Self-attention and feed-forward, each with a residual connection and a LayerNorm."""
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal: bool = False):
         x = src
@@ -87,32 +95,11 @@ class TransformerEncoderLayer(_FeedForward, Module):
         x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
         return self.norm2(x + self._ff_block(x, self.dropout2))
 
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                           is_causal=is_causal)[0]
-        return self.dropout1(x)
 
-
-class TransformerDecoderLayer(_FeedForward, Module):
+class TransformerDecoderLayer(_TransformerLayer):
     """Self-attention, attention over ``memory``, feed-forward; each with a residual and a LayerNorm."""
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation=F.relu, layer_norm_eps: float = 1e-5, batch_first: bool = False,
-                 norm_first: bool = False, bias: bool = True, device=None, dtype=None):
-        super().__init__()
-        factory = {"device": device, "dtype": dtype}
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first, bias=bias,
-                                            **factory)
-        self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=batch_first,
-                                                 bias=bias, **factory)
-        self._init_feed_forward(d_model, dim_feedforward, dropout, activation, bias, factory)
-        self.norm_first = norm_first
-        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
-        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
-        self.norm3 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory)
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(dropout)
-        self.dropout3 = Dropout(dropout)
+    attentions = ("self_attn", "multihead_attn")
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal: bool = False, memory_is_causal: bool = False):
@@ -124,11 +111,6 @@ class TransformerDecoderLayer(_FeedForward, Module):
         x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal))
         x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal))
         return self.norm3(x + self._ff_block(x, self.dropout3))
-
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, is_causal=is_causal,
-                           need_weights=False)[0]
-        return self.dropout1(x)
 
     def _mha_block(self, x, mem, attn_mask, key_padding_mask, is_causal):
         x = self.multihead_attn(x, mem, mem, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
@@ -200,18 +182,14 @@ class Transformer(Module):
         layer_options = dict(dim_feedforward=dim_feedforward, dropout=dropout, activation=activation,
                              layer_norm_eps=layer_norm_eps, batch_first=batch_first, norm_first=norm_first,
                              bias=bias, **factory)
-        if custom_encoder is not None:
-            self.encoder = custom_encoder
-        else:
-            self.encoder = TransformerEncoder(TransformerEncoderLayer(d_model, nhead, **layer_options),
-                                              num_encoder_layers,
-                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
-        if custom_decoder is not None:
-            self.decoder = custom_decoder
-        else:
-            self.decoder = TransformerDecoder(TransformerDecoderLayer(d_model, nhead, **layer_options),
-                                              num_decoder_layers,
-                                              LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+
+        def stack(stack_class, layer_class, num_layers):  # num_layers copies of one layer, then a LayerNorm
+            return stack_class(layer_class(d_model, nhead, **layer_options), num_layers,
+                               LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **factory))
+        self.encoder = (custom_encoder if custom_encoder is not None
+                        else stack(TransformerEncoder, TransformerEncoderLayer, num_encoder_layers))
+        self.decoder = (custom_decoder if custom_decoder is not None
+                        else stack(TransformerDecoder, TransformerDecoderLayer, num_decoder_layers))
         self._reset_parameters()
         self.d_model = d_model
         self.nhead = nhead

@@ -2,26 +2,20 @@
 ``F.interpolate``, and ``PixelShuffle`` / ``PixelUnshuffle``."""
 from __future__ import annotations
 
-from distgrad.nn import functional as F
-from distgrad.nn.module import Module
+from distgrad.nn.modules.functional_layer import FunctionalLayer
 
 
-class Upsample(Module):
+class Upsample(FunctionalLayer):
     """Resizes (N, C, L), (N, C, H, W) or (N, C, D, H, W) input to ``size`` or by ``scale_factor``."""
+
+    function = "interpolate"
 
     def __init__(self, size=None, scale_factor=None, mode: str = "nearest", align_corners: bool | None = None,
                  recompute_scale_factor: bool | None = None):
-        super().__init__()
-        self.size = size
-        self.scale_factor = (tuple(float(f) for f in scale_factor) if isinstance(scale_factor, (tuple, list))
-                             else None if scale_factor is None else float(scale_factor))
-        self.mode = mode
-        self.align_corners = align_corners
-        self.recompute_scale_factor = recompute_scale_factor
-
-    def forward(self, input):
-        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
-                             recompute_scale_factor=self.recompute_scale_factor)
+        scale_factor = (tuple(float(f) for f in scale_factor) if isinstance(scale_factor, (tuple, list))
+                        else None if scale_factor is None else float(scale_factor))
+        super().__init__(size=size, scale_factor=scale_factor, mode=mode, align_corners=align_corners,
+                         recompute_scale_factor=recompute_scale_factor)
 
     def extra_repr(self) -> str:
         what = f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None else f"size={self.size!r}"
@@ -42,29 +36,19 @@ class UpsamplingBilinear2d(Upsample):
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
 
 
-class PixelShuffle(Module):
+class PixelShuffle(FunctionalLayer):
     """(*, C * r**2, H, W) -> (*, C, H * r, W * r)."""
 
+    function = "pixel_shuffle"
+
     def __init__(self, upscale_factor: int):
-        super().__init__()
-        self.upscale_factor = upscale_factor
-
-    def forward(self, input):
-        return F.pixel_shuffle(input, self.upscale_factor)
-
-    def extra_repr(self) -> str:
-        return f"upscale_factor={self.upscale_factor}"
+        super().__init__(upscale_factor=upscale_factor)
 
 
-class PixelUnshuffle(Module):
+class PixelUnshuffle(FunctionalLayer):
     """(*, C, H * r, W * r) -> (*, C * r**2, H, W)."""
 
+    function = "pixel_unshuffle"
+
     def __init__(self, downscale_factor: int):
-        super().__init__()
-        self.downscale_factor = downscale_factor
-
-    def forward(self, input):
-        return F.pixel_unshuffle(input, self.downscale_factor)
-
-    def extra_repr(self) -> str:
-        return f"downscale_factor={self.downscale_factor}"
+        super().__init__(downscale_factor=downscale_factor)
