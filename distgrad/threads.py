@@ -19,6 +19,7 @@ __all__ = ["get_num_threads", "set_num_threads"]
 USER_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _chosen_by_user = False
 _limits = None  # the threadpoolctl limit in force, kept so it is not undone when collected
+_known = None  # the count get_num_threads last read (None: not read since the last limit)
 
 
 def set_num_threads(n: int) -> None:
@@ -33,14 +34,24 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """The number of threads the BLAS uses in this process (the largest, if several are loaded)."""
+    global _known
     from threadpoolctl import threadpool_info
 
     counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    return max(counts) if counts else len(_cores())
+    _known = max(counts) if counts else len(_cores())
+    return _known
+
+
+def cached_num_threads() -> int:
+    """``get_num_threads()`` as last read: asking the libraries takes milliseconds, too long for every op
+    (``distgrad.parallel`` sizes its pool by it). Changes made through ``set_num_threads`` and the rank
+    default are seen; a ``threadpoolctl`` limit set directly is not."""
+    return _known if _known is not None else get_num_threads()
 
 
 def _limit(n: int) -> None:
-    global _limits
+    global _limits, _known
+    _known = None
     import numpy  # noqa: F401  (its BLAS must be loaded for the limit to reach it)
     from threadpoolctl import threadpool_limits
 

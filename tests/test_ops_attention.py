@@ -216,7 +216,7 @@ def test_errors_have_torch_messages():
 
 @pytest.mark.parametrize("kind", ["per_head_bool", "float_with_grad", "causal", "dropout", "broadcast_batch"])
 def test_blocks_of_heads_compute_what_one_block_does(device, kind, monkeypatch):
-    import distgrad.ops.attention as attention_module
+    from distgrad import parallel
 
     def run():
         q, k, v = _qkv(device, batch=(2, 3), length=4, source=5)
@@ -231,6 +231,6 @@ def test_blocks_of_heads_compute_what_one_block_does(device, kind, monkeypatch):
         leaves = [q, k, v] + ([options["attn_mask"]] if kind == "float_with_grad" else [])
         return [host(out.detach())] + [host(t.grad) for t in leaves]
     whole = run()
-    monkeypatch.setattr(attention_module, "_BLOCK_BYTES", 1)  # one (batch, head) row per block
+    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 1)  # one (batch, head) row per block
     for a, b in zip(run(), whole):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)

@@ -20,6 +20,13 @@ def test_set_num_threads_reaches_the_blas(restore_threads):
     assert dg.get_num_threads() == 1
 
 
+def test_the_count_kept_for_every_op_follows_set_num_threads(restore_threads):
+    dg.set_num_threads(2)
+    assert threads.cached_num_threads() == dg.get_num_threads()
+    dg.set_num_threads(1)
+    assert threads.cached_num_threads() == 1
+
+
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
 def test_set_num_threads_wants_a_positive_int(bad):
     with pytest.raises(ValueError, match="set_num_threads expects a positive integer"):

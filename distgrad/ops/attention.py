@@ -34,6 +34,7 @@ import math
 
 import numpy as np
 
+from distgrad import parallel
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.dtypes import FLOATING
@@ -49,10 +50,6 @@ __all__ = ["scaled_dot_product_attention"]
 
 
 # --- forward and first-order backward on arrays, in cache-sized blocks of heads ----------------------
-_BLOCK_BYTES = 1 << 18
-"""Bytes of scores per block: the block's softmax and products stay in the L2 cache (NumPy only)."""
-
-
 def _causal_allowed(xp, length: int, source_length: int):
     """True where query i may attend key j: j <= i (the top-left aligned lower triangle, as PyTorch)."""
     return xp.tri(length, source_length, dtype=bool)
@@ -63,10 +60,36 @@ def _flat(xp, a, batch: tuple):
     return xp.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
 
 
-def _blocks(xp, n: int, length: int, source: int, itemsize: int):
-    """Slices of the n (batch x head) rows: a few hundred KiB of scores each on the CPU, all at once on a GPU."""
-    rows = n if xp is not np else max(1, _BLOCK_BYTES // max(1, length * source * itemsize))
-    return [slice(i, i + rows) for i in range(0, n, rows)]
+def _blocks(xp, n: int, length: int, source: int):
+    """Slices of the n (batch x head) rows: on the CPU, blocks whose scores, softmax and products stay in
+    the L2 cache (``parallel.row_blocks``), shared among threads; on a GPU, all at once."""
+    return parallel.row_blocks(n, length * source) if xp is np else [slice(0, n)]
+
+
+class _Stack:
+    """An array of shape batch + (X, Y) (after broadcasting), read a block at a time as rows of the stack
+    (prod(batch), X, Y) it reshapes to. q, k and v are usually strided views of one projection (split,
+    then heads transposed): reshaping the whole to a stack would copy it in one more pass before the
+    products; a block read copies only its own rows, where its products read them, on its own thread."""
+
+    def __init__(self, xp, a, batch: tuple):
+        self.array = xp.broadcast_to(a, batch + a.shape[-2:]) if batch else a[None]
+        self.shape = (math.prod(batch),) + a.shape[-2:]
+        self.dtype = a.dtype
+
+    def __getitem__(self, block: slice):
+        return _stack_rows(self.array, block.start, min(block.stop, self.shape[0]))
+
+
+def _stack_rows(a, start: int, stop: int):
+    """Rows start:stop of ``a.reshape((-1,) + a.shape[-2:])``, copying no more than the leading entries they lie in."""
+    if a.ndim == 3:
+        return a[start:stop]
+    inner = math.prod(a.shape[1:-2])
+    first, last = start // inner, -(-stop // inner)
+    if last - first == 1 and (start - first * inner or stop - first * inner < inner):  # inside one entry
+        return _stack_rows(a[first], start - first * inner, stop - first * inner)
+    return a[first:last].reshape((-1,) + a.shape[-2:])[start - first * inner:stop - first * inner]
 
 
 def _rows_of(a, block: slice):
@@ -101,7 +124,7 @@ class _Operands:
     def __init__(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool):
         xp = self.xp = q._xp
         self.batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-        self.q, self.k, self.v = (_flat(xp, t.array, self.batch) for t in (q, k, v))
+        self.q, self.k, self.v = (_Stack(xp, t.array, self.batch) for t in (q, k, v))
         self.length, self.source = q.shape[-2], k.shape[-2]
         self.causal = causal
         self.disallowed = self.additive = None  # (1 | n, L, S)
@@ -119,7 +142,7 @@ class _Operands:
                 self.additive = rows
 
     def blocks(self):
-        return _blocks(self.xp, self.q.shape[0], self.length, self.source, self.q.dtype.itemsize)
+        return _blocks(self.xp, self.q.shape[0], self.length, self.source)
 
     def unflat(self, a):
         return a.reshape(self.batch + a.shape[1:])
@@ -133,7 +156,10 @@ def _forward_arrays(ops: _Operands, scale: float, keep, factor: float):
     out = xp.empty((n, ops.length, v.shape[-1]), q.dtype)
     dropped = None if keep is None else xp.empty_like(probs)
     fused = ops.additive is None and (ops.disallowed is None or ops.causal) and row_kernels.softmax_applies(probs, -1)
-    for b in ops.blocks():
+    blocks = ops.blocks()
+
+    def block_forward(i):  # writes rows b of probs, dropped and out only: blocks run concurrently
+        b = blocks[i]
         scores = probs[b]
         xp.matmul(q[b], xp.swapaxes(k[b], -1, -2), out=scores)
         if fused:  # scale, causal mask and softmax in one kernel
@@ -150,21 +176,26 @@ def _forward_arrays(ops: _Operands, scale: float, keep, factor: float):
             dropped[b] *= dropped.dtype.type(factor)
             scores = dropped[b]
         xp.matmul(scores, v[b], out=out[b])
+
+    parallel.run(block_forward, len(blocks), probs)  # on the CPU, blocks of heads on every thread
     return out, probs, dropped
 
 
 def _backward_arrays(ops: _Operands, grad_out, grad_weights, probs, keep, factor: float, scale: float, needs):
     """Gradients of q, k, v and the scores (each flat, or None where ``needs`` says so), block by block."""
     xp, q, k, v = ops.xp, ops.q, ops.k, ops.v
-    grads = [xp.empty_like(a) if need else None for a, need in zip((q, k, v, probs), needs)]
+    grads = [xp.empty(a.shape, a.dtype) if need else None for a, need in zip((q, k, v, probs), needs)]
     grad_q, grad_k, grad_v, grad_scores = grads
-    for b in ops.blocks():
+    blocks = ops.blocks()
+
+    def block_backward(i):  # writes rows b of the gradients only: blocks run concurrently
+        b = blocks[i]
         p = probs[b]
         dropped = p if keep is None else p * keep[b] * p.dtype.type(factor)
         if grad_v is not None:
             xp.matmul(xp.swapaxes(dropped, -1, -2), grad_out[b], out=grad_v[b])
         if grad_q is None and grad_k is None and grad_scores is None:
-            continue
+            return
         d = xp.matmul(grad_out[b], xp.swapaxes(v[b], -1, -2))  # d loss / d Pd, then / d P, then / d scores
         if grad_weights is not None:
             d += grad_weights[b]
@@ -181,6 +212,8 @@ def _backward_arrays(ops: _Operands, grad_out, grad_weights, probs, keep, factor
         if grad_k is not None:
             xp.matmul(xp.swapaxes(d, -1, -2), q[b], out=grad_k[b])
             grad_k[b] *= grad_k.dtype.type(scale)
+
+    parallel.run(block_backward, len(blocks), probs)
     return grads
 
 
@@ -226,7 +259,7 @@ class ScaledDotProductAttention(Function):
             return _backward_tensors(ctx, grad_out, grad_weights, q, k, v, mask,
                                      _probabilities(q, k, mask, ctx.causal, ctx.scale))
         ops = _Operands(q, k, v, None, False)
-        flat_grads = [None if g is None else _flat(ops.xp, g.array, ops.batch) for g in (grad_out, grad_weights)]
+        flat_grads = [None if g is None else _Stack(ops.xp, g.array, ops.batch) for g in (grad_out, grad_weights)]
         grads = _backward_arrays(ops, *flat_grads, probs.array.reshape((-1,) + probs.shape[-2:]), ctx.keep,
                                  ctx.factor, ctx.scale, needs[:4])
         return tuple(None if g is None else sum_to(Tensor(ops.unflat(g)), t.shape)

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from distgrad import parallel
 from distgrad.autograd.function import Function
 from distgrad.autograd.grad_mode import is_grad_enabled
 from distgrad.autograd.node import increment_version
@@ -59,17 +60,38 @@ def _column_sums(xp, rows):
     return xp.matmul(xp.ones((1, rows.shape[0]), rows.dtype), rows).reshape(-1)
 
 
-def _standardize_rows(x: Tensor, size: int, eps: float, center: bool):
-    """``_standardize`` on arrays for statistics over the last ``size`` elements: (xhat, rstd, mean, var) as
-    (R, size) and (R, 1) arrays."""
+def _affine(xhat, weight, bias):
+    """``xhat * weight + bias`` on arrays (either may be None), written over ``xhat`` when it is scaled."""
+    out = xhat if weight is None else xhat * weight
+    if bias is not None:
+        out += bias
+    return out
+
+
+def _normalize_rows(x: Tensor, size: int, eps: float, center: bool, weight, bias, out_dtype):
+    """The forward for statistics over the last ``size`` elements, in blocks of rows shared among threads
+    (``distgrad.parallel``): (out (R, size) in ``out_dtype``, rstd, mean, var (R, 1) each). ``weight`` and
+    ``bias``: flat arrays of ``size``, or None."""
     xp = x._xp
     rows = x.array.reshape(-1, size)
-    mean = _row_means(xp, rows) if center else xp.zeros((rows.shape[0], 1), rows.dtype)
-    xhat = rows - mean if center else rows.copy()
-    var = _row_means(xp, xhat * xhat)
-    rstd = 1 / xp.sqrt(var + xhat.dtype.type(eps))
-    xhat *= rstd
-    return xhat, rstd, mean, var
+    out = xp.empty(rows.shape, out_dtype)
+    mean, var, rstd = (xp.zeros((rows.shape[0], 1), rows.dtype) for _ in range(3))
+    blocks = parallel.row_blocks(rows.shape[0], size)
+
+    def normalize(i):  # writes rows b of out, mean, var and rstd only
+        b = blocks[i]
+        if center:
+            mean[b] = _row_means(xp, rows[b])
+            xhat = rows[b] - mean[b]
+        else:
+            xhat = rows[b].copy()
+        var[b] = _row_means(xp, xhat * xhat)
+        rstd[b] = 1 / xp.sqrt(var[b] + xhat.dtype.type(eps))
+        xhat *= rstd[b]
+        out[b] = _affine(xhat, weight, bias)
+
+    parallel.run(normalize, len(blocks), rows)
+    return out, rstd, mean, var
 
 
 class Normalize(Function):
@@ -91,19 +113,17 @@ class Normalize(Function):
         x = input if compute == input.dtype else Tensor(input.array.astype(compute))
         ctx.trailing = _trailing_size(x, stats_shape, weight, bias)
         if ctx.trailing is not None:  # rows of D elements: reductions as products; weight and bias flat
-            xhat, rstd, mean, var = _standardize_rows(x, ctx.trailing, eps, center)
+            out, rstd, mean, var = _normalize_rows(x, ctx.trailing, eps, center,
+                                                   *(None if t is None else t.array.reshape(-1) for t in (weight, bias)),
+                                                   input.dtype)
             mean, rstd, var = (Tensor(a.reshape(stats_shape)) for a in (mean, rstd, var))
-            affine = [None if t is None else t.array.reshape(-1) for t in (weight, bias)]
         else:
             xhat, rstd, mean, var = _standardize(x, stats_shape, eps, center)
-            xhat = xhat.array
-            affine = [None if t is None else t.array for t in (weight, bias)]
+            # xhat is a new array: it may be written over
+            out = _affine(xhat.array, *(None if t is None else t.array for t in (weight, bias)))
+            out = out.astype(input.dtype, copy=False)
         if running_stats is not None:
             _update_running_stats(*running_stats, mean.array, var.array, input.numel() // mean.numel())
-        out = xhat if affine[0] is None else xhat * affine[0]  # xhat is a new array: it may be written over
-        if affine[1] is not None:
-            out += affine[1]
-        out = out.astype(input.dtype, copy=False)
         ctx.save_for_backward(input, weight, mean, rstd)  # xhat is rebuilt in backward: less memory held
         return out.reshape(input.shape)
 
@@ -137,26 +157,41 @@ class Normalize(Function):
 
 
 def _backward_rows(ctx, grad, input, weight, mean, rstd) -> tuple:
-    """``Normalize.backward``'s formulas on (R, D) arrays, for statistics over the trailing D elements."""
+    """``Normalize.backward``'s formulas on (R, D) arrays, for statistics over the trailing D elements, in
+    blocks of rows shared among threads; the weight's and bias's gradients are summed within each block,
+    then over the blocks in order (the same sums whichever threads ran them)."""
     xp, size = input._xp, ctx.trailing
-    g = grad.array.reshape(-1, size)
-    rstd = rstd.array.reshape(-1, 1)
-    xhat = input.array.reshape(-1, size) - mean.array.reshape(-1, 1) if ctx.center else input.array.reshape(-1, size)
-    xhat = xhat * rstd
-    grad_input = grad_weight = grad_bias = None
-    if ctx.needs_input_grad[0]:
-        grad_xhat = g * weight.array.reshape(-1) if weight is not None else g.copy()
-        projection = _row_means(xp, grad_xhat * xhat)
-        if ctx.center:
-            grad_xhat -= _row_means(xp, grad_xhat)
-        grad_xhat -= xhat * projection
-        grad_xhat *= rstd
-        grad_input = Tensor(grad_xhat.reshape(input.shape))
-    if ctx.needs_input_grad[1]:
-        grad_weight = Tensor(_column_sums(xp, g * xhat).reshape(weight.shape))
-    if ctx.needs_input_grad[2]:
-        grad_bias = Tensor(_column_sums(xp, g).reshape(ctx.bias_shape))
-    return grad_input, grad_weight, grad_bias, None, None, None, None
+    needs = ctx.needs_input_grad
+    grads, rows = grad.array.reshape(-1, size), input.array.reshape(-1, size)
+    mean, rstd = mean.array.reshape(-1, 1), rstd.array.reshape(-1, 1)
+    w = None if weight is None else weight.array.reshape(-1)
+    blocks = parallel.row_blocks(rows.shape[0], size)
+    grad_input = xp.empty(grads.shape, grads.dtype if w is None else xp.result_type(grads, w)) if needs[0] else None
+    weight_parts, bias_parts = [None] * len(blocks), [None] * len(blocks)
+
+    def block_backward(i):  # writes rows b of grad_input and part i of the sums only
+        b = blocks[i]
+        g = grads[b]
+        xhat = rows[b] - mean[b] if ctx.center else rows[b]
+        xhat = xhat * rstd[b]
+        if needs[0]:
+            grad_xhat = g * w if w is not None else g.copy()
+            projection = _row_means(xp, grad_xhat * xhat)
+            if ctx.center:
+                grad_xhat -= _row_means(xp, grad_xhat)
+            grad_xhat -= xhat * projection
+            grad_xhat *= rstd[b]
+            grad_input[b] = grad_xhat
+        if needs[1]:
+            weight_parts[i] = _column_sums(xp, g * xhat)
+        if needs[2]:
+            bias_parts[i] = _column_sums(xp, g)
+
+    parallel.run(block_backward, len(blocks), grads)
+    grad_weight = Tensor(xp.stack(weight_parts).sum(axis=0).reshape(weight.shape)) if needs[1] else None
+    grad_bias = Tensor(xp.stack(bias_parts).sum(axis=0).reshape(ctx.bias_shape)) if needs[2] else None
+    return (None if grad_input is None else Tensor(grad_input.reshape(input.shape))), grad_weight, grad_bias, \
+        None, None, None, None
 
 
 def _on_kernel_path(input, weight, bias, stats_shape) -> bool:
