@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from distgrad.bench import cli, scale
+from distgrad.bench import cli, scale, zero
 
 pytest.importorskip("mpi4py")
 DATA = os.environ.get("DISTGRAD_DATA")
@@ -16,6 +16,8 @@ TINY = {
             "--warmup-steps", "1", "--bucket-caps", "0.005", "--repeats", "1"],
     "autograd": ["--w3-reps", "2", "--step-reps", "3", "--w2-reps", "2"],
     "mnist": ["--target", "0.5", "--eval-every", "10", "--max-epochs", "1"],
+    "zero": ["--zero-width", "64", "--zero-layers", "4", "--zero-batch", "8", "--zero-steps", "2",
+             "--zero-warmup", "1"],
     "model": ["--gpus", "8,64", "--networks", "ib100,eth25"],
 }
 
@@ -39,16 +41,17 @@ def everything(tmp_path_factory):
 
 def test_all_writes_json_markdown_and_small_plots(everything):
     out, results = everything
-    assert {"machine", "settings", "allreduce", "ddp", "autograd", "model"} <= set(results)
+    assert {"machine", "settings", "allreduce", "ddp", "autograd", "zero", "model"} <= set(results)
     machine = results["machine"]
     assert machine["cpu"] and machine["cpu_count"] >= 1 and machine["mpi"] and machine["python"]
     assert "distgrad_commit" in machine and "gpus" in machine
-    expected_plots = {"allreduce.png", "ddp_scaling.png", "ddp_breakdown.png", "model_efficiency.png"}
+    expected_plots = {"allreduce.png", "ddp_scaling.png", "ddp_breakdown.png", "zero.png", "model_efficiency.png"}
     assert expected_plots <= set(results["plots"])
     for plot in results["plots"]:
         assert 0 < (out / plot).stat().st_size < 200_000
     markdown = (out / "results.md").read_text()
-    for heading in ("## All-reduce", "## Data-parallel training steps", "## Framework overhead", "## Model of scale"):
+    for heading in ("## All-reduce", "## Data-parallel training steps", "## Framework overhead", "## ZeRO",
+                    "## Model of scale"):
         assert heading in markdown
     assert "**NO**" not in markdown  # no all-reduce came back wrong
 
@@ -105,6 +108,24 @@ def test_model_validates_every_multi_rank_ddp_point_and_predicts_each_network(ev
     # workloads x networks x configurations x GPUs
     assert len(section["predictions"]) == 2 * len(networks) * len(scale.CONFIGURATIONS) * 2
     assert {a["name"] for a in section["anchors"]} == {"Horovod", "ChainerMN"}
+
+
+def test_zero_shards_the_optimizer_state_over_two_ranks(everything):
+    section = everything[1]["zero"]
+    configs, _ = zero.runnable_configs(zero.CONFIGS)
+    rows = {(r["world_size"], r["config"]): r for r in section["rows"]}
+    assert set(rows) == {(world, config) for world in (1, 2) for config in configs}
+    param_bytes = 4 * section["settings"]["parameters"]  # float32
+    for (world, config), r in rows.items():
+        assert r["param_bytes"] == param_bytes and r["grad_bytes"] > 0 and r["step_ms"] > 0
+        assert (r["bucket_bytes"] is None) == config.startswith("torch")
+        sharded = world == 2 and config not in ("ddp", "torch_ddp")
+        # Adam keeps two moments per parameter; ZeRO splits them by size, to within a bias vector
+        assert r["optimizer_state_bytes"] == pytest.approx(2 * param_bytes / (2 if sharded else 1), rel=0.03)
+        assert r["state_vs_plain_n1"] == pytest.approx(0.5 if sharded else 1.0, abs=0.015)
+        plain = rows[(world, zero.plain_config(config))]
+        assert r["step_vs_plain_ddp"] == pytest.approx(r["step_ms"] / plain["step_ms"])
+    assert rows[(2, "zero2")]["grad_bytes"] < rows[(2, "zero1")]["grad_bytes"]  # only its shard's gradients
 
 
 @pytest.mark.skipif(not HAVE_MNIST, reason="set DISTGRAD_DATA to a folder holding mnist/")

@@ -10,7 +10,7 @@ pytest.importorskip("mpi4py")
 from distributed_scripts import slurm_cluster  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--skip", "mnist,autograd", "--max-bytes", "256", "--step-factor", "8", "--iters", "2", "--models", "mlp",
+TINY = ["--skip", "mnist,autograd,zero", "--max-bytes", "256", "--step-factor", "8", "--iters", "2", "--models", "mlp",
         "--batch", "mlp=8", "--steps", "2", "--warmup-steps", "1", "--bucket-caps", "1", "--repeats", "1",
         "--gpus", "8"]
 

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from distgrad.bench import autograd_overhead, ddp, frameworks, ranks, workloads
+from distgrad.bench import autograd_overhead, ddp, frameworks, ranks, workloads, zero
 from distgrad.bench.progress import Progress
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +38,16 @@ def test_repeated_runs_report_the_median_run_whole():
             {"step_ms": 7.0, "forward_ms": 1.0}]
     assert ddp.median_run(runs) == {"step_ms": 7.0, "forward_ms": 1.0, "repeats_step_ms": [9.0, 5.0, 7.0]}
     assert ddp.median_run(runs[:2])["step_ms"] == 5.0  # an even count takes the faster middle run
+
+
+def test_zero_ratios_are_against_its_own_frameworks_plain_adam_on_the_fewest_ranks():
+    def row(world, config, state, ms):
+        return {"world_size": world, "config": config, "optimizer_state_bytes": state, "step_ms": ms}
+    rows = zero.add_ratios([row(1, "ddp", 800, 10.0), row(2, "ddp", 800, 20.0), row(2, "zero1", 400, 15.0),
+                            row(2, "torch_zero1", 400, 12.0)])
+    assert [(r["state_vs_plain_n1"], r["step_vs_plain_ddp"]) for r in rows] == [(1.0, 1.0), (1.0, 1.0),
+                                                                                (0.5, 0.75), (None, None)]
+    assert zero.layer_sizes(2048, 6) == [2048] * 7 + [10]  # W9: 25,198,602 parameters
 
 
 def test_the_bare_array_step_trains_exactly_like_distgrad():

@@ -6,6 +6,7 @@
     distgrad-bench ddp --ranks 1,2,4 --models synthetic --params 25M
     distgrad-bench autograd
     distgrad-bench mnist --ranks 1,2 --target 0.97
+    distgrad-bench zero --ranks 1,2,3                # W9: ZeRO's optimizer-state bytes per rank, step times
     distgrad-bench model --from results/2026-11-30T12-00-00 --networks ib200,eth100
     distgrad-bench model --params 25.6M --compute-ms 100    # a model and network you describe
     distgrad-bench summary sweep/nodes-*  --out sweep      # one table and plot across results folders
@@ -24,7 +25,7 @@ import sys
 from distgrad.bench.metrics import parse_bytes, parse_count
 from distgrad.bench.threads import default_threads_per_rank
 
-ORDER = ("allreduce", "ddp", "autograd", "mnist", "model")
+ORDER = ("allreduce", "ddp", "autograd", "mnist", "zero", "model")
 
 
 def _int_list(text: str) -> list[int]:
@@ -125,6 +126,20 @@ def _mnist_options(p) -> None:
     g.add_argument("--data-dir", help="folder holding mnist/ (default $DISTGRAD_DATA, then ~/.cache/distgrad)")
 
 
+def _zero_options(p) -> None:
+    from distgrad.bench import zero
+    g = p.add_argument_group("zero")
+    g.add_argument("--zero-configs", type=_names(zero.CONFIGS), default=list(zero.CONFIGS),
+                   help="configurations (default all; PyTorch's are left out where it is not installed)")
+    g.add_argument("--zero-width", type=int, default=zero.W9["width"], help="the MLP's inputs and hidden width "
+                   f"(default {zero.W9['width']}, W9)")
+    g.add_argument("--zero-layers", type=int, default=zero.W9["layers"],
+                   help=f"hidden width x width layers (default {zero.W9['layers']}, W9: 25.2M parameters)")
+    g.add_argument("--zero-batch", type=int, default=zero.W9["batch"], help="per rank (default 32)")
+    g.add_argument("--zero-steps", type=int, default=5, help="timed steps per configuration (default 5)")
+    g.add_argument("--zero-warmup", type=int, default=2)
+
+
 def _model_options(p) -> None:
     from distgrad.bench.costmodel import PRESETS
     from distgrad.bench.scale import GPU_COUNTS
@@ -144,11 +159,12 @@ def _model_options(p) -> None:
 
 
 OPTIONS = {"allreduce": _allreduce_options, "ddp": _ddp_options, "autograd": _autograd_options,
-           "mnist": _mnist_options, "model": _model_options}
+           "mnist": _mnist_options, "zero": _zero_options, "model": _model_options}
 HELP = {"allreduce": "all-reduce time, algbw and busbw from 4 B to 256 MiB, every result checked",
         "ddp": "DDP strong and weak scaling, time split, overlap, bucket sizes",
         "autograd": "engine overhead per op (W3) and per training step beside bare arrays",
         "mnist": "time to a target test accuracy on 1..N ranks",
+        "zero": "W9: optimizer-state bytes per rank and step time of ZeRO-1/2 against DDP (and PyTorch's)",
         "model": "alpha-beta model: validated here, compared with published runs, predicted to 1024 GPUs",
         "all": "every subcommand above, into one results folder"}
 

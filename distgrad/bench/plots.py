@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-from distgrad.bench import ddp
+from distgrad.bench import ddp, zero
 from distgrad.bench.metrics import format_bytes
 
 __all__ = ["write_all", "available", "pyplot", "save"]
@@ -154,7 +154,31 @@ def mnist_plot(section: dict, out: str) -> str:
     return save(fig, out, "mnist.png")
 
 
-PLOTS = {"allreduce": allreduce_plot, "ddp": (scaling_plot, breakdown_plot), "model": model_plot, "mnist": mnist_plot}
+def zero_plot(section: dict, out: str) -> str:
+    """Optimizer-state bytes per rank and step time against ranks, one line per configuration."""
+    plt = pyplot()
+    fig, (state, step) = plt.subplots(1, 2, figsize=(10, 3.8))
+    lines = {}
+    for r in section["rows"]:
+        lines.setdefault(r["config"], []).append(r)
+    for config, rows in lines.items():
+        ranks, style = [r["world_size"] for r in rows], "--" if config.startswith("torch") else "-"
+        state.plot(ranks, [r["optimizer_state_bytes"] / 2**20 for r in rows], ls=style, marker="o",
+                   label=zero.LABELS[config])
+        step.plot(ranks, [r["step_ms"] for r in rows], ls=style, marker="o", label=zero.LABELS[config])
+    state.set(xlabel="ranks", ylabel="optimizer state per rank (MiB)", title="optimizer state (largest rank)",
+              ylim=(0, None))
+    step.set(xlabel="ranks", ylabel="step (ms)", title="step time (slowest rank)", ylim=(0, None))
+    for ax in (state, step):
+        ax.set_xticks(sorted({r["world_size"] for r in section["rows"]}))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"ZeRO (W9): {section['settings']['model']}", fontsize=9)
+    return save(fig, out, "zero.png")
+
+
+PLOTS = {"allreduce": allreduce_plot, "ddp": (scaling_plot, breakdown_plot), "model": model_plot, "mnist": mnist_plot,
+         "zero": zero_plot}
 
 
 def available() -> bool:

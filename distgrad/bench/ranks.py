@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,26 @@ def rank_device(device: str) -> str:
     import distgrad.distributed as dist
     from distgrad import backend
     return f"cuda:{dist.get_local_rank() % backend.cuda_device_count()}"
+
+
+def join_torch_gloo() -> int:
+    """Joins PyTorch's gloo process group of the job's MPI ranks and returns this rank: rank 0 picks an
+    address and a free port and sends them to the others over MPI (no MASTER_ADDR needed). Called on a
+    rank; ``torch.distributed.destroy_process_group()`` leaves the group."""
+    import torch.distributed as tdist
+    from distgrad.distributed import mpi_env
+    comm = mpi_env.mpi().COMM_WORLD
+    host, port = comm.bcast((socket.gethostname(), _free_port()) if comm.Get_rank() == 0 else None)
+    address = "127.0.0.1" if host == socket.gethostname() else host  # one machine here; srun may spread ranks
+    tdist.init_process_group("gloo", init_method=f"tcp://{address}:{port}", rank=comm.Get_rank(),
+                             world_size=comm.Get_size())
+    return comm.Get_rank()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 class Reporter:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import statistics
 
-from distgrad.bench import ddp, scale
+from distgrad.bench import ddp, scale, zero
 from distgrad.bench.metrics import format_bytes
 
 __all__ = ["markdown", "table"]
@@ -149,6 +149,27 @@ def _mnist(section: dict) -> str:
                     table(["ranks", "reached", "accuracy", "steps", "epochs", "training seconds"], body)])
 
 
+def _zero(section: dict) -> str:
+    s = section["settings"]
+    text = [f"## ZeRO: optimizer-state memory (W9)\n\n{s['model']} ({s['parameters']:,} parameters), "
+            f"{s['optimizer']}, batch {s['per_rank_batch']} per rank, {s['threads_per_rank']} thread(s) per rank, on "
+            "the CPU. Bytes are the largest over the ranks: *optimizer state* (the local optimizer's state tensors), "
+            "*of N=1* (over plain Adam's state on the smallest world, its framework's DDP), *gradients* (what `p.grad` "
+            "holds after backward), *DDP buffers* (what distgrad's DDP keeps between steps: the buckets, and "
+            "ZeRO-2's gradient shards, which its `p.grad` views). *step*: the median of "
+            f"{s['steps']} steps of the slowest rank; *of DDP's*: over its framework's DDP + Adam at the same world "
+            "size. Bytes are exact and repeat; times depend on the machine's load.\n\n"]
+    for note in section.get("skipped", []):
+        text.append(f"- skipped: {note}\n")
+    body = [[r["world_size"], zero.LABELS[r["config"]], format_bytes(r["optimizer_state_bytes"]),
+             f"{r['state_vs_plain_n1']:.3f}" if r["state_vs_plain_n1"] is not None else None,
+             format_bytes(r["grad_bytes"]), None if r["bucket_bytes"] is None else format_bytes(r["bucket_bytes"]),
+             r["step_ms"], r["step_vs_plain_ddp"]] for r in section["rows"]]
+    text.append(table(["ranks", "configuration", "optimizer state per rank", "of N=1", "gradients", "DDP buffers",
+                       "step (ms)", "of DDP's"], body))
+    return "".join(text)
+
+
 def _model(section: dict) -> str:
     text = ["## Model of scale\n\n"]
     if not section["fits"]:
@@ -205,7 +226,8 @@ def _error_summary(rows: list[dict]) -> str:
     return f"\nOver {len(rows)} DDP points: " + "; ".join(parts) + ".\n"
 
 
-RENDERERS = {"allreduce": _allreduce, "ddp": _ddp, "autograd": _autograd, "mnist": _mnist, "model": _model}
+RENDERERS = {"allreduce": _allreduce, "ddp": _ddp, "autograd": _autograd, "mnist": _mnist, "zero": _zero,
+             "model": _model}
 
 
 def markdown(results: dict) -> str:

@@ -5,13 +5,13 @@ import json
 import os
 
 from distgrad import envvars
-from distgrad.bench import ddp, scale
+from distgrad.bench import ddp, scale, zero
 from distgrad.bench.allreduce import message_sizes
 from distgrad.bench.costmodel import PRESETS, Link, StepCompute
 from distgrad.bench.progress import Progress
 from distgrad.bench.ranks import run_task
 
-__all__ = ["SECTIONS", "run_allreduce", "run_ddp", "run_autograd", "run_mnist", "run_model"]
+__all__ = ["SECTIONS", "run_allreduce", "run_ddp", "run_autograd", "run_mnist", "run_zero", "run_model"]
 
 
 def _progress(args, total: int, description: str) -> Progress:
@@ -95,6 +95,13 @@ def run_mnist(args, results: dict) -> dict:
                                        "per_rank_batch": args.batch_size, "eval_every": args.eval_every}}
 
 
+def run_zero(args, results: dict) -> dict:
+    configs, _ = zero.runnable_configs(args.zero_configs)
+    with _progress(args, len(args.ranks) * len(configs), "zero") as bar:
+        return zero.measure(args.ranks, args.threads_per_rank, args.zero_configs, args.zero_width, args.zero_layers,
+                            args.zero_batch, args.zero_steps, args.zero_warmup, bar.advance)
+
+
 def _networks(args, fits: dict) -> dict:
     intra = PRESETS[args.intra]
     networks = {name: (intra, PRESETS[name]) for name in args.networks}
@@ -141,4 +148,4 @@ def _link_dict(link: Link) -> dict:
 
 
 SECTIONS = {"allreduce": run_allreduce, "ddp": run_ddp, "autograd": run_autograd, "mnist": run_mnist,
-            "model": run_model}
+            "zero": run_zero, "model": run_model}

@@ -10,12 +10,11 @@ fresh processes (the world sizes taking turns) and the medians are quoted.
 """
 from __future__ import annotations
 
-import socket
 import statistics
 
 from distgrad.bench import frameworks
 from distgrad.bench.metrics import scaling_efficiency
-from distgrad.bench.ranks import run_task
+from distgrad.bench.ranks import join_torch_gloo, run_task
 from distgrad.bench.timing import no_sync, seconds_per_call
 from distgrad.bench.workloads import BATCH, build_model, sgd, synthetic_batch, train_step
 
@@ -46,19 +45,8 @@ def _join(fw, model):
         dist.init_process_group("mpi")  # left by the worker's exit (distgrad.bench.worker)
         return dist.get_rank(), dist.barrier, no_sync, dist.DistributedDataParallel(model)
     import torch.distributed as tdist
-    from distgrad.distributed import mpi_env
-    comm = mpi_env.mpi().COMM_WORLD
-    host, port = comm.bcast((socket.gethostname(), _free_port()) if comm.Get_rank() == 0 else None)
-    address = "127.0.0.1" if host == socket.gethostname() else host  # W5 is one machine; srun may spread ranks
-    tdist.init_process_group("gloo", init_method=f"tcp://{address}:{port}", rank=comm.Get_rank(),
-                             world_size=comm.Get_size())
-    return comm.Get_rank(), tdist.barrier, tdist.destroy_process_group, fw.nn.parallel.DistributedDataParallel(model)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
+    rank = join_torch_gloo()
+    return rank, tdist.barrier, tdist.destroy_process_group, fw.nn.parallel.DistributedDataParallel(model)
 
 
 def measure(framework: str, steps: int, warmup: int, repeats: int) -> dict:

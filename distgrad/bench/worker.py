@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 import sys
 
-from distgrad.bench import allreduce, autograd_overhead, ddp, mnist, throughput
+from distgrad.bench import allreduce, autograd_overhead, ddp, mnist, throughput, zero
 from distgrad.bench.ranks import Reporter
 
 TASKS = {"allreduce": allreduce.worker, "ddp": ddp.worker, "autograd": autograd_overhead.worker,
-         "mnist": mnist.worker, "w5": throughput.worker}
+         "mnist": mnist.worker, "w5": throughput.worker, "zero": zero.worker}
 
 
 def is_rank_zero() -> bool:
