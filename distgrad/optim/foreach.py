@@ -103,7 +103,7 @@ def _flat_state(state, bucket: list, cache: dict, kept: dict):
     if cached is not None and _still_viewed(state, bucket, *cached):
         kept[key] = cached
         return cached
-    first = state[bucket[0]]
+    first = [state[p] for p in bucket][0]  # every parameter gets its (maybe empty) entry, as per parameter
     flat = {}
     for name, value in first.items():
         if isinstance(value, Tensor):
