@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from distgrad import backend
+from distgrad.optim.foreach import check_flags
 from distgrad.optim.optimizer import Optimizer, check_adam_hyperparameters, effective_grad, start_state
 
 
@@ -13,16 +14,21 @@ class Adam(Optimizer):
     maximum of itself under ``amsgrad``. ``weight_decay`` adds ``weight_decay * p`` to the gradient, or,
     with ``decoupled_weight_decay=True`` (AdamW), shrinks ``p`` by ``lr * weight_decay`` first.
     ``master_weights=True`` (distgrad's) keeps float32 copies of bfloat16/float16 parameters and updates
-    those (``optim/optimizer.py``).
+    those (``optim/optimizer.py``). ``foreach``/``fused``: as in ``SGD`` (one flat update per dtype and
+    device; ``optim/foreach.py``). ``capturable`` and ``differentiable`` are absent.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False, master_weights: bool = False):
+                 weight_decay: float = 0, amsgrad: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, fused: bool | None = None, decoupled_weight_decay: bool = False,
+                 master_weights: bool = False):
         check_adam_hyperparameters(lr, eps, betas, weight_decay)
+        check_flags(foreach, fused)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay,
-                                      master_weights=master_weights))
+                                      maximize=maximize, foreach=foreach, fused=fused,
+                                      decoupled_weight_decay=decoupled_weight_decay, master_weights=master_weights))
+
+    _supports_foreach = True
 
     def _update(self, param, grad, state, group):
         xp = backend.array_module(param)
@@ -65,6 +71,6 @@ class AdamW(Adam):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 master_weights: bool = False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True, master_weights=master_weights)
+                 foreach: bool | None = None, fused: bool | None = None, master_weights: bool = False):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         fused=fused, decoupled_weight_decay=True, master_weights=master_weights)

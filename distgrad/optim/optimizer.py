@@ -24,6 +24,7 @@ from distgrad import backend, dtypes
 from distgrad.autograd.grad_mode import enable_grad
 from distgrad.autograd.hooks import add_hook
 from distgrad.autograd.node import increment_version
+from distgrad.optim import foreach
 from distgrad.tensor import Tensor
 
 
@@ -160,16 +161,44 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         self._opt_called = True  # read by the lr schedulers to warn when they step first
+        kept: dict = {}
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.array.dtype in dtypes.LOW_PRECISION:
-                    self._update_in_float32(p, group)
-                else:
-                    self._update(p.array, p.grad.array, self.state[p], group)
+            mode = self._foreach_mode(group)
+            if mode is None:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self._update_one(p, group)
+                        increment_version(p)
+                continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if group.get("fused"):
+                for p in params:
+                    foreach.check_fused(p)
+            foreach.step_group(self, group, params, mode == "always", self._foreach_cache, kept)
+            for p in params:
                 increment_version(p)
+        self._foreach_cache = kept
         return loss
+
+    _supports_foreach = False  # SGD, Adam, AdamW: their ``_update`` is elementwise and takes flat arrays
+    _foreach_cache: dict = {}  # the flat state of the last step's buckets (optim/foreach.py)
+
+    def _foreach_mode(self, group: dict):
+        """PyTorch's choice between the loops: "always" (``foreach`` or ``fused`` True), "auto" (both None:
+        where it costs no copy) or None (per parameter)."""
+        if not self._supports_foreach:
+            return None
+        foreach, fused = group.get("foreach"), group.get("fused")
+        if foreach or fused:
+            return "always"
+        return "auto" if foreach is None and fused is None else None
+
+    def _update_one(self, p: Tensor, group: dict) -> None:
+        """The per-parameter update of ``p`` (float32 arithmetic for a 16-bit parameter)."""
+        if p.array.dtype in dtypes.LOW_PRECISION:
+            self._update_in_float32(p, group)
+        else:
+            self._update(p.array, p.grad.array, self.state[p], group)
 
     def _update_in_float32(self, p: Tensor, group: dict) -> None:
         """``_update`` of a 16-bit parameter on float32 arrays: its float32 master copy (with the group's

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from distgrad import backend
+from distgrad.optim.foreach import check_flags
 from distgrad.optim.optimizer import Optimizer, check_non_negative, effective_grad
 from distgrad.tensor import Tensor
 
@@ -10,19 +11,29 @@ class SGD(Optimizer):
     """PyTorch's SGD: ``g = grad + weight_decay * p``; ``b = momentum * b + (1 - dampening) * g``
     (``b = g`` on the first step); ``p -= lr * (g + momentum * b if nesterov else b)``.
 
-    ``maximize=True`` ascends. PyTorch's ``foreach``/``fused``/``differentiable`` switches are absent:
-    distgrad always updates each parameter's array in place. ``master_weights=True`` (distgrad's) keeps
-    float32 copies of bfloat16/float16 parameters and updates those (``optim/optimizer.py``).
+    ``maximize=True`` ascends. ``master_weights=True`` (distgrad's) keeps float32 copies of bfloat16/float16
+    parameters and updates those (``optim/optimizer.py``).
+
+    ``foreach``/``fused`` as PyTorch's: True updates all parameters of a dtype and device in a few array
+    operations over one flat buffer (``optim/foreach.py``; ``fused`` is the same path, refused for
+    parameters not floating point on the CPU or a GPU); False, one parameter at a time; both None (the
+    default) picks the flat path on a GPU (as PyTorch) and, unlike PyTorch, over parameters flattened by
+    ``nn.utils.flatten_parameters`` (no copy needed there). bfloat16/float16 parameters are always
+    updated one at a time. ``differentiable`` is absent.
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False,
-                 master_weights: bool = False):
+                 foreach: bool | None = None, fused: bool | None = None, master_weights: bool = False):
         check_non_negative(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        check_flags(foreach, fused)
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                                      nesterov=nesterov, maximize=maximize, master_weights=master_weights))
+                                      nesterov=nesterov, maximize=maximize, foreach=foreach, fused=fused,
+                                      master_weights=master_weights))
+
+    _supports_foreach = True
 
     def _update(self, param, grad, state, group):
         lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
