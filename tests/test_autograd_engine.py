@@ -319,3 +319,29 @@ def test_leaf_that_receives_no_gradient_keeps_grad_none():
     a, b = leaf(1.0), leaf(2.0)
     FirstOnly.apply(a, b).backward()
     assert a.grad.item() == 1.0 and b.grad is None
+
+
+class _HalvesInFloat64(Function):
+    """A user's Function whose backward answers in float64 for a float32 input."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.array / 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return dg.tensor(np.full(grad.shape, 0.5), dtype=dg.float64)
+
+
+def test_a_user_function_gradient_is_cast_to_its_input_dtype_as_in_pytorch():
+    x = dg.ones(3, requires_grad=True)
+    _HalvesInFloat64.apply(x).sum().backward()
+    assert x.grad.dtype == dg.float32
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(3, 0.5, np.float32))
+
+
+def test_promoted_operands_get_gradients_in_their_own_dtypes():
+    a = dg.ones(2, dtype=dg.float16, requires_grad=True)
+    b = dg.ones(2, dtype=dg.float32, requires_grad=True)
+    (a * b).sum().backward()
+    assert (a.grad.dtype, b.grad.dtype) == (dg.float16, dg.float32)

@@ -15,7 +15,7 @@ from distgrad.autograd import anomaly_mode
 from distgrad.autograd.grad_mode import state as _grad_state
 from distgrad.autograd.node import Node, as_array, grad_accumulator
 from distgrad.autograd.tracing import state as _tracing
-from distgrad.dtypes import FLOATING
+from distgrad.dtypes import FLOATING, LOW_PRECISION
 from distgrad.tensor import Tensor
 
 _sequence = itertools.count()
@@ -28,6 +28,19 @@ FREED_GRAPH_MESSAGE = (
 )
 
 
+class _NeedsInputGrad:
+    """``ctx.needs_input_grad``: per input, whether it needs a gradient. Worked out from the edges on
+    first use and then kept in the instance (a non-data descriptor), so recording an op whose backward
+    never asks does not pay for it."""
+
+    def __get__(self, ctx, owner=None):
+        if ctx is None:
+            return self
+        needs = tuple([edge is not None for edge in ctx.next_functions])
+        ctx.__dict__["needs_input_grad"] = needs
+        return needs
+
+
 class Function(Node):
     """Subclass with static ``forward(ctx, *args)`` and ``backward(ctx, *grads)``; call ``apply``.
 
@@ -37,10 +50,18 @@ class Function(Node):
     """
 
     is_view = False  # True for ops whose output shares memory with their first input
+    needs_input_grad = _NeedsInputGrad()
     _output_meta = None  # (shape, dtype, xp) per output, kept for ops with several outputs
     # True when backward is plain arithmetic on its gradients (valid for arrays as for Tensors): a
     # first-order backward then runs it on the arrays, with no Tensor per intermediate result.
     arithmetic_backward = False
+    # distgrad's own ops return float32/float64 gradients in their inputs' dtype, so backward skips the
+    # conversion for them (W3: ~0.3 us a node); a user's Function gets PyTorch's cast to the input dtype.
+    _own_op = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._own_op = cls.__module__.startswith("distgrad.")
 
     @property
     def name(self) -> str:
@@ -98,7 +119,14 @@ class Function(Node):
         ctx = cls.__new__(cls)
         ctx._saved = ()
         grad_on = _grad_state.enabled
-        edges = ctx._note_inputs(args) if grad_on else None
+        if grad_on:
+            edges = tuple([(a.grad_fn or grad_accumulator(a), a.output_nr) if isinstance(a, Tensor) and a.requires_grad
+                           else None for a in args])
+            ctx.next_functions = edges
+            if edges.count(None) == len(edges):
+                edges = None
+        else:
+            edges = None
         _grad_state.enabled = False
         try:
             out = cls.forward(ctx, *args, **kwargs)
@@ -112,15 +140,20 @@ class Function(Node):
             out = Tensor(out) if out.__class__ is _np.ndarray else _as_output(out, args)
             if cls.is_view:
                 out._version = args[0]._version
-            if edges is not None and out.array.dtype in FLOATING and "_non_differentiable" not in ctx.__dict__:
-                out.requires_grad = True
-                out.grad_fn = ctx
-                ctx._attach(edges, (out,))
+            if edges is not None:
+                dtype = out.array.dtype
+                if dtype in FLOATING and "_non_differentiable" not in ctx.__dict__:
+                    out.requires_grad = True
+                    out.grad_fn = ctx
+                    ctx._input_dtypes = _dtypes_if_promoted(edges, args, dtype) if cls._own_op else \
+                        [None if e is None else a.array.dtype for e, a in zip(edges, args)]
+                    ctx._attach(edges, (out,))
             return out
         outs = tuple(_as_output(o, args) for o in out)
         if cls.is_view:
             outs[0]._version = args[0]._version
         if edges is not None:
+            ctx._input_dtypes = [None if e is None else a.array.dtype for e, a in zip(edges, args)]
             nondiff = ctx.__dict__.get("_non_differentiable", ())
             for nr, o in enumerate(outs):
                 if o.array.dtype in FLOATING and id(o) not in nondiff:
@@ -131,18 +164,6 @@ class Function(Node):
             ctx._output_meta = tuple((o.shape, o.dtype, o._xp) for o in outs)
             ctx._attach(edges, outs)
         return outs
-
-    def _note_inputs(self, args):
-        """The edges to the inputs' nodes (None for inputs needing no gradient), or None when no
-        input needs one; notes the inputs' dtypes, which backward's gradients are converted to."""
-        edges = tuple([(a.grad_fn or grad_accumulator(a), a.output_nr) if isinstance(a, Tensor) and a.requires_grad
-                       else None for a in args])
-        self.next_functions = edges
-        self.needs_input_grad = tuple([edge is not None for edge in edges])
-        if True not in self.needs_input_grad:
-            return None
-        self._input_dtypes = [None if e is None else a.array.dtype for e, a in zip(edges, args)]
-        return edges
 
     def _attach(self, edges, outs) -> None:
         """Makes this ctx a node of the tape: a sequence number, edges to the inputs' nodes, and
@@ -200,7 +221,20 @@ class Function(Node):
                     f"function {self.name} returned an incorrect number of gradients "
                     f"(expected {len(self.next_functions)}, got {len(result)})"
                 )
-        return _in_input_dtypes(result, self._input_dtypes)
+        return result if self._input_dtypes is None else _in_input_dtypes(result, self._input_dtypes)
+
+
+def _dtypes_if_promoted(edges: tuple, args: tuple, out_dtype) -> list | None:
+    """The inputs' dtypes (None where no gradient is needed), for backward to convert its gradients to;
+    None when every input has the output's dtype, float32 or float64: the gradients come back in it.
+    (16-bit outputs keep the list: their backwards may compute, and return, float32.)"""
+    if out_dtype not in LOW_PRECISION:
+        for edge, a in zip(edges, args):
+            if edge is not None and a.array.dtype != out_dtype:
+                break
+        else:
+            return None
+    return [None if e is None else a.array.dtype for e, a in zip(edges, args)]
 
 
 def _in_input_dtypes(grads: tuple, dtypes: list) -> tuple:
