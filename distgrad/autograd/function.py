@@ -145,15 +145,15 @@ class Function(Node):
                 if dtype in FLOATING and "_non_differentiable" not in ctx.__dict__:
                     out.requires_grad = True
                     out.grad_fn = ctx
-                    ctx._input_dtypes = _dtypes_if_promoted(edges, args, dtype) if cls._own_op else \
-                        [None if e is None else a.array.dtype for e, a in zip(edges, args)]
+                    ctx._input_dtypes = (_dtypes_if_promoted(edges, args, dtype) if cls._own_op
+                                         else _dtypes_of_inputs(edges, args))
                     ctx._attach(edges, (out,))
             return out
         outs = tuple(_as_output(o, args) for o in out)
         if cls.is_view:
             outs[0]._version = args[0]._version
         if edges is not None:
-            ctx._input_dtypes = [None if e is None else a.array.dtype for e, a in zip(edges, args)]
+            ctx._input_dtypes = _dtypes_of_inputs(edges, args)
             nondiff = ctx.__dict__.get("_non_differentiable", ())
             for nr, o in enumerate(outs):
                 if o.array.dtype in FLOATING and id(o) not in nondiff:
@@ -224,17 +224,22 @@ class Function(Node):
         return result if self._input_dtypes is None else _in_input_dtypes(result, self._input_dtypes)
 
 
+def _dtypes_of_inputs(edges: tuple, args: tuple) -> list:
+    """Each input's dtype (None where it needs no gradient): what backward converts its gradients to."""
+    return [None if e is None else a.array.dtype for e, a in zip(edges, args)]
+
+
 def _dtypes_if_promoted(edges: tuple, args: tuple, out_dtype) -> list | None:
-    """The inputs' dtypes (None where no gradient is needed), for backward to convert its gradients to;
-    None when every input has the output's dtype, float32 or float64: the gradients come back in it.
-    (16-bit outputs keep the list: their backwards may compute, and return, float32.)"""
+    """``_dtypes_of_inputs``, or None when every input has the output's dtype, float32 or float64: the
+    gradients of distgrad's own ops come back in it. (16-bit outputs keep the list: their backwards may
+    compute, and return, float32.)"""
     if out_dtype not in LOW_PRECISION:
         for edge, a in zip(edges, args):
             if edge is not None and a.array.dtype != out_dtype:
                 break
         else:
             return None
-    return [None if e is None else a.array.dtype for e, a in zip(edges, args)]
+    return _dtypes_of_inputs(edges, args)
 
 
 def _in_input_dtypes(grads: tuple, dtypes: list) -> tuple:
